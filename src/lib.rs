@@ -1,0 +1,7 @@
+//! claimd: turns claims pushed to a GitOps repository into the files Argo CD deploys from.
+//!
+//! Pure core: [`claims`], [`values`], [`render`]. Adapters: [`charts`] (and later git,
+//! kube, gitea). The binary (`main.rs`, [`cli`]) is glue.
+
+pub mod values;
+pub mod yaml;
