@@ -5,3 +5,6 @@
 
 pub mod values;
 pub mod yaml;
+pub mod claims;
+pub mod render;
+pub mod charts;

@@ -9,6 +9,7 @@
 //!   backup.s3Bucket:                       # long form
 //!     to: [backup.destinationPath]
 //!     set: {backup.enabled: true}
+//!   resources: {to: resources, replace: true}   # the claim's map replaces the chart's
 //! ```
 
 use super::path::Path;
@@ -30,6 +31,9 @@ pub struct FieldMapping {
     pub to: Vec<Path>,
     /// Constants set whenever the claim field is present.
     pub set: Vec<(Path, Json)>,
+    /// The claim's map replaces the chart's map at `to` instead of merging into it
+    /// (chart keys the claim does not have are written as `null`).
+    pub replace: bool,
 }
 
 /// A problem in a mapping file.
@@ -100,13 +104,41 @@ impl Mapping {
                 continue;
             };
             for to in &f.to {
-                to.set(&mut out, base, value.clone());
+                let value = match (f.replace, to.get(base)) {
+                    (true, Some(chart_value)) => replacing(chart_value, value),
+                    _ => value.clone(),
+                };
+                to.set(&mut out, base, value);
             }
             for (to, constant) in &f.set {
                 to.set(&mut out, base, constant.clone());
             }
         }
         Ok(out)
+    }
+}
+
+/// `value` plus `null` for every key of `chart_value` it lacks, so that a Helm merge
+/// of `value` over `chart_value` gives exactly `value`.
+fn replacing(chart_value: &Json, value: &Json) -> Json {
+    match (chart_value, value) {
+        (Json::Object(c), Json::Object(v)) => {
+            let mut out = Map::new();
+            for (k, vv) in v {
+                let nv = match c.get(k) {
+                    Some(cv) => replacing(cv, vv),
+                    None => vv.clone(),
+                };
+                out.insert(k.clone(), nv);
+            }
+            for k in c.keys() {
+                if !v.contains_key(k) {
+                    out.insert(k.clone(), Json::Null);
+                }
+            }
+            Json::Object(out)
+        }
+        _ => value.clone(),
     }
 }
 
@@ -117,12 +149,14 @@ fn field(from: &str, pos: Pos, target: &Node) -> Result<FieldMapping, MappingErr
             from,
             to: vec![path_at(to, target.pos)?],
             set: Vec::new(),
+            replace: false,
         }),
         NodeValue::Map(entries) => {
             let mut out = FieldMapping {
                 from,
                 to: Vec::new(),
                 set: Vec::new(),
+                replace: false,
             };
             for (k, v) in entries {
                 match (k.name.as_str(), &v.value) {
@@ -140,13 +174,17 @@ fn field(from: &str, pos: Pos, target: &Node) -> Result<FieldMapping, MappingErr
                             out.set.push((path_at(&ck.name, ck.pos)?, cv.to_json()));
                         }
                     }
-                    ("to" | "set", _) => {
-                        return Err(err(v.pos, "`to` is a path or list of paths; `set` is a map"))
+                    ("replace", NodeValue::Bool(b)) => out.replace = *b,
+                    ("to" | "set" | "replace", _) => {
+                        return Err(err(
+                            v.pos,
+                            "`to` is a path or list of paths; `set` is a map; `replace` is true or false",
+                        ))
                     }
                     (other, _) => {
                         return Err(err(
                             k.pos,
-                            format!("unknown key `{other}` (expected to, set)"),
+                            format!("unknown key `{other}` (expected to, set, replace)"),
                         ))
                     }
                 }
@@ -202,6 +240,18 @@ mod tests {
         assert_eq!(
             Json::Object(got),
             json!({"replicaCount": 3, "resources": {"requests": {"cpu": "1"}}, "ingress": {"hosts": [{"host": "a.b", "paths": ["/"]}]}, "backup": {"destinationPath": "s3://b", "enabled": true}})
+        );
+    }
+
+    #[test]
+    fn replace_drops_chart_keys_the_claim_lacks() {
+        let m = mapping("fields:\n  resources: {to: resources, replace: true}\n").expect("valid");
+        let base = json!({"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}});
+        let claim = json!({"resources": {"requests": {"cpu": "2"}}});
+        let got = m.apply(&claim, &base).expect("mapped");
+        assert_eq!(
+            Json::Object(got),
+            json!({"resources": {"requests": {"cpu": "2", "memory": null}, "limits": null}})
         );
     }
 

@@ -147,9 +147,9 @@ mod tests {
             env_values: BTreeMap::from([("qa".to_string(), obj(json!({"replicaCount": 2})))]),
             mapping: Mapping {
                 fields: vec![
-                    FieldMapping { from: Path::parse("replicas").unwrap(), to: vec![Path::parse("replicaCount").unwrap()], set: vec![] },
-                    FieldMapping { from: Path::parse("ingress.host").unwrap(), to: vec![Path::parse("ingress.hosts[0].host").unwrap()], set: vec![(Path::parse("ingress.enabled").unwrap(), json!(true))] },
-                    FieldMapping { from: Path::parse("resources").unwrap(), to: vec![Path::parse("resources").unwrap()], set: vec![] },
+                    FieldMapping { from: Path::parse("replicas").unwrap(), to: vec![Path::parse("replicaCount").unwrap()], set: vec![], replace: false },
+                    FieldMapping { from: Path::parse("ingress.host").unwrap(), to: vec![Path::parse("ingress.hosts[0].host").unwrap()], set: vec![(Path::parse("ingress.enabled").unwrap(), json!(true))], replace: false },
+                    FieldMapping { from: Path::parse("resources").unwrap(), to: vec![Path::parse("resources").unwrap()], set: vec![], replace: false },
                 ],
             },
         }

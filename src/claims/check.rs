@@ -1,0 +1,164 @@
+//! Checks across claims and files: duplicates, undeclared environments, references.
+
+use super::names::environment_namespace;
+use super::reader::Ctx;
+use super::*;
+use std::collections::BTreeMap;
+
+pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    let mut report = |file: &str, pos: Pos, msg: String| {
+        let mut ctx = Ctx::new(file);
+        ctx.error(pos, msg);
+        diags.extend(ctx.diags);
+    };
+
+    // The same claim twice.
+    let mut seen: BTreeMap<(&str, &str), &Claim> = BTreeMap::new();
+    for c in claims {
+        if let Some(first) = seen.insert((c.kind(), &c.name.value), c) {
+            report(
+                &c.source,
+                c.name.pos,
+                format!(
+                    "{} `{}` is already defined at {}:{}; claim names must be unique per kind",
+                    c.kind(),
+                    c.name.value,
+                    first.source,
+                    first.name.pos
+                ),
+            );
+        }
+    }
+
+    // BootstrapClaims: one per clusterType, and they must agree on the GitOps repository.
+    let mut bootstraps: BTreeMap<&str, (&Claim, &Bootstrap)> = BTreeMap::new();
+    for c in claims {
+        let Spec::Bootstrap(b) = &c.spec else { continue };
+        if let Some((first, fb)) = bootstraps.get(b.cluster_type.value.as_str()) {
+            report(
+                &c.source,
+                b.cluster_type.pos,
+                format!(
+                    "clusterType `{}` already has a BootstrapClaim (`{}` at {}:{}); use one per clusterType",
+                    b.cluster_type.value, first.name.value, first.source, fb.cluster_type.pos
+                ),
+            );
+            continue;
+        }
+        if let Some((first, fb)) = bootstraps.values().next() {
+            if fb.gitops_repo_url() != b.gitops_repo_url() || fb.branch != b.branch {
+                report(
+                    &c.source,
+                    b.gitea_url.pos,
+                    format!(
+                        "BootstrapClaims disagree on the GitOps repository: {}@{} here, {}@{} in `{}` ({})",
+                        b.gitops_repo_url(),
+                        b.branch,
+                        fb.gitops_repo_url(),
+                        fb.branch,
+                        first.name.value,
+                        first.source
+                    ),
+                );
+            }
+        }
+        bootstraps.insert(&b.cluster_type.value, (c, b));
+    }
+
+    // Workloads: declared environments, unique names per environment.
+    let mut names: BTreeMap<(String, String, String), (&Claim, Pos)> = BTreeMap::new();
+    for c in claims {
+        let (env, ct, workloads) = match &c.spec {
+            Spec::Application(a) => (&a.environment, &a.cluster_type, &a.applications),
+            Spec::Platform(p) => (&p.environment, &p.cluster_type, &p.services),
+            _ => continue,
+        };
+        if let Some((bc, b)) = bootstraps.get(ct.value.as_str()) {
+            if !b.environments.iter().any(|e| e.value == env.value) {
+                let declared: Vec<&str> = b.environments.iter().map(|e| e.value.as_str()).collect();
+                report(
+                    &c.source,
+                    env.pos,
+                    format!(
+                        "environment `{}` is not declared for clusterType `{}` in BootstrapClaim `{}` ({}); declared: {}. Add it to spec.gitOps.environments there",
+                        env.value,
+                        ct.value,
+                        bc.name.value,
+                        bc.source,
+                        declared.join(", ")
+                    ),
+                );
+            }
+        }
+        for w in workloads {
+            let key = (ct.value.clone(), env.value.clone(), w.name.value.clone());
+            if let Some((first, pos)) = names.get(&key) {
+                report(
+                    &c.source,
+                    w.name.pos,
+                    format!(
+                        "`{}` is already defined in environment `{}/{}` at {}:{}; application and service names must be unique per environment",
+                        w.name.value, ct.value, env.value, first.source, pos
+                    ),
+                );
+            } else {
+                names.insert(key, (c, w.name.pos));
+            }
+        }
+    }
+
+    // Environments: their Project exists; namespaces are unique.
+    let projects: BTreeMap<&str, (&Claim, &Project)> = claims
+        .iter()
+        .filter_map(|c| match &c.spec {
+            Spec::Project(p) => Some((c.name.value.as_str(), (c, p))),
+            _ => None,
+        })
+        .collect();
+    let mut namespaces: BTreeMap<String, &Claim> = BTreeMap::new();
+    for c in claims {
+        let Spec::Environment(e) = &c.spec else { continue };
+        let Some((pc, p)) = projects.get(e.project_ref.value.as_str()) else {
+            let known: Vec<&str> = projects.keys().copied().collect();
+            report(
+                &c.source,
+                e.project_ref.pos,
+                format!(
+                    "Project `{}` is not defined in claims/ (known: {}); add the Project claim or fix spec.projectRef.name",
+                    e.project_ref.value,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ),
+            );
+            continue;
+        };
+        let team = environment_team(c, pc, p);
+        let Some(team) = team else {
+            report(
+                &c.source,
+                c.name.pos,
+                format!(
+                    "cannot tell the team of Environment `{}`: set the label catalyst.dev/team or the Project's metadata.namespace",
+                    c.name.value
+                ),
+            );
+            continue;
+        };
+        let ns = environment_namespace(&team, &pc.name.value, &c.name.value);
+        if let Some(first) = namespaces.insert(ns.clone(), c) {
+            report(
+                &c.source,
+                c.name.pos,
+                format!("namespace `{ns}` is also used by Environment `{}` ({})", first.name.value, first.source),
+            );
+        }
+    }
+    diags
+}
+
+/// The team of an environment: its `catalyst.dev/team` label, else its Project's namespace.
+pub fn environment_team(env: &Claim, _project_claim: &Claim, project: &Project) -> Option<String> {
+    env.label("catalyst.dev/team")
+        .map(str::to_string)
+        .or_else(|| project.team.as_ref().map(|t| t.value.clone()))
+}

@@ -1,0 +1,263 @@
+//! Claims: parse and validate the YAML documents under `claims/`, keeping positions so
+//! every problem is reported as `file:line:col: message`. Pure: takes file texts.
+//!
+//! Validation returns every diagnostic it finds, not just the first.
+
+mod check;
+mod diagnostic;
+mod kinds;
+pub mod names;
+mod reader;
+
+pub use diagnostic::{Diagnostic, Severity};
+pub use reader::Spanned;
+
+use crate::yaml::{self, Limits, Node, NodeValue, Pos};
+use serde_json::{Map, Value as Json};
+
+pub const PLATFORM_API: &str = "platform.infraforge.io/v1";
+pub const CATALYST_API: &str = "catalyst.catalyst.dev/v1alpha1";
+
+/// One claim document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// Path of the file it came from, relative to the repository root.
+    pub source: String,
+    /// Position of the document.
+    pub pos: Pos,
+    pub name: Spanned<String>,
+    pub namespace: Option<Spanned<String>>,
+    pub labels: Vec<(String, String)>,
+    pub spec: Spec,
+}
+
+impl Claim {
+    pub fn kind(&self) -> &'static str {
+        match self.spec {
+            Spec::Bootstrap(_) => "BootstrapClaim",
+            Spec::Application(_) => "ApplicationClaim",
+            Spec::Platform(_) => "PlatformApplicationClaim",
+            Spec::Project(_) => "Project",
+            Spec::Environment(_) => "Environment",
+        }
+    }
+
+    /// `claims/apps.yaml#ApplicationClaim/my-services`: who owns generated files.
+    pub fn id(&self) -> String {
+        format!("{}#{}/{}", self.source, self.kind(), self.name.value)
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    Bootstrap(Bootstrap),
+    Application(ApplicationClaim),
+    Platform(PlatformClaim),
+    Project(Project),
+    Environment(Environment),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bootstrap {
+    pub gitea_url: Spanned<String>,
+    pub organization: Spanned<String>,
+    pub charts_repository: Option<ChartsRepository>,
+    /// `voltran`: the GitOps repository.
+    pub gitops_repository: Spanned<String>,
+    pub charts_git_repository: Option<Spanned<String>>,
+    pub branch: String,
+    pub cluster_type: Spanned<String>,
+    pub environments: Vec<Spanned<String>>,
+}
+
+impl Bootstrap {
+    /// Clone URL of the GitOps repository on Gitea.
+    pub fn gitops_repo_url(&self) -> String {
+        format!(
+            "{}/{}/{}.git",
+            self.gitea_url.value.trim_end_matches('/'),
+            self.organization.value,
+            self.gitops_repository.value
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartsRepository {
+    pub url: Spanned<String>,
+    pub version: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApplicationClaim {
+    pub environment: Spanned<String>,
+    pub cluster_type: Spanned<String>,
+    pub namespace: Option<Spanned<String>>,
+    pub applications: Vec<Workload>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformClaim {
+    pub environment: Spanned<String>,
+    pub cluster_type: Spanned<String>,
+    pub namespace: Option<Spanned<String>>,
+    pub services: Vec<Workload>,
+}
+
+/// An application (ApplicationClaim) or a data service (PlatformApplicationClaim): what
+/// becomes one Argo CD Application with one chart and one values file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub name: Spanned<String>,
+    /// `Some` for platform services.
+    pub service_type: Option<Spanned<ServiceType>>,
+    pub production: bool,
+    pub chart: ChartSpec,
+    pub namespace: Option<Spanned<String>>,
+    /// Claim fields that the chart's mapping turns into values (image, replicas, …).
+    pub fields: Json,
+    /// The claim entry itself, to place errors about its fields.
+    pub node: Node,
+    /// Raw `values:` passed through.
+    pub values: Map<String, Json>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChartSpec {
+    pub name: Spanned<String>,
+    /// None: the BootstrapClaim's `chartsRepository.version` applies.
+    pub version: Option<Spanned<String>>,
+    /// None: the BootstrapClaim's (or the configured) charts repository.
+    pub repository: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceType {
+    Postgresql,
+    Mongodb,
+    Redis,
+    Rabbitmq,
+    Kafka,
+}
+
+impl ServiceType {
+    pub const ALL: [(&'static str, ServiceType); 5] = [
+        ("postgresql", ServiceType::Postgresql),
+        ("mongodb", ServiceType::Mongodb),
+        ("redis", ServiceType::Redis),
+        ("rabbitmq", ServiceType::Rabbitmq),
+        ("kafka", ServiceType::Kafka),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("postgresql")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    /// The team: the Project's `metadata.namespace`.
+    pub team: Option<Spanned<String>>,
+    pub repository_url: Spanned<String>,
+    pub branch: Option<Spanned<String>>,
+    pub deployment_type: Spanned<String>,
+    pub path: Spanned<String>,
+    pub values: Map<String, Json>,
+    pub quota_cpu: Option<Spanned<String>>,
+    pub quota_memory: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    pub project_ref: Spanned<String>,
+    /// `development` (previews) or `deployment` (staging, production).
+    pub env_type: Spanned<String>,
+    pub commit_sha: Option<Spanned<String>>,
+    pub branch: Option<Spanned<String>>,
+    pub pr_number: Option<Spanned<i64>>,
+    pub env_vars: Vec<(String, String)>,
+}
+
+/// The valid claims of a set of files, and every problem found.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub claims: Vec<Claim>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files with at least one error (their claims are not in `claims`).
+    pub failed_files: Vec<String>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.is_error())
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+/// Parses and validates claim files `(path, text)`, then checks them against each other.
+/// Files are processed in path order, so the result does not depend on input order.
+pub fn load(files: &[(String, String)], limits: &Limits) -> Loaded {
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Loaded::default();
+    for (path, text) in sorted {
+        let (claims, diags) = parse_file(path, text, limits);
+        if diags.iter().any(Diagnostic::is_error) {
+            out.failed_files.push(path.clone());
+        } else {
+            out.claims.extend(claims);
+        }
+        out.diagnostics.extend(diags);
+    }
+    let cross = check::check_set(&out.claims);
+    for d in &cross {
+        if d.is_error() && !out.failed_files.contains(&d.file) {
+            out.failed_files.push(d.file.clone());
+        }
+    }
+    out.diagnostics.extend(cross);
+    let failed = out.failed_files.clone();
+    out.claims.retain(|c| !failed.contains(&c.source));
+    out.failed_files.sort();
+    out.diagnostics.sort();
+    out
+}
+
+/// Parses one file into claims. Every document is read, even after an error.
+pub fn parse_file(path: &str, text: &str, limits: &Limits) -> (Vec<Claim>, Vec<Diagnostic>) {
+    let mut ctx = reader::Ctx::new(path);
+    let docs = match yaml::parse_documents(text, limits) {
+        Ok(docs) => docs,
+        Err(e) => {
+            ctx.error(e.pos, e.message);
+            return (Vec::new(), ctx.diags);
+        }
+    };
+    let mut claims = Vec::new();
+    for doc in &docs {
+        if doc.value == NodeValue::Null {
+            continue;
+        }
+        if let Some(claim) = kinds::read_claim(&mut ctx, path, doc) {
+            claims.push(claim);
+        }
+    }
+    (claims, ctx.diags)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,518 @@
+//! Render: a pure function from claims and loaded charts to the generated files.
+//!
+//! Output layout (DESIGN.md):
+//!
+//! ```text
+//! root-apps/{clusterType}/{clusterType}-apps-rootapp.yaml
+//! root-apps/{clusterType}/{clusterType}-platform-rootapp.yaml
+//! appsets/{clusterType}/apps/{env}-appset.yaml
+//! appsets/{clusterType}/platform/{env}-platform-appset.yaml
+//! environments/{clusterType}/{env}/applications/{app}/{values,config}.yaml
+//! environments/{clusterType}/{env}/platform/{service}/{values,config}.yaml
+//! ```
+//!
+//! Catalyst Environments render as clusterType `catalyst`, one env folder per namespace.
+
+mod argocd;
+mod header;
+mod plan;
+
+pub use header::{parse_owners, Header, GENERATED_MARK};
+pub use plan::{plan, Change, ChangeKind, Plan, OUTPUT_ROOTS};
+
+use crate::claims::names::environment_namespace;
+use crate::claims::{
+    ApplicationClaim, Bootstrap, Claim, Diagnostic, Environment, PlatformClaim, Project, Severity,
+    Spec, Workload,
+};
+use crate::values::{self, Chart, ChartRef, Profile};
+use crate::yaml::{self, Pos};
+use serde_json::{json, Map, Value as Json};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The clusterType folder of Catalyst Environments.
+pub const CATALYST_CLUSTER_TYPE: &str = "catalyst";
+
+/// Choices that are not in the claims (daemon config or CLI), with defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// GitOps repository URL when no BootstrapClaim names one.
+    pub repo_url: Option<String>,
+    /// Branch Argo CD follows when no BootstrapClaim names one.
+    pub branch: String,
+    /// OCI charts repository when neither the claim nor a BootstrapClaim names one.
+    pub charts_repository: Option<String>,
+    pub argocd_namespace: String,
+    pub argocd_project: String,
+    pub destination_server: String,
+    /// Preview hosts are `<namespace>.<preview_domain>`.
+    pub preview_domain: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            repo_url: None,
+            branch: "main".into(),
+            charts_repository: None,
+            argocd_namespace: "argocd".into(),
+            argocd_project: "default".into(),
+            destination_server: "https://kubernetes.default.svc".into(),
+            preview_domain: "preview.example.com".into(),
+        }
+    }
+}
+
+/// A chart that could not be had, by reference (filled in by the chart adapter).
+pub type Charts = BTreeMap<ChartRef, Result<Chart, String>>;
+
+/// A piece of the output that could not be rendered. Its files are left as they are.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub diagnostic: Diagnostic,
+    /// Folder whose existing files must be kept untouched.
+    pub keep: Option<String>,
+}
+
+/// Everything a render produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rendered {
+    /// Path → content, sorted by path.
+    pub files: BTreeMap<String, String>,
+    pub failures: Vec<Failure>,
+}
+
+struct Ctx<'a> {
+    settings: &'a Settings,
+    repo_url: String,
+    branch: String,
+    bootstraps: BTreeMap<&'a str, (&'a Claim, &'a Bootstrap)>,
+    out: Rendered,
+    /// (clusterType, env) → (apps?, platform?) plus the claims that asked for it.
+    appsets: BTreeMap<(String, String), Scaffold>,
+}
+
+#[derive(Default)]
+struct Scaffold {
+    apps: bool,
+    platform: bool,
+    sources: BTreeSet<String>,
+}
+
+/// The charts the claims need: resolve these before calling [`render`].
+pub fn chart_refs(claims: &[Claim], settings: &Settings) -> BTreeSet<ChartRef> {
+    let bootstraps = bootstraps(claims);
+    let mut refs = BTreeSet::new();
+    for (c, ct, w) in workloads(claims) {
+        if let Ok(r) = chart_ref(c, ct, w, &bootstraps, settings) {
+            refs.insert(r);
+        }
+    }
+    refs
+}
+
+/// Renders every file. Deterministic: the same claims and charts give the same bytes,
+/// whatever order the claims come in.
+pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<Rendered, String> {
+    let mut sorted: Vec<&Claim> = claims.iter().collect();
+    sorted.sort_by(|a, b| (&a.source, a.pos, a.kind()).cmp(&(&b.source, b.pos, b.kind())));
+    let claims: Vec<Claim> = sorted.into_iter().cloned().collect();
+    let bootstraps = bootstraps(&claims);
+    let first = bootstraps.values().next().map(|(_, b)| *b);
+    let repo_url = first
+        .map(Bootstrap::gitops_repo_url)
+        .or_else(|| settings.repo_url.clone())
+        .ok_or_else(|| {
+            "no GitOps repository URL: add a BootstrapClaim to claims/ or set repo_url in the claimd config".to_string()
+        })?;
+    let branch = first.map_or_else(|| settings.branch.clone(), |b| b.branch.clone());
+    let mut ctx = Ctx {
+        settings,
+        repo_url,
+        branch,
+        bootstraps,
+        out: Rendered::default(),
+        appsets: BTreeMap::new(),
+    };
+    for (c, b) in ctx.bootstraps.values() {
+        for env in &b.environments {
+            let s = ctx
+                .appsets
+                .entry((b.cluster_type.value.clone(), env.value.clone()))
+                .or_default();
+            s.apps = true;
+            s.platform = true;
+            s.sources.insert(c.source.clone());
+        }
+    }
+    for c in &claims {
+        match &c.spec {
+            Spec::Application(a) => render_applications(&mut ctx, c, a, charts),
+            Spec::Platform(p) => render_services(&mut ctx, c, p, charts),
+            Spec::Environment(e) => render_environment(&mut ctx, c, e, &claims),
+            Spec::Bootstrap(_) | Spec::Project(_) => {}
+        }
+    }
+    render_scaffold(&mut ctx);
+    Ok(ctx.out)
+}
+
+fn bootstraps(claims: &[Claim]) -> BTreeMap<&str, (&Claim, &Bootstrap)> {
+    let mut out = BTreeMap::new();
+    for c in claims {
+        if let Spec::Bootstrap(b) = &c.spec {
+            out.entry(b.cluster_type.value.as_str()).or_insert((c, b));
+        }
+    }
+    out
+}
+
+fn workloads(claims: &[Claim]) -> impl Iterator<Item = (&Claim, &str, &Workload)> {
+    claims.iter().flat_map(|c| {
+        let (ct, list): (&str, &[Workload]) = match &c.spec {
+            Spec::Application(a) => (&a.cluster_type.value, &a.applications),
+            Spec::Platform(p) => (&p.cluster_type.value, &p.services),
+            _ => ("", &[]),
+        };
+        list.iter().map(move |w| (c, ct, w))
+    })
+}
+
+/// Which chart a workload uses: the claim's repository and version, else its clusterType's
+/// BootstrapClaim, else any BootstrapClaim, else the settings.
+fn chart_ref(
+    claim: &Claim,
+    cluster_type: &str,
+    w: &Workload,
+    bootstraps: &BTreeMap<&str, (&Claim, &Bootstrap)>,
+    settings: &Settings,
+) -> Result<ChartRef, (Pos, String)> {
+    let boot = bootstraps
+        .get(cluster_type)
+        .or_else(|| bootstraps.values().next())
+        .and_then(|(_, b)| b.charts_repository.as_ref());
+    let repository = w
+        .chart
+        .repository
+        .as_ref()
+        .map(|r| r.value.clone())
+        .or_else(|| boot.map(|r| r.url.value.clone()))
+        .or_else(|| settings.charts_repository.clone())
+        .ok_or_else(|| {
+            (
+                w.chart.name.pos,
+                format!(
+                    "no charts repository for `{}`: set chart.repository, a BootstrapClaim's spec.chartsRepository.url, or charts_repository in the claimd config",
+                    w.name.value
+                ),
+            )
+        })?;
+    let version = w
+        .chart
+        .version
+        .as_ref()
+        .map(|v| v.value.clone())
+        .or_else(|| boot.and_then(|r| r.version.as_ref()).map(|v| v.value.clone()))
+        .ok_or_else(|| {
+            (
+                w.name.pos,
+                format!(
+                    "no chart version for `{}` in {}: set chart.version, or spec.chartsRepository.version in the BootstrapClaim",
+                    w.name.value, claim.source
+                ),
+            )
+        })?;
+    Ok(ChartRef {
+        repository: repository.trim_end_matches('/').to_string(),
+        name: w.chart.name.value.clone(),
+        version,
+    })
+}
+
+fn fail(ctx: &mut Ctx<'_>, claim: &Claim, pos: Pos, message: String, keep: Option<String>) {
+    ctx.out.failures.push(Failure {
+        diagnostic: Diagnostic {
+            file: claim.source.clone(),
+            pos,
+            severity: Severity::Error,
+            message,
+        },
+        keep,
+    });
+}
+
+fn render_applications(ctx: &mut Ctx<'_>, claim: &Claim, a: &ApplicationClaim, charts: &Charts) {
+    let placement = Placement {
+        cluster_type: &a.cluster_type.value,
+        environment: &a.environment.value,
+        namespace: a.namespace.as_ref().map(|n| n.value.as_str()),
+        folder: "applications",
+    };
+    for w in &a.applications {
+        render_workload(ctx, claim, &placement, w, charts);
+    }
+    let s = ctx
+        .appsets
+        .entry((a.cluster_type.value.clone(), a.environment.value.clone()))
+        .or_default();
+    s.apps = true;
+    s.sources.insert(claim.source.clone());
+}
+
+fn render_services(ctx: &mut Ctx<'_>, claim: &Claim, p: &PlatformClaim, charts: &Charts) {
+    let placement = Placement {
+        cluster_type: &p.cluster_type.value,
+        environment: &p.environment.value,
+        namespace: p.namespace.as_ref().map(|n| n.value.as_str()),
+        folder: "platform",
+    };
+    for w in &p.services {
+        render_workload(ctx, claim, &placement, w, charts);
+    }
+    let s = ctx
+        .appsets
+        .entry((p.cluster_type.value.clone(), p.environment.value.clone()))
+        .or_default();
+    s.platform = true;
+    s.sources.insert(claim.source.clone());
+}
+
+struct Placement<'a> {
+    cluster_type: &'a str,
+    environment: &'a str,
+    namespace: Option<&'a str>,
+    /// `applications` or `platform`.
+    folder: &'a str,
+}
+
+fn render_workload(ctx: &mut Ctx<'_>, claim: &Claim, at: &Placement<'_>, w: &Workload, charts: &Charts) {
+    let dir = format!(
+        "environments/{}/{}/{}/{}",
+        at.cluster_type, at.environment, at.folder, w.name.value
+    );
+    let reference = match chart_ref(claim, at.cluster_type, w, &ctx.bootstraps, ctx.settings) {
+        Ok(r) => r,
+        Err((pos, msg)) => return fail(ctx, claim, pos, msg, Some(dir)),
+    };
+    let chart = match charts.get(&reference) {
+        Some(Ok(chart)) => chart,
+        Some(Err(e)) => {
+            let msg = format!("chart {reference} for `{}`: {e}", w.name.value);
+            return fail(ctx, claim, w.chart.name.pos, msg, Some(dir));
+        }
+        None => {
+            let msg = format!("chart {reference} for `{}` was not loaded", w.name.value);
+            return fail(ctx, claim, w.chart.name.pos, msg, Some(dir));
+        }
+    };
+    let profile = Profile::of(at.environment, at.cluster_type, w.production);
+    let merged = match values::merge(&values::Request {
+        chart,
+        environment: at.environment,
+        profile,
+        claim_fields: &w.fields,
+        raw_values: &w.values,
+    }) {
+        Ok(m) => m,
+        Err(unmapped) => {
+            for path in unmapped {
+                let pos = node_at(&w.node, &path).unwrap_or(w.name.pos);
+                let msg = format!(
+                    "chart {} has no mapping for claim field `{path}` (see its {}); set the chart value under `values:` instead",
+                    reference,
+                    values::MAPPING_FILE
+                );
+                fail(ctx, claim, pos, msg, Some(dir.clone()));
+            }
+            return;
+        }
+    };
+    let namespace = w
+        .namespace
+        .as_ref()
+        .map(|n| n.value.as_str())
+        .or(at.namespace)
+        .unwrap_or(at.environment);
+    let header = Header {
+        sources: vec![claim.id()],
+        chart: Some(format!("{reference}@{}", chart.digest)),
+    };
+    let kind = if w.service_type.is_some() { "service" } else { "application" };
+    let config = json!({
+        "app": {
+            "name": w.name.value,
+            "kind": kind,
+            "environment": at.environment,
+            "clusterType": at.cluster_type,
+            "profile": if profile == Profile::Production { "production" } else { "default" },
+        },
+        "namespace": namespace,
+        "chart": {
+            "repoURL": argocd::helm_oci_repo(&reference.repository),
+            "name": reference.name,
+            "version": reference.version,
+            "digest": chart.digest,
+        },
+        "source": { "claim": claim.id() },
+    });
+    ctx.out
+        .files
+        .insert(format!("{dir}/config.yaml"), header.render(&yaml::emit(&config)));
+    ctx.out.files.insert(
+        format!("{dir}/values.yaml"),
+        header.render(&yaml::emit(&Json::Object(merged.file_values))),
+    );
+}
+
+/// Position of a claim field, for messages.
+fn node_at(node: &yaml::Node, path: &values::Path) -> Option<Pos> {
+    let mut cur = node;
+    for seg in &path.0 {
+        cur = match seg {
+            values::Segment::Key(k) => cur.get(k)?,
+            values::Segment::Index(_) => return Some(cur.pos),
+        };
+    }
+    Some(cur.pos)
+}
+
+fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims: &[Claim]) {
+    let Some((pc, project)) = claims.iter().find_map(|c| match &c.spec {
+        Spec::Project(p) if c.name.value == e.project_ref.value => Some((c, p)),
+        _ => None,
+    }) else {
+        let msg = format!("Project `{}` is not defined", e.project_ref.value);
+        return fail(ctx, claim, e.project_ref.pos, msg, None);
+    };
+    let team = claim
+        .label("catalyst.dev/team")
+        .map(str::to_string)
+        .or_else(|| project.team.as_ref().map(|t| t.value.clone()));
+    let Some(team) = team else {
+        let msg = "cannot tell the team: set the label catalyst.dev/team or the Project's metadata.namespace".to_string();
+        return fail(ctx, claim, claim.name.pos, msg, None);
+    };
+    let namespace = environment_namespace(&team, &pc.name.value, &claim.name.value);
+    let dir = format!(
+        "environments/{CATALYST_CLUSTER_TYPE}/{namespace}/applications/{}",
+        pc.name.value
+    );
+    let Some(sha) = &e.commit_sha else {
+        let msg = "`spec.source.commitSha` is needed to render a preview (the image tag and the chart revision)".to_string();
+        return fail(ctx, claim, claim.name.pos, msg, Some(dir));
+    };
+    let host = format!("{namespace}.{}", ctx.settings.preview_domain);
+    let values = preview_values(project, &sha.value, &host, e);
+    let chart_path = project.path.value.trim_start_matches("./").trim_end_matches('/');
+    let header = Header {
+        sources: vec![claim.id(), pc.id()],
+        chart: Some(format!(
+            "{}/{}@{}",
+            project.repository_url.value, chart_path, sha.value
+        )),
+    };
+    let config = json!({
+        "app": {
+            "name": pc.name.value,
+            "kind": "preview",
+            "environment": claim.name.value,
+            "clusterType": CATALYST_CLUSTER_TYPE,
+            "team": team,
+            "type": e.env_type.value,
+        },
+        "namespace": namespace,
+        "source": {
+            "repoURL": project.repository_url.value,
+            "path": chart_path,
+            "commit": sha.value,
+            "branch": e.branch.as_ref().map(|b| b.value.clone()),
+            "prNumber": e.pr_number.as_ref().map(|p| p.value),
+            "claim": claim.id(),
+        },
+        "url": format!("https://{host}"),
+    });
+    ctx.out
+        .files
+        .insert(format!("{dir}/config.yaml"), header.render(&yaml::emit(&config)));
+    ctx.out.files.insert(
+        format!("{dir}/values.yaml"),
+        header.render(&yaml::emit(&Json::Object(values))),
+    );
+    let s = ctx
+        .appsets
+        .entry((CATALYST_CLUSTER_TYPE.to_string(), "environments".to_string()))
+        .or_default();
+    s.apps = true;
+    s.sources.insert(claim.source.clone());
+}
+
+/// The Project's values with the preview's image tag, environment variables and host.
+fn preview_values(project: &Project, sha: &str, host: &str, e: &Environment) -> Map<String, Json> {
+    let env: Vec<Json> = e
+        .env_vars
+        .iter()
+        .map(|(n, v)| json!({"name": n, "value": v}))
+        .collect();
+    let mut overrides = Map::new();
+    overrides.insert("image".into(), json!({"tag": sha}));
+    if !env.is_empty() {
+        overrides.insert("env".into(), Json::Array(env));
+    }
+    overrides.insert(
+        "ingress".into(),
+        json!({"enabled": true, "hosts": [{"host": host, "paths": [{"path": "/", "pathType": "Prefix"}]}]}),
+    );
+    values::merge_maps(&project.values, &overrides)
+}
+
+fn render_scaffold(ctx: &mut Ctx<'_>) {
+    let mut roots: BTreeMap<(String, &str), BTreeSet<String>> = BTreeMap::new();
+    let appsets = std::mem::take(&mut ctx.appsets);
+    for ((ct, env), s) in &appsets {
+        let header = Header {
+            sources: s.sources.iter().cloned().collect(),
+            chart: None,
+        };
+        let kinds: &[(&str, bool)] = &[("apps", s.apps), ("platform", s.platform)];
+        for &(kind, wanted) in kinds {
+            if !wanted {
+                continue;
+            }
+            let (path, obj) = if ct == CATALYST_CLUSTER_TYPE {
+                (
+                    format!("appsets/{ct}/apps/{env}-appset.yaml"),
+                    argocd::preview_appset(ctx.settings, &ctx.repo_url, &ctx.branch),
+                )
+            } else {
+                let file = if kind == "apps" {
+                    format!("{env}-appset.yaml")
+                } else {
+                    format!("{env}-platform-appset.yaml")
+                };
+                (
+                    format!("appsets/{ct}/{kind}/{file}"),
+                    argocd::appset(ctx.settings, &ctx.repo_url, &ctx.branch, ct, env, kind),
+                )
+            };
+            ctx.out.files.insert(path, header.render(&yaml::emit(&obj)));
+            roots
+                .entry((ct.clone(), kind))
+                .or_default()
+                .extend(s.sources.iter().cloned());
+        }
+    }
+    for ((ct, kind), sources) in roots {
+        let header = Header {
+            sources: sources.into_iter().collect(),
+            chart: None,
+        };
+        let obj = argocd::root_app(ctx.settings, &ctx.repo_url, &ctx.branch, &ct, kind);
+        ctx.out.files.insert(
+            format!("root-apps/{ct}/{ct}-{kind}-rootapp.yaml"),
+            header.render(&yaml::emit(&obj)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;
