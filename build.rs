@@ -8,7 +8,12 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut charts: Vec<_> = std::fs::read_dir(&root)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     charts.sort();
     let mut out = String::from("pub fn chart(name: &str) -> Option<&'static [(&'static str, &'static str)]> {\n    match name {\n");
@@ -31,7 +36,11 @@ fn main() {
         for f in files {
             let path = chart.join(&f);
             println!("cargo:rerun-if-changed={}", path.display());
-            let _ = write!(out, "({f:?}, include_str!({:?})), ", path.display().to_string());
+            let _ = write!(
+                out,
+                "({f:?}, include_str!({:?})), ",
+                path.display().to_string()
+            );
         }
         out.push_str("]),\n");
     }

@@ -3,8 +3,9 @@
 //! Pure core: [`claims`], [`values`], [`render`]. Adapters: [`charts`] (and later git,
 //! kube, gitea). The binary (`main.rs`, [`cli`]) is glue.
 
+pub mod charts;
+pub mod claims;
+pub mod cli;
+pub mod render;
 pub mod values;
 pub mod yaml;
-pub mod claims;
-pub mod render;
-pub mod charts;

@@ -143,8 +143,8 @@ fn parse_map(name: &str, text: &str) -> Result<Map<String, Json>, Error> {
         path: name.to_string(),
         detail,
     };
-    let docs = yaml::parse_documents(text, &Limits::default())
-        .map_err(|e| invalid(format!("{e}")))?;
+    let docs =
+        yaml::parse_documents(text, &Limits::default()).map_err(|e| invalid(format!("{e}")))?;
     match docs.first().map(yaml::Node::to_json) {
         None | Some(Json::Null) => Ok(Map::new()),
         Some(Json::Object(m)) => Ok(m),
@@ -153,7 +153,11 @@ fn parse_map(name: &str, text: &str) -> Result<Map<String, Json>, Error> {
 }
 
 /// Builds the [`Chart`] claimd needs from a chart's files.
-pub fn chart_from_files(reference: &ChartRef, files: &ChartFiles, place: &str) -> Result<Chart, Error> {
+pub fn chart_from_files(
+    reference: &ChartRef,
+    files: &ChartFiles,
+    place: &str,
+) -> Result<Chart, Error> {
     let name = &reference.name;
     let meta = parse_map(
         &format!("{name}/Chart.yaml"),
@@ -191,10 +195,11 @@ pub fn chart_from_files(reference: &ChartRef, files: &ChartFiles, place: &str) -
     let mapping = match files.get(MAPPING_FILE) {
         Some(text) => {
             let path = format!("{name}/{MAPPING_FILE}");
-            let docs = yaml::parse_documents(text, &Limits::default()).map_err(|e| Error::Invalid {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
+            let docs =
+                yaml::parse_documents(text, &Limits::default()).map_err(|e| Error::Invalid {
+                    path: path.clone(),
+                    detail: e.to_string(),
+                })?;
             match docs.first() {
                 Some(doc) => Mapping::from_node(doc).map_err(|e| Error::Invalid {
                     path,

@@ -34,7 +34,9 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
     // BootstrapClaims: one per clusterType, and they must agree on the GitOps repository.
     let mut bootstraps: BTreeMap<&str, (&Claim, &Bootstrap)> = BTreeMap::new();
     for c in claims {
-        let Spec::Bootstrap(b) = &c.spec else { continue };
+        let Spec::Bootstrap(b) = &c.spec else {
+            continue;
+        };
         if let Some((first, fb)) = bootstraps.get(b.cluster_type.value.as_str()) {
             report(
                 &c.source,
@@ -118,7 +120,9 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
         .collect();
     let mut namespaces: BTreeMap<String, &Claim> = BTreeMap::new();
     for c in claims {
-        let Spec::Environment(e) = &c.spec else { continue };
+        let Spec::Environment(e) = &c.spec else {
+            continue;
+        };
         let Some((pc, p)) = projects.get(e.project_ref.value.as_str()) else {
             let known: Vec<&str> = projects.keys().copied().collect();
             report(
@@ -149,7 +153,10 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
             report(
                 &c.source,
                 c.name.pos,
-                format!("namespace `{ns}` is also used by Environment `{}` ({})", first.name.value, first.source),
+                format!(
+                    "namespace `{ns}` is also used by Environment `{}` ({})",
+                    first.name.value, first.source
+                ),
             );
         }
     }

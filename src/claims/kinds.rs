@@ -115,7 +115,12 @@ fn label(ctx: &mut Ctx, name: Spanned<String>) -> Option<Spanned<String>> {
     }
 }
 
-fn one_of(ctx: &mut Ctx, value: Spanned<String>, field: &str, allowed: &[&str]) -> Option<Spanned<String>> {
+fn one_of(
+    ctx: &mut Ctx,
+    value: Spanned<String>,
+    field: &str,
+    allowed: &[&str],
+) -> Option<Spanned<String>> {
     if allowed.contains(&value.value.as_str()) {
         return Some(value);
     }
@@ -123,14 +128,16 @@ fn one_of(ctx: &mut Ctx, value: Spanned<String>, field: &str, allowed: &[&str]) 
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("expected one of: {}", allowed.join(", ")),
     };
-    ctx.error(
-        value.pos,
-        format!("`{field}` is `{}`; {hint}", value.value),
-    );
+    ctx.error(value.pos, format!("`{field}` is `{}`; {hint}", value.value));
     None
 }
 
-fn url(ctx: &mut Ctx, value: Spanned<String>, field: &str, schemes: &[&str]) -> Option<Spanned<String>> {
+fn url(
+    ctx: &mut Ctx,
+    value: Spanned<String>,
+    field: &str,
+    schemes: &[&str],
+) -> Option<Spanned<String>> {
     let ok = schemes.iter().any(|s| {
         value
             .value
@@ -155,7 +162,9 @@ fn read_bootstrap(ctx: &mut Ctx, spec: Obj<'_>) -> Option<Bootstrap> {
     let gitea_url = spec
         .req_str(ctx, "giteaURL")
         .and_then(|u| url(ctx, u, "spec.giteaURL", &["http://", "https://"]));
-    let organization = spec.req_str(ctx, "organization").and_then(|o| label(ctx, o));
+    let organization = spec
+        .req_str(ctx, "organization")
+        .and_then(|o| label(ctx, o));
     let charts_repository = spec.opt_obj(ctx, "chartsRepository").and_then(|c| {
         if let Some(t) = c.opt_str(ctx, "type") {
             one_of(ctx, t, "spec.chartsRepository.type", &["oci"]);
@@ -235,7 +244,10 @@ fn read_application_claim(ctx: &mut Ctx, spec: Obj<'_>) -> Option<ApplicationCla
         }
     }
     if list.is_some_and(|l| l.is_empty()) {
-        ctx.error(spec.node.pos, "`spec.applications` is empty; list at least one application");
+        ctx.error(
+            spec.node.pos,
+            "`spec.applications` is empty; list at least one application",
+        );
     }
     spec.finish(ctx);
     Some(ApplicationClaim {
@@ -256,7 +268,10 @@ fn read_platform_claim(ctx: &mut Ctx, spec: Obj<'_>) -> Option<PlatformClaim> {
         }
     }
     if list.is_some_and(|l| l.is_empty()) {
-        ctx.error(spec.node.pos, "`spec.services` is empty; list at least one service");
+        ctx.error(
+            spec.node.pos,
+            "`spec.services` is empty; list at least one service",
+        );
     }
     spec.finish(ctx);
     Some(PlatformClaim {
@@ -269,7 +284,14 @@ fn read_platform_claim(ctx: &mut Ctx, spec: Obj<'_>) -> Option<PlatformClaim> {
 
 /// Claim fields that a chart's mapping turns into values.
 const APP_FIELDS: [&str; 8] = [
-    "image", "replicas", "resources", "ingress", "env", "envFrom", "port", "autoscaling",
+    "image",
+    "replicas",
+    "resources",
+    "ingress",
+    "env",
+    "envFrom",
+    "port",
+    "autoscaling",
 ];
 const SERVICE_FIELDS: [&str; 5] = ["version", "replicas", "storage", "backup", "resources"];
 
@@ -294,14 +316,24 @@ fn read_workload(ctx: &mut Ctx, node: &Node, path: &str, service: bool) -> Optio
             Json::Object(m) => m,
             Json::Null => Map::new(),
             _ => {
-                ctx.error(v.pos, format!("`{path}.values` must be a map of chart values, found {}", describe(v)));
+                ctx.error(
+                    v.pos,
+                    format!(
+                        "`{path}.values` must be a map of chart values, found {}",
+                        describe(v)
+                    ),
+                );
                 Map::new()
             }
         },
         None => Map::new(),
     };
     let mut fields = Map::new();
-    let allowed: &[&str] = if service { &SERVICE_FIELDS } else { &APP_FIELDS };
+    let allowed: &[&str] = if service {
+        &SERVICE_FIELDS
+    } else {
+        &APP_FIELDS
+    };
     for &f in allowed {
         if let Some(v) = obj.get(f) {
             check_field(ctx, f, v, &format!("{path}.{f}"));
@@ -342,9 +374,9 @@ fn read_chart(
         });
     };
     let name = if service {
-        chart.opt_str(ctx, "name").or_else(|| {
-            service_type.map(|t| Spanned::new(t.value.as_str().to_string(), t.pos))
-        })
+        chart
+            .opt_str(ctx, "name")
+            .or_else(|| service_type.map(|t| Spanned::new(t.value.as_str().to_string(), t.pos)))
     } else {
         chart.req_str(ctx, "name")
     }
@@ -368,14 +400,22 @@ fn read_chart(
         } else {
             ctx.error(
                 v.pos,
-                format!("chart version `{}` is not a semantic version like 1.2.3", v.value),
+                format!(
+                    "chart version `{}` is not a semantic version like 1.2.3",
+                    v.value
+                ),
             );
             None
         }
     });
-    let repository = chart
-        .opt_str(ctx, "repository")
-        .and_then(|u| url(ctx, u, &format!("{}.chart.repository", obj.path), &["oci://"]));
+    let repository = chart.opt_str(ctx, "repository").and_then(|u| {
+        url(
+            ctx,
+            u,
+            &format!("{}.chart.repository", obj.path),
+            &["oci://"],
+        )
+    });
     chart.finish(ctx);
     Some(ChartSpec {
         name: name?,
@@ -387,7 +427,10 @@ fn read_chart(
 fn semver_like(v: &str) -> bool {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
-    parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Type checks of the mappable fields.
@@ -398,7 +441,12 @@ fn check_field(ctx: &mut Ctx, field: &str, node: &Node, path: &str) {
                 o.opt_str(ctx, "repository");
                 o.opt_str(ctx, "tag");
                 if let Some(p) = o.opt_str(ctx, "pullPolicy") {
-                    one_of(ctx, p, &format!("{path}.pullPolicy"), &["Always", "IfNotPresent", "Never"]);
+                    one_of(
+                        ctx,
+                        p,
+                        &format!("{path}.pullPolicy"),
+                        &["Always", "IfNotPresent", "Never"],
+                    );
                 }
                 o.finish(ctx);
             }
@@ -429,10 +477,11 @@ fn check_field(ctx: &mut Ctx, field: &str, node: &Node, path: &str) {
             }
         }
         "env" => check_env(ctx, node, path),
-        "envFrom" => {
-            if !matches!(node.value, NodeValue::Seq(_)) {
-                ctx.error(node.pos, format!("`{path}` must be a list, found {}", describe(node)));
-            }
+        "envFrom" if !matches!(node.value, NodeValue::Seq(_)) => {
+            ctx.error(
+                node.pos,
+                format!("`{path}` must be a list, found {}", describe(node)),
+            );
         }
         "autoscaling" => {
             if let Some(o) = Obj::new(ctx, node, path) {
@@ -441,7 +490,13 @@ fn check_field(ctx: &mut Ctx, field: &str, node: &Node, path: &str) {
                 let max = o.opt_int(ctx, "maxReplicas", 1..=1000);
                 if let (Some(min), Some(max)) = (&min, &max) {
                     if min.value > max.value {
-                        ctx.error(max.pos, format!("`{path}.maxReplicas` ({}) is below minReplicas ({})", max.value, min.value));
+                        ctx.error(
+                            max.pos,
+                            format!(
+                                "`{path}.maxReplicas` ({}) is below minReplicas ({})",
+                                max.value, min.value
+                            ),
+                        );
                     }
                 }
                 o.opt_int(ctx, "targetCPUUtilizationPercentage", 1..=100);
@@ -476,9 +531,16 @@ fn int_in(ctx: &mut Ctx, node: &Node, path: &str, range: std::ops::RangeInclusiv
         NodeValue::Int(i) if range.contains(&i) => {}
         NodeValue::Int(i) => ctx.error(
             node.pos,
-            format!("`{path}` is {i}, expected a whole number from {} to {}", range.start(), range.end()),
+            format!(
+                "`{path}` is {i}, expected a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
         ),
-        _ => ctx.error(node.pos, format!("`{path}` must be a whole number, found {}", describe(node))),
+        _ => ctx.error(
+            node.pos,
+            format!("`{path}` must be a whole number, found {}", describe(node)),
+        ),
     }
 }
 
@@ -495,7 +557,13 @@ fn check_resources(ctx: &mut Ctx, node: &Node, path: &str) {
             match &v.value {
                 NodeValue::Str(s) => quantity(ctx, &Spanned::new(s.clone(), v.pos), &p),
                 NodeValue::Int(_) | NodeValue::Float(_) => {}
-                _ => ctx.error(v.pos, format!("`{p}` must be a quantity such as 500m or 512Mi, found {}", describe(v))),
+                _ => ctx.error(
+                    v.pos,
+                    format!(
+                        "`{p}` must be a quantity such as 500m or 512Mi, found {}",
+                        describe(v)
+                    ),
+                ),
             }
         }
     }
@@ -504,28 +572,26 @@ fn check_resources(ctx: &mut Ctx, node: &Node, path: &str) {
 
 /// Kubernetes resource quantity: `500m`, `1.5`, `512Mi`, `1e3`, `2Gi`.
 fn quantity(ctx: &mut Ctx, value: &Spanned<String>, path: &str) {
-    let s = value.value.as_str();
-    let suffixes = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E", ""];
-    let ok = suffixes.iter().any(|suf| {
-        s.strip_suffix(suf).is_some_and(|num| {
-            let num = num.strip_prefix(['+', '-']).unwrap_or(num);
-            !num.is_empty()
-                && num.bytes().filter(|&b| b == b'.').count() <= 1
-                && num.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-                && num != "."
-        })
-    });
-    if !ok {
+    if super::quantity::parse(&value.value).is_none() {
         ctx.error(
             value.pos,
-            format!("`{path}` is `{s}`, not a Kubernetes quantity; write e.g. 500m, 2, 512Mi or 10Gi"),
+            format!(
+                "`{path}` is `{}`, not a Kubernetes quantity; write e.g. 500m, 2, 512Mi or 10Gi",
+                value.value
+            ),
         );
     }
 }
 
 fn check_env(ctx: &mut Ctx, node: &Node, path: &str) {
     let NodeValue::Seq(items) = &node.value else {
-        ctx.error(node.pos, format!("`{path}` must be a list of {{name, value}}, found {}", describe(node)));
+        ctx.error(
+            node.pos,
+            format!(
+                "`{path}` must be a list of {{name, value}}, found {}",
+                describe(node)
+            ),
+        );
         return;
     };
     for (i, item) in items.iter().enumerate() {
@@ -533,12 +599,19 @@ fn check_env(ctx: &mut Ctx, node: &Node, path: &str) {
     }
 }
 
-fn read_env_var(ctx: &mut Ctx, node: &Node, path: &str, allow_value_from: bool) -> Option<(String, String)> {
+fn read_env_var(
+    ctx: &mut Ctx,
+    node: &Node,
+    path: &str,
+    allow_value_from: bool,
+) -> Option<(String, String)> {
     let o = Obj::new(ctx, node, path)?;
     let name = o.req_str(ctx, "name");
     if let Some(n) = &name {
         let valid = n.value.bytes().next().is_some_and(|b| !b.is_ascii_digit())
-            && n.value.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            && n.value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
         if !valid {
             ctx.error(n.pos, format!("`{}` is not a valid environment variable name (letters, digits, `_`, `.`, `-`; not starting with a digit)", n.value));
         }
@@ -555,9 +628,14 @@ fn read_project(ctx: &mut Ctx, spec: Obj<'_>) -> Option<Project> {
     let source = spec.req_obj(ctx, "source");
     let (repo, branch) = match source {
         Some(s) => {
-            let r = s
-                .req_str(ctx, "repositoryUrl")
-                .and_then(|u| url(ctx, u, "spec.source.repositoryUrl", &["https://", "http://", "ssh://", "git@"]));
+            let r = s.req_str(ctx, "repositoryUrl").and_then(|u| {
+                url(
+                    ctx,
+                    u,
+                    "spec.source.repositoryUrl",
+                    &["https://", "http://", "ssh://", "git@"],
+                )
+            });
             let b = s.opt_str(ctx, "branch");
             s.finish(ctx);
             (r, b)
@@ -567,14 +645,25 @@ fn read_project(ctx: &mut Ctx, spec: Obj<'_>) -> Option<Project> {
     let deployment = spec.req_obj(ctx, "deployment");
     let (dtype, dpath, values) = match deployment {
         Some(d) => {
-            let t = d
-                .req_str(ctx, "type")
-                .and_then(|t| one_of(ctx, t, "spec.deployment.type", &["helm", "manifest", "kustomize"]));
+            let t = d.req_str(ctx, "type").and_then(|t| {
+                one_of(
+                    ctx,
+                    t,
+                    "spec.deployment.type",
+                    &["helm", "manifest", "kustomize"],
+                )
+            });
             let t = t.and_then(|t| {
                 if t.value == "helm" {
                     Some(t)
                 } else {
-                    ctx.error(t.pos, format!("deployment type `{}` is not supported by claimd yet; use `helm`", t.value));
+                    ctx.error(
+                        t.pos,
+                        format!(
+                            "deployment type `{}` is not supported by claimd yet; use `helm`",
+                            t.value
+                        ),
+                    );
                     None
                 }
             });
@@ -590,7 +679,10 @@ fn read_project(ctx: &mut Ctx, spec: Obj<'_>) -> Option<Project> {
             let values = match d.get("values").map(|v| (v, v.to_json())) {
                 Some((_, Json::Object(m))) => m,
                 Some((v, _)) => {
-                    ctx.error(v.pos, "`spec.deployment.values` must be a map of chart values");
+                    ctx.error(
+                        v.pos,
+                        "`spec.deployment.values` must be a map of chart values",
+                    );
                     Map::new()
                 }
                 None => Map::new(),

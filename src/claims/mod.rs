@@ -7,6 +7,7 @@ mod check;
 mod diagnostic;
 mod kinds;
 pub mod names;
+pub mod quantity;
 mod reader;
 
 pub use diagnostic::{Diagnostic, Severity};

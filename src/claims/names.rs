@@ -23,6 +23,7 @@ pub fn label_problem(name: &str) -> Option<String> {
         return Some(format!(
             "`{name}` is not a valid name: it has upper case letters (try `{}`); {hint}",
             name.to_ascii_lowercase()
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
         ));
     }
     let valid_chars = name
@@ -84,7 +85,17 @@ mod tests {
         for ok in ["a", "notification-service", "pr-123", "0abc"] {
             assert_eq!(label_problem(ok), None, "{ok}");
         }
-        for bad in ["", "A", "a_b", "-a", "a-", "../x", "a/b", "a..b", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "A",
+            "a_b",
+            "-a",
+            "a-",
+            "../x",
+            "a/b",
+            "a..b",
+            &"x".repeat(64),
+        ] {
             assert!(label_problem(bad).is_some(), "{bad}");
         }
         assert!(label_problem("a/b").unwrap().contains("escape"));
@@ -105,7 +116,10 @@ mod tests {
             environment_namespace("my-team", "my-project", "pr-123"),
             "my-team-my-project-pr-123"
         );
-        assert_eq!(environment_namespace("Team_A", "Proj.X", "pr 1"), "team-a-proj-x-pr-1");
+        assert_eq!(
+            environment_namespace("Team_A", "Proj.X", "pr 1"),
+            "team-a-proj-x-pr-1"
+        );
     }
 
     #[test]

@@ -30,7 +30,15 @@ fn values_source(repo_url: &str, branch: &str) -> Json {
     json!({"repoURL": repo_url, "targetRevision": branch, "ref": "values"})
 }
 
-fn appset_shell(s: &Settings, name: &str, labels: Json, files_glob: &str, repo_url: &str, branch: &str, template: Json) -> Json {
+fn appset_shell(
+    s: &Settings,
+    name: &str,
+    labels: Json,
+    files_glob: &str,
+    repo_url: &str,
+    branch: &str,
+    template: Json,
+) -> Json {
     json!({
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
@@ -52,7 +60,11 @@ fn appset_shell(s: &Settings, name: &str, labels: Json, files_glob: &str, repo_u
 /// `environments/{ct}/{env}/{applications|platform}/` becomes an Application that takes
 /// the chart from the OCI registry and the values file from this repository.
 pub fn appset(s: &Settings, repo_url: &str, branch: &str, ct: &str, env: &str, kind: &str) -> Json {
-    let folder = if kind == "apps" { "applications" } else { "platform" };
+    let folder = if kind == "apps" {
+        "applications"
+    } else {
+        "platform"
+    };
     let name = if kind == "apps" {
         format!("{ct}-{env}-apps")
     } else {

@@ -53,7 +53,10 @@ mod tests {
     #[test]
     fn header_round_trips() {
         let h = Header {
-            sources: vec!["claims/a.yaml#ApplicationClaim/x".into(), "claims/a.yaml#Project/p".into()],
+            sources: vec![
+                "claims/a.yaml#ApplicationClaim/x".into(),
+                "claims/a.yaml#Project/p".into(),
+            ],
             chart: Some("oci://r/microservice:1.0.0@sha256:ab".into()),
         };
         let text = h.render("a: 1\n");

@@ -285,7 +285,13 @@ struct Placement<'a> {
     folder: &'a str,
 }
 
-fn render_workload(ctx: &mut Ctx<'_>, claim: &Claim, at: &Placement<'_>, w: &Workload, charts: &Charts) {
+fn render_workload(
+    ctx: &mut Ctx<'_>,
+    claim: &Claim,
+    at: &Placement<'_>,
+    w: &Workload,
+    charts: &Charts,
+) {
     let dir = format!(
         "environments/{}/{}/{}/{}",
         at.cluster_type, at.environment, at.folder, w.name.value
@@ -327,6 +333,18 @@ fn render_workload(ctx: &mut Ctx<'_>, claim: &Claim, at: &Placement<'_>, w: &Wor
             return;
         }
     };
+    let over_limit = requests_over_limits(&Json::Object(merged.final_values.clone()));
+    if !over_limit.is_empty() {
+        let pos = w.node.get("resources").map_or(w.name.pos, |n| n.pos);
+        for problem in over_limit {
+            let msg = format!(
+                "`{}`: {problem} after merging with chart {reference}; raise the limit too (resources.limits) or lower the request",
+                w.name.value
+            );
+            fail(ctx, claim, pos, msg, Some(dir.clone()));
+        }
+        return;
+    }
     let namespace = w
         .namespace
         .as_ref()
@@ -337,7 +355,11 @@ fn render_workload(ctx: &mut Ctx<'_>, claim: &Claim, at: &Placement<'_>, w: &Wor
         sources: vec![claim.id()],
         chart: Some(format!("{reference}@{}", chart.digest)),
     };
-    let kind = if w.service_type.is_some() { "service" } else { "application" };
+    let kind = if w.service_type.is_some() {
+        "service"
+    } else {
+        "application"
+    };
     let config = json!({
         "app": {
             "name": w.name.value,
@@ -355,13 +377,52 @@ fn render_workload(ctx: &mut Ctx<'_>, claim: &Claim, at: &Placement<'_>, w: &Wor
         },
         "source": { "claim": claim.id() },
     });
-    ctx.out
-        .files
-        .insert(format!("{dir}/config.yaml"), header.render(&yaml::emit(&config)));
+    ctx.out.files.insert(
+        format!("{dir}/config.yaml"),
+        header.render(&yaml::emit(&config)),
+    );
     ctx.out.files.insert(
         format!("{dir}/values.yaml"),
         header.render(&yaml::emit(&Json::Object(merged.file_values))),
     );
+}
+
+/// Every `requests.X` above its `limits.X` in any `resources`-shaped map of the values:
+/// Kubernetes would refuse such a pod, so claimd refuses it at push time.
+fn requests_over_limits(values: &Json) -> Vec<String> {
+    fn walk(v: &Json, path: &mut Vec<String>, out: &mut Vec<String>) {
+        let Json::Object(m) = v else { return };
+        if let (Some(Json::Object(req)), Some(Json::Object(lim))) =
+            (m.get("requests"), m.get("limits"))
+        {
+            for (k, r) in req {
+                let (Some(rq), Some(lq)) = (
+                    crate::claims::quantity::of_json(r),
+                    lim.get(k).and_then(crate::claims::quantity::of_json),
+                ) else {
+                    continue;
+                };
+                if rq > lq {
+                    let at = path.join(".");
+                    out.push(format!(
+                        "{at}.requests.{k} ({}) is above {at}.limits.{k} ({})",
+                        r.as_str().map_or_else(|| r.to_string(), str::to_string),
+                        lim[k]
+                            .as_str()
+                            .map_or_else(|| lim[k].to_string(), str::to_string)
+                    ));
+                }
+            }
+        }
+        for (k, child) in m {
+            path.push(k.clone());
+            walk(child, path, out);
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(values, &mut Vec::new(), &mut out);
+    out
 }
 
 /// Position of a claim field, for messages.
@@ -403,7 +464,11 @@ fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims:
     };
     let host = format!("{namespace}.{}", ctx.settings.preview_domain);
     let values = preview_values(project, &sha.value, &host, e);
-    let chart_path = project.path.value.trim_start_matches("./").trim_end_matches('/');
+    let chart_path = project
+        .path
+        .value
+        .trim_start_matches("./")
+        .trim_end_matches('/');
     let header = Header {
         sources: vec![claim.id(), pc.id()],
         chart: Some(format!(
@@ -431,16 +496,20 @@ fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims:
         },
         "url": format!("https://{host}"),
     });
-    ctx.out
-        .files
-        .insert(format!("{dir}/config.yaml"), header.render(&yaml::emit(&config)));
+    ctx.out.files.insert(
+        format!("{dir}/config.yaml"),
+        header.render(&yaml::emit(&config)),
+    );
     ctx.out.files.insert(
         format!("{dir}/values.yaml"),
         header.render(&yaml::emit(&Json::Object(values))),
     );
     let s = ctx
         .appsets
-        .entry((CATALYST_CLUSTER_TYPE.to_string(), "environments".to_string()))
+        .entry((
+            CATALYST_CLUSTER_TYPE.to_string(),
+            "environments".to_string(),
+        ))
         .or_default();
     s.apps = true;
     s.sources.insert(claim.source.clone());

@@ -40,7 +40,11 @@ impl Plan {
 ///   not be had) is neither rewritten nor deleted;
 /// - when anything failed, no ApplicationSet or root app is deleted;
 /// - files claimd did not generate are never deleted.
-pub fn plan(existing: &BTreeMap<String, String>, rendered: &Rendered, failed_files: &[String]) -> Plan {
+pub fn plan(
+    existing: &BTreeMap<String, String>,
+    rendered: &Rendered,
+    failed_files: &[String],
+) -> Plan {
     let mut failed_sources: BTreeSet<&str> = failed_files.iter().map(String::as_str).collect();
     failed_sources.extend(rendered.failures.iter().map(|f| f.diagnostic.file.as_str()));
     let keep_dirs: Vec<String> = rendered
@@ -58,13 +62,11 @@ pub fn plan(existing: &BTreeMap<String, String>, rendered: &Rendered, failed_fil
         if !workload_file {
             return false;
         }
-        content
-            .and_then(|c| parse_owners(c))
-            .is_some_and(|owners| {
-                owners
-                    .iter()
-                    .any(|id| failed_sources.contains(id.split('#').next().unwrap_or(id)))
-            })
+        content.and_then(|c| parse_owners(c)).is_some_and(|owners| {
+            owners
+                .iter()
+                .any(|id| failed_sources.contains(id.split('#').next().unwrap_or(id)))
+        })
     };
 
     let mut out = Plan::default();
@@ -79,7 +81,11 @@ pub fn plan(existing: &BTreeMap<String, String>, rendered: &Rendered, failed_fil
         }
         out.changes.push(Change {
             path: path.clone(),
-            kind: if old.is_some() { ChangeKind::Modify } else { ChangeKind::Add },
+            kind: if old.is_some() {
+                ChangeKind::Modify
+            } else {
+                ChangeKind::Add
+            },
             old: old.cloned(),
             new: Some(new.clone()),
         });

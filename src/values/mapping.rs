@@ -70,7 +70,10 @@ impl Mapping {
                 "kind" => return Err(err(value.pos, "kind must be ValuesMapping")),
                 "fields" => {
                     let Some(list) = value.as_map() else {
-                        return Err(err(value.pos, "fields must be a map of claim path: values path"));
+                        return Err(err(
+                            value.pos,
+                            "fields must be a map of claim path: values path",
+                        ));
                     };
                     for (from, target) in list {
                         fields.push(field(&from.name, from.pos, target)?);
@@ -194,7 +197,10 @@ fn field(from: &str, pos: Pos, target: &Node) -> Result<FieldMapping, MappingErr
             }
             Ok(out)
         }
-        _ => Err(err(target.pos, "expected a values path or a map with to/set")),
+        _ => Err(err(
+            target.pos,
+            "expected a values path or a map with to/set",
+        )),
     }
 }
 
@@ -259,7 +265,10 @@ mod tests {
     fn unmapped_fields_are_reported() {
         let m = mapping(MAP).expect("valid");
         let unmapped = m
-            .apply(&json!({"replicas": 1, "storage": {"size": "1Gi"}}), &json!({}))
+            .apply(
+                &json!({"replicas": 1, "storage": {"size": "1Gi"}}),
+                &json!({}),
+            )
             .unwrap_err();
         assert_eq!(unmapped, vec![Path::parse("storage.size").unwrap()]);
     }

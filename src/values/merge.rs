@@ -23,75 +23,73 @@ pub fn merge_maps(a: &Map<String, Json>, b: &Map<String, Json>) -> Map<String, J
 
 /// Helm's `CoalesceValues(chart, userValues)` for a chart without subcharts: the values
 /// templates see. Keys come in the chart's order, then keys only the user has.
+/// Verified against Helm v4.3.0 itself (`tests/helm`, `tests/helm_values.rs`):
 ///
+/// - `null`s in the chart's own values are dropped (at any depth);
 /// - a user `null` over a chart key deletes it (at any depth);
-/// - a user `null` for a key the chart lacks stays `null` at the top level and is
-///   dropped below it;
-/// - a chart `null` the user does not touch stays `null`;
-/// - maps merge; a user scalar over a chart map (or the reverse) wins.
+/// - a user `null` for a key the chart does not have stays `null`;
+/// - maps merge; a user scalar over a chart map (or the reverse) wins; lists replace.
 pub fn coalesce(defaults: &Map<String, Json>, user: &Map<String, Json>) -> Map<String, Json> {
-    coalesce_level(defaults, user, true)
+    coalesce_clean(&without_nulls(defaults), user)
 }
 
-fn coalesce_level(
-    defaults: &Map<String, Json>,
-    user: &Map<String, Json>,
-    top: bool,
-) -> Map<String, Json> {
+fn coalesce_clean(defaults: &Map<String, Json>, user: &Map<String, Json>) -> Map<String, Json> {
     let mut out = Map::new();
     for (k, dv) in defaults {
-        match user.get(k) {
-            None => {
+        match (user.get(k), dv) {
+            (None, _) => {
                 out.insert(k.clone(), dv.clone());
             }
-            Some(Json::Null) => {}
-            Some(Json::Object(um)) => match dv {
-                Json::Object(dm) => {
-                    out.insert(k.clone(), Json::Object(coalesce_level(dm, um, false)));
-                }
-                _ => {
-                    out.insert(k.clone(), Json::Object(um.clone()));
-                }
-            },
-            Some(uv) => {
+            (Some(Json::Null), _) => {}
+            (Some(Json::Object(um)), Json::Object(dm)) => {
+                out.insert(k.clone(), Json::Object(coalesce_clean(dm, um)));
+            }
+            (Some(uv), _) => {
                 out.insert(k.clone(), uv.clone());
             }
         }
     }
     for (k, uv) in user {
-        if defaults.contains_key(k) || (uv.is_null() && !top) {
-            continue;
+        if !defaults.contains_key(k) {
+            out.insert(k.clone(), uv.clone());
         }
-        out.insert(k.clone(), uv.clone());
     }
     out
+}
+
+/// A chart's values without their `null`s, as Helm reads them.
+fn without_nulls(m: &Map<String, Json>) -> Map<String, Json> {
+    m.iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            Json::Object(inner) => (k.clone(), Json::Object(without_nulls(inner))),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect()
 }
 
 /// The values file to commit for a chart, given the final values: `final_values` plus an
 /// explicit `key: null` for every chart default the final values no longer have, so that
 /// Argo CD's Helm, which coalesces the chart's defaults under this file again, arrives at
-/// exactly `final_values` (`coalesce(defaults, &for_file(defaults, f)) == f`).
+/// exactly `final_values` (`coalesce(defaults, &values_for_file(defaults, f)) == f`).
 pub fn values_for_file(
     defaults: &Map<String, Json>,
     final_values: &Map<String, Json>,
 ) -> Map<String, Json> {
+    file_level(&without_nulls(defaults), final_values)
+}
+
+fn file_level(defaults: &Map<String, Json>, final_values: &Map<String, Json>) -> Map<String, Json> {
     let mut out = Map::new();
     for (k, dv) in defaults {
-        match final_values.get(k) {
-            None => {
+        match (final_values.get(k), dv) {
+            (None, _) => {
                 out.insert(k.clone(), Json::Null);
             }
-            // A chart default of null, kept: leave it to the chart.
-            Some(Json::Null) if dv.is_null() => {}
-            Some(Json::Object(fm)) => match dv {
-                Json::Object(dm) => {
-                    out.insert(k.clone(), Json::Object(values_for_file(dm, fm)));
-                }
-                _ => {
-                    out.insert(k.clone(), Json::Object(fm.clone()));
-                }
-            },
-            Some(fv) => {
+            (Some(Json::Object(fm)), Json::Object(dm)) => {
+                out.insert(k.clone(), Json::Object(file_level(dm, fm)));
+            }
+            (Some(fv), _) => {
                 out.insert(k.clone(), fv.clone());
             }
         }
@@ -168,24 +166,37 @@ mod tests {
 
     #[test]
     fn top_level_null_for_unknown_key_stays() {
-        check(json!({"a": 1}), json!({"z": null}), json!({"a": 1, "z": null}));
-    }
-
-    #[test]
-    fn nested_null_for_unknown_key_is_dropped() {
         check(
-            json!({"m": {"a": 1}}),
-            json!({"m": {"z": null}}),
-            json!({"m": {"a": 1}}),
+            json!({"a": 1}),
+            json!({"z": null}),
+            json!({"a": 1, "z": null}),
         );
     }
 
     #[test]
-    fn chart_null_untouched_stays_null() {
+    fn nested_null_for_unknown_key_stays() {
+        check(
+            json!({"m": {"a": 1}}),
+            json!({"m": {"z": null}}),
+            json!({"m": {"a": 1, "z": null}}),
+        );
+    }
+
+    #[test]
+    fn chart_nulls_are_dropped() {
         check(
             json!({"a": null, "m": {"b": null}}),
             json!({}),
-            json!({"a": null, "m": {"b": null}}),
+            json!({"m": {}}),
+        );
+    }
+
+    #[test]
+    fn user_null_over_chart_null_stays() {
+        check(
+            json!({"m": {"b": null}}),
+            json!({"m": {"b": null}}),
+            json!({"m": {"b": null}}),
         );
     }
 
@@ -205,7 +216,11 @@ mod tests {
 
     #[test]
     fn user_map_over_chart_scalar_wins() {
-        check(json!({"a": 5}), json!({"a": {"b": 1}}), json!({"a": {"b": 1}}));
+        check(
+            json!({"a": 5}),
+            json!({"a": {"b": 1}}),
+            json!({"a": {"b": 1}}),
+        );
     }
 
     #[test]

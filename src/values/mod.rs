@@ -143,13 +143,30 @@ mod tests {
                 "ingress": {"enabled": false, "hosts": [{"host": "chart-example.local", "paths": [{"path": "/"}]}]},
                 "autoscaling": {"enabled": false}
             })),
-            production: Some(obj(json!({"replicaCount": 3, "autoscaling": {"enabled": true}}))),
+            production: Some(obj(
+                json!({"replicaCount": 3, "autoscaling": {"enabled": true}}),
+            )),
             env_values: BTreeMap::from([("qa".to_string(), obj(json!({"replicaCount": 2})))]),
             mapping: Mapping {
                 fields: vec![
-                    FieldMapping { from: Path::parse("replicas").unwrap(), to: vec![Path::parse("replicaCount").unwrap()], set: vec![], replace: false },
-                    FieldMapping { from: Path::parse("ingress.host").unwrap(), to: vec![Path::parse("ingress.hosts[0].host").unwrap()], set: vec![(Path::parse("ingress.enabled").unwrap(), json!(true))], replace: false },
-                    FieldMapping { from: Path::parse("resources").unwrap(), to: vec![Path::parse("resources").unwrap()], set: vec![], replace: false },
+                    FieldMapping {
+                        from: Path::parse("replicas").unwrap(),
+                        to: vec![Path::parse("replicaCount").unwrap()],
+                        set: vec![],
+                        replace: false,
+                    },
+                    FieldMapping {
+                        from: Path::parse("ingress.host").unwrap(),
+                        to: vec![Path::parse("ingress.hosts[0].host").unwrap()],
+                        set: vec![(Path::parse("ingress.enabled").unwrap(), json!(true))],
+                        replace: false,
+                    },
+                    FieldMapping {
+                        from: Path::parse("resources").unwrap(),
+                        to: vec![Path::parse("resources").unwrap()],
+                        set: vec![],
+                        replace: false,
+                    },
                 ],
             },
         }
@@ -168,10 +185,19 @@ mod tests {
 
     #[test]
     fn production_overlay_then_claim() {
-        let m = run("prod", Profile::Production, json!({"ingress": {"host": "a.example.com"}}), json!({})).unwrap();
+        let m = run(
+            "prod",
+            Profile::Production,
+            json!({"ingress": {"host": "a.example.com"}}),
+            json!({}),
+        )
+        .unwrap();
         assert_eq!(m.final_values["replicaCount"], json!(3));
         assert_eq!(m.final_values["autoscaling"], json!({"enabled": true}));
-        assert_eq!(m.final_values["ingress"], json!({"enabled": true, "hosts": [{"host": "a.example.com", "paths": [{"path": "/"}]}]}));
+        assert_eq!(
+            m.final_values["ingress"],
+            json!({"enabled": true, "hosts": [{"host": "a.example.com", "paths": [{"path": "/"}]}]})
+        );
     }
 
     #[test]
@@ -184,22 +210,46 @@ mod tests {
 
     #[test]
     fn raw_values_win_over_mapped_fields() {
-        let m = run("dev", Profile::Default, json!({"replicas": 7}), json!({"replicaCount": 9})).unwrap();
+        let m = run(
+            "dev",
+            Profile::Default,
+            json!({"replicas": 7}),
+            json!({"replicaCount": 9}),
+        )
+        .unwrap();
         assert_eq!(m.final_values["replicaCount"], json!(9));
     }
 
     #[test]
     fn deleted_keys_are_written_as_null() {
-        let m = run("dev", Profile::Default, json!({"resources": {"limits": null}}), json!({"autoscaling": null})).unwrap();
-        assert_eq!(m.final_values["resources"], json!({"requests": {"cpu": "100m"}}));
+        let m = run(
+            "dev",
+            Profile::Default,
+            json!({"resources": {"limits": null}}),
+            json!({"autoscaling": null}),
+        )
+        .unwrap();
+        assert_eq!(
+            m.final_values["resources"],
+            json!({"requests": {"cpu": "100m"}})
+        );
         assert!(!m.final_values.contains_key("autoscaling"));
-        assert_eq!(m.file_values["resources"], json!({"requests": {"cpu": "100m"}, "limits": null}));
+        assert_eq!(
+            m.file_values["resources"],
+            json!({"requests": {"cpu": "100m"}, "limits": null})
+        );
         assert_eq!(m.file_values["autoscaling"], json!(null));
     }
 
     #[test]
     fn unmapped_claim_field_is_an_error() {
-        let e = run("dev", Profile::Default, json!({"storage": {"size": "1Gi"}}), json!({})).unwrap_err();
+        let e = run(
+            "dev",
+            Profile::Default,
+            json!({"storage": {"size": "1Gi"}}),
+            json!({}),
+        )
+        .unwrap_err();
         assert_eq!(e, vec![Path::parse("storage.size").unwrap()]);
     }
 

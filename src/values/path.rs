@@ -169,7 +169,13 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for text in ["a", "a.b", "hosts[0].host", "a.\"cert-manager.io/x\".b", "t[0][1]"] {
+        for text in [
+            "a",
+            "a.b",
+            "hosts[0].host",
+            "a.\"cert-manager.io/x\".b",
+            "t[0][1]",
+        ] {
             let p = Path::parse(text).expect(text);
             assert_eq!(p.to_string(), text);
         }
@@ -182,8 +188,12 @@ mod tests {
     fn set_through_a_list_copies_it_from_base() {
         let base = json!({"ingress": {"hosts": [{"host": "chart-example.local", "paths": [{"path": "/"}]}]}});
         let mut o = Map::new();
-        Path::parse("ingress.hosts[0].host").unwrap().set(&mut o, &base, json!("a.example.com"));
-        Path::parse("ingress.enabled").unwrap().set(&mut o, &base, json!(true));
+        Path::parse("ingress.hosts[0].host")
+            .unwrap()
+            .set(&mut o, &base, json!("a.example.com"));
+        Path::parse("ingress.enabled")
+            .unwrap()
+            .set(&mut o, &base, json!(true));
         assert_eq!(
             Json::Object(o),
             json!({"ingress": {"hosts": [{"host": "a.example.com", "paths": [{"path": "/"}]}], "enabled": true}})
@@ -193,7 +203,9 @@ mod tests {
     #[test]
     fn set_creates_missing_lists_and_maps() {
         let mut o = Map::new();
-        Path::parse("tls[0].hosts[1]").unwrap().set(&mut o, &json!({}), json!("h"));
+        Path::parse("tls[0].hosts[1]")
+            .unwrap()
+            .set(&mut o, &json!({}), json!("h"));
         assert_eq!(Json::Object(o), json!({"tls": [{"hosts": [{}, "h"]}]}));
     }
 }

@@ -120,11 +120,7 @@ impl Builder<'_> {
             }
             Event::SequenceEnd => match self.stack.pop() {
                 Some(Frame::Seq { items, pos, anchor }) => {
-                    let pos = items.first().map_or(pos, |n| n.pos);
-                    let pos = Pos {
-                        line: pos.line,
-                        col: pos.col.saturating_sub(2).max(1),
-                    };
+                    // The start marker is the `[` or the first `-`.
                     self.push_node(
                         Node {
                             value: NodeValue::Seq(items),
@@ -148,6 +144,7 @@ impl Builder<'_> {
                     ..
                 }) => {
                     let entries = apply_merges(entries, merges)?;
+                    // yaml-rust2 marks block maps after their first key: use that key.
                     let pos = entries.first().map_or(pos, |(k, _)| k.pos);
                     self.push_node(
                         Node {
@@ -194,7 +191,12 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn push_node(&mut self, node: Node, is_merge_key: bool, anchor: usize) -> Result<(), YamlError> {
+    fn push_node(
+        &mut self,
+        node: Node,
+        is_merge_key: bool,
+        anchor: usize,
+    ) -> Result<(), YamlError> {
         if anchor != 0 {
             let size = node_count(&node);
             self.anchors.insert(anchor, (node.clone(), size));
@@ -254,7 +256,12 @@ fn is_str_tag(tag: Option<&Tag>) -> bool {
 fn node_count(node: &Node) -> usize {
     match &node.value {
         NodeValue::Seq(items) => 1 + items.iter().map(node_count).sum::<usize>(),
-        NodeValue::Map(entries) => 1 + entries.iter().map(|(_, v)| 1 + node_count(v)).sum::<usize>(),
+        NodeValue::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(_, v)| 1 + node_count(v))
+                .sum::<usize>()
+        }
         _ => 1,
     }
 }

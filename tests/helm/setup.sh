@@ -16,7 +16,7 @@ set -euo pipefail
 
 HELM_SDKPY_VERSION=0.1.32
 PY="${PYTHON:-python3}"
-CACHE="${CLAIMD_TEST_CACHE:-$HOME/.cache/claimd-test}"
+CACHE="${CLAIMD_TEST_CACHE:-${HOME:-/tmp}/.cache/claimd-test}"
 DIR="$CACHE/helm-sdkpy"
 STAMP="$DIR/.claimd-setup-stamp"
 

@@ -1,0 +1,212 @@
+//! Subcommands. clap types stay here; the core gets its own option types.
+
+mod demo;
+mod worktree;
+
+use crate::charts;
+use crate::claims::{self, Diagnostic};
+use crate::render::{self, ChangeKind, Plan, Settings};
+use crate::yaml::Limits;
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "claimd",
+    version,
+    about = "Turns claims pushed to a GitOps repository into the files Argo CD deploys from"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check claim files; prints one `file:line:col: message` per problem, exit 1 on errors.
+    Validate {
+        /// Claim files or folders (default: claims/).
+        paths: Vec<PathBuf>,
+    },
+    /// Render the generated files into the repository's working tree.
+    Render(RenderArgs),
+    /// Show what render would add, change and remove, as a diff. Writes nothing.
+    Plan(RenderArgs),
+    /// Render the bundled example claims into a fresh temporary repository and show it.
+    Demo {
+        /// Where to create the demo repository (default: a new temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RenderArgs {
+    /// The GitOps repository (its claims/ folder is read).
+    #[arg(long, default_value = ".")]
+    pub repo: PathBuf,
+    /// Folder of charts (one sub-folder per chart); default: the charts built into claimd.
+    #[arg(long)]
+    pub charts: Option<PathBuf>,
+    /// Where to write the generated files (default: the repository itself).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// GitOps repository URL when no BootstrapClaim names one.
+    #[arg(long)]
+    pub repo_url: Option<String>,
+    /// OCI charts repository when neither claims nor a BootstrapClaim name one.
+    #[arg(long)]
+    pub charts_repository: Option<String>,
+}
+
+impl RenderArgs {
+    fn settings(&self) -> Settings {
+        Settings {
+            repo_url: self.repo_url.clone(),
+            charts_repository: self.charts_repository.clone(),
+            ..Settings::default()
+        }
+    }
+
+    fn chart_source(&self) -> charts::Source {
+        match &self.charts {
+            Some(dir) => charts::Source::Dir(dir.clone()),
+            None => charts::Source::Embedded,
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { paths } => validate(&paths),
+        Command::Render(args) => render_cmd(&args, false),
+        Command::Plan(args) => render_cmd(&args, true),
+        Command::Demo { dir } => demo::run(dir),
+    }
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
+    let default = [PathBuf::from("claims")];
+    let paths = if paths.is_empty() {
+        &default[..]
+    } else {
+        paths
+    };
+    let files = worktree::read_claim_files(paths)?;
+    let loaded = claims::load(&files, &Limits::default());
+    print_diagnostics(&loaded.diagnostics);
+    let errors = loaded.errors().count();
+    let docs = loaded.claims.len();
+    if errors > 0 {
+        eprintln!("{errors} error(s) in {} file(s)", loaded.failed_files.len());
+        return Ok(ExitCode::from(1));
+    }
+    println!("{} file(s), {docs} claim(s): valid", files.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What one render run produced.
+pub struct Outcome {
+    pub plan: Plan,
+    pub diagnostics: Vec<Diagnostic>,
+    pub files: usize,
+}
+
+/// Reads the claims of `repo`, renders with charts from `source`, and plans the changes
+/// against the generated files currently in `out`.
+pub fn render_repo(
+    repo: &Path,
+    out: &Path,
+    source: &charts::Source,
+    settings: &Settings,
+) -> Result<Outcome> {
+    let files = worktree::read_claim_files(&[repo.join("claims")])?
+        .into_iter()
+        .map(|(p, t)| (worktree::relative(repo, &p), t))
+        .collect::<Vec<_>>();
+    let loaded = claims::load(&files, &Limits::default());
+    let refs = render::chart_refs(&loaded.claims, settings);
+    let charts = source.resolve(&refs);
+    let rendered = render::render(&loaded.claims, &charts, settings).map_err(anyhow::Error::msg)?;
+    let existing = worktree::read_generated(out)?;
+    let plan = render::plan(&existing, &rendered, &loaded.failed_files);
+    let mut diagnostics = loaded.diagnostics;
+    diagnostics.extend(rendered.failures.iter().map(|f| f.diagnostic.clone()));
+    Ok(Outcome {
+        plan,
+        diagnostics,
+        files: rendered.files.len(),
+    })
+}
+
+fn render_cmd(args: &RenderArgs, dry_run: bool) -> Result<ExitCode> {
+    let out = args.out.clone().unwrap_or_else(|| args.repo.clone());
+    let outcome = render_repo(&args.repo, &out, &args.chart_source(), &args.settings())?;
+    print_diagnostics(&outcome.diagnostics);
+    let mut stdout = std::io::stdout().lock();
+    if dry_run {
+        write!(stdout, "{}", plan_diff(&outcome.plan))?;
+    } else {
+        worktree::apply(&out, &outcome.plan)
+            .with_context(|| format!("writing into {}", out.display()))?;
+    }
+    writeln!(stdout, "{}", summary(&outcome, dry_run))?;
+    let failed = outcome.diagnostics.iter().any(Diagnostic::is_error);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
+    let count = |k: ChangeKind| outcome.plan.changes.iter().filter(|c| c.kind == k).count();
+    let verb = if dry_run { "would change" } else { "changed" };
+    let mut s = format!(
+        "{} generated file(s); {verb}: {} added, {} modified, {} removed",
+        outcome.files,
+        count(ChangeKind::Add),
+        count(ChangeKind::Modify),
+        count(ChangeKind::Delete)
+    );
+    if !outcome.plan.kept.is_empty() {
+        s.push_str(&format!(
+            "; {} file(s) of failed claims left untouched",
+            outcome.plan.kept.len()
+        ));
+    }
+    s
+}
+
+/// Unified diff of a plan.
+pub fn plan_diff(plan: &Plan) -> String {
+    let mut out = String::new();
+    for c in &plan.changes {
+        let old = c.old.as_deref().unwrap_or("");
+        let new = c.new.as_deref().unwrap_or("");
+        let (a, b) = match c.kind {
+            ChangeKind::Add => ("/dev/null".to_string(), format!("b/{}", c.path)),
+            ChangeKind::Delete => (format!("a/{}", c.path), "/dev/null".to_string()),
+            ChangeKind::Modify => (format!("a/{}", c.path), format!("b/{}", c.path)),
+        };
+        let diff = similar::TextDiff::from_lines(old, new);
+        out.push_str(
+            &diff
+                .unified_diff()
+                .context_radius(3)
+                .header(&a, &b)
+                .to_string(),
+        );
+    }
+    out
+}
