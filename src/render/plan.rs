@@ -46,13 +46,20 @@ pub fn plan(
     failed_files: &[String],
 ) -> Plan {
     let mut failed_sources: BTreeSet<&str> = failed_files.iter().map(String::as_str).collect();
-    failed_sources.extend(rendered.failures.iter().map(|f| f.diagnostic.file.as_str()));
+    // A failure confined to one folder protects that folder; any other protects its file.
+    failed_sources.extend(
+        rendered
+            .failures
+            .iter()
+            .filter(|f| f.keep.is_none())
+            .map(|f| f.diagnostic.file.as_str()),
+    );
     let keep_dirs: Vec<String> = rendered
         .failures
         .iter()
         .filter_map(|f| f.keep.as_ref().map(|d| format!("{d}/")))
         .collect();
-    let any_failure = !failed_sources.is_empty();
+    let any_failure = !failed_sources.is_empty() || !keep_dirs.is_empty();
 
     let is_protected = |path: &str, content: Option<&String>| -> bool {
         if keep_dirs.iter().any(|d| path.starts_with(d.as_str())) {
