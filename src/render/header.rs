@@ -13,13 +13,22 @@ pub struct Header {
 }
 
 impl Header {
+    /// The header of a file shared by every claim of a scope (ApplicationSets, root
+    /// apps): it names the scope rather than the claims, so it does not change when
+    /// claims come and go.
+    pub fn shared(scope: &str) -> Header {
+        Header {
+            sources: vec![format!("claims/ ({scope})")],
+            chart: None,
+        }
+    }
+
     pub fn render(&self, body: &str) -> String {
-        let from: Vec<&str> = self
+        let mut from: Vec<&str> = self
             .sources
             .iter()
             .map(|s| s.split('#').next().unwrap_or(s))
             .collect();
-        let mut from = from;
         from.dedup();
         let mut out = format!("{GENERATED_MARK} from {}", from.join(", "));
         if let Some(chart) = &self.chart {

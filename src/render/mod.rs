@@ -96,7 +96,6 @@ struct Ctx<'a> {
 struct Scaffold {
     apps: bool,
     platform: bool,
-    sources: BTreeSet<String>,
 }
 
 /// The charts the claims need: resolve these before calling [`render`].
@@ -134,7 +133,7 @@ pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<
         out: Rendered::default(),
         appsets: BTreeMap::new(),
     };
-    for (c, b) in ctx.bootstraps.values() {
+    for (_, b) in ctx.bootstraps.values() {
         for env in &b.environments {
             let s = ctx
                 .appsets
@@ -142,7 +141,6 @@ pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<
                 .or_default();
             s.apps = true;
             s.platform = true;
-            s.sources.insert(c.source.clone());
         }
     }
     for c in &claims {
@@ -256,7 +254,6 @@ fn render_applications(ctx: &mut Ctx<'_>, claim: &Claim, a: &ApplicationClaim, c
         .entry((a.cluster_type.value.clone(), a.environment.value.clone()))
         .or_default();
     s.apps = true;
-    s.sources.insert(claim.source.clone());
 }
 
 fn render_services(ctx: &mut Ctx<'_>, claim: &Claim, p: &PlatformClaim, charts: &Charts) {
@@ -274,7 +271,6 @@ fn render_services(ctx: &mut Ctx<'_>, claim: &Claim, p: &PlatformClaim, charts: 
         .entry((p.cluster_type.value.clone(), p.environment.value.clone()))
         .or_default();
     s.platform = true;
-    s.sources.insert(claim.source.clone());
 }
 
 struct Placement<'a> {
@@ -512,7 +508,6 @@ fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims:
         ))
         .or_default();
     s.apps = true;
-    s.sources.insert(claim.source.clone());
 }
 
 /// The Project's values with the preview's image tag, environment variables and host.
@@ -535,13 +530,10 @@ fn preview_values(project: &Project, sha: &str, host: &str, e: &Environment) -> 
 }
 
 fn render_scaffold(ctx: &mut Ctx<'_>) {
-    let mut roots: BTreeMap<(String, &str), BTreeSet<String>> = BTreeMap::new();
+    let mut roots: BTreeSet<(String, &str)> = BTreeSet::new();
     let appsets = std::mem::take(&mut ctx.appsets);
     for ((ct, env), s) in &appsets {
-        let header = Header {
-            sources: s.sources.iter().cloned().collect(),
-            chart: None,
-        };
+        let header = Header::shared(&format!("clusterType {ct}, environment {env}"));
         let kinds: &[(&str, bool)] = &[("apps", s.apps), ("platform", s.platform)];
         for &(kind, wanted) in kinds {
             if !wanted {
@@ -564,17 +556,11 @@ fn render_scaffold(ctx: &mut Ctx<'_>) {
                 )
             };
             ctx.out.files.insert(path, header.render(&yaml::emit(&obj)));
-            roots
-                .entry((ct.clone(), kind))
-                .or_default()
-                .extend(s.sources.iter().cloned());
+            roots.insert((ct.clone(), kind));
         }
     }
-    for ((ct, kind), sources) in roots {
-        let header = Header {
-            sources: sources.into_iter().collect(),
-            chart: None,
-        };
+    for (ct, kind) in roots {
+        let header = Header::shared(&format!("clusterType {ct}"));
         let obj = argocd::root_app(ctx.settings, &ctx.repo_url, &ctx.branch, &ct, kind);
         ctx.out.files.insert(
             format!("root-apps/{ct}/{ct}-{kind}-rootapp.yaml"),
