@@ -69,7 +69,11 @@ fn validate_reports_every_error_with_file_line_col_and_exit_1() {
 fn validate_accepts_the_examples() {
     let out = claimd(Path::new(EXAMPLES), &["validate", "."]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("7 file(s), 8 claim(s): valid"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("7 file(s), 8 claim(s): valid"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -77,16 +81,33 @@ fn render_writes_the_tree_and_a_second_render_changes_nothing() {
     let repo = example_repo();
     let out = claimd(repo.path(), &["render"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("32 generated file(s); changed: 32 added, 0 modified, 0 removed"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout)
+            .contains("32 generated file(s); changed: 32 added, 0 modified, 0 removed"),
+        "{}",
+        text(&out.stdout)
+    );
     let files = generated(repo.path());
     assert_eq!(files.len(), 32);
-    assert!(files.contains(&PathBuf::from("environments/prod/prod/applications/notification-service/values.yaml")));
-    let before: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(repo.path().join(f)).expect("read")).collect();
+    assert!(files.contains(&PathBuf::from(
+        "environments/prod/prod/applications/notification-service/values.yaml"
+    )));
+    let before: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(repo.path().join(f)).expect("read"))
+        .collect();
 
     let again = claimd(repo.path(), &["render"]);
     assert!(again.status.success());
-    assert!(text(&again.stdout).contains("changed: 0 added, 0 modified, 0 removed"), "{}", text(&again.stdout));
-    let after: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(repo.path().join(f)).expect("read")).collect();
+    assert!(
+        text(&again.stdout).contains("changed: 0 added, 0 modified, 0 removed"),
+        "{}",
+        text(&again.stdout)
+    );
+    let after: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| std::fs::read(repo.path().join(f)).expect("read"))
+        .collect();
     assert_eq!(before, after);
 }
 
@@ -94,7 +115,9 @@ fn render_writes_the_tree_and_a_second_render_changes_nothing() {
 fn plan_shows_a_diff_and_writes_nothing_then_render_reverts_a_human_edit() {
     let repo = example_repo();
     assert!(claimd(repo.path(), &["render"]).status.success());
-    let values = repo.path().join("environments/prod/prod/applications/payment-service/values.yaml");
+    let values = repo
+        .path()
+        .join("environments/prod/prod/applications/payment-service/values.yaml");
     let original = std::fs::read_to_string(&values).expect("read");
     let edited = original.replace("replicaCount: 10", "replicaCount: 1");
     assert_ne!(edited, original);
@@ -103,10 +126,23 @@ fn plan_shows_a_diff_and_writes_nothing_then_render_reverts_a_human_edit() {
     let plan = claimd(repo.path(), &["plan"]);
     assert!(plan.status.success(), "{}", text(&plan.stderr));
     let diff = text(&plan.stdout);
-    assert!(diff.contains("--- a/environments/prod/prod/applications/payment-service/values.yaml"), "{diff}");
-    assert!(diff.contains("-replicaCount: 1\n") && diff.contains("+replicaCount: 10\n"), "{diff}");
-    assert!(diff.contains("would change: 0 added, 1 modified, 0 removed"), "{diff}");
-    assert_eq!(std::fs::read_to_string(&values).expect("read"), edited, "plan wrote");
+    assert!(
+        diff.contains("--- a/environments/prod/prod/applications/payment-service/values.yaml"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("-replicaCount: 1\n") && diff.contains("+replicaCount: 10\n"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("would change: 0 added, 1 modified, 0 removed"),
+        "{diff}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&values).expect("read"),
+        edited,
+        "plan wrote"
+    );
 
     assert!(claimd(repo.path(), &["render"]).status.success());
     assert_eq!(std::fs::read_to_string(&values).expect("read"), original);
@@ -132,10 +168,20 @@ fn a_broken_claim_fails_the_run_but_loses_nothing() {
     assert!(err.contains("claims/dev-apps.yaml:"), "{err}");
     assert!(err.contains("did you mean `kafka`?"), "{err}");
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("0 added, 1 modified, 0 removed"), "{stdout}");
-    assert!(stdout.contains("file(s) of failed claims left untouched"), "{stdout}");
+    assert!(
+        stdout.contains("0 added, 1 modified, 0 removed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("file(s) of failed claims left untouched"),
+        "{stdout}"
+    );
     assert_eq!(generated(repo.path()), before, "no file was deleted");
-    let payment = std::fs::read_to_string(repo.path().join("environments/prod/prod/applications/payment-service/values.yaml")).expect("read");
+    let payment = std::fs::read_to_string(
+        repo.path()
+            .join("environments/prod/prod/applications/payment-service/values.yaml"),
+    )
+    .expect("read");
     assert!(payment.contains("replicaCount: 12"));
 }
 
@@ -143,26 +189,56 @@ fn a_broken_claim_fails_the_run_but_loses_nothing() {
 fn deleting_a_claim_prunes_only_its_files() {
     let repo = example_repo();
     assert!(claimd(repo.path(), &["render"]).status.success());
-    std::fs::write(repo.path().join("environments/prod/prod/applications/notes.txt"), "mine").expect("write");
+    std::fs::write(
+        repo.path()
+            .join("environments/prod/prod/applications/notes.txt"),
+        "mine",
+    )
+    .expect("write");
     std::fs::remove_file(repo.path().join("claims/prod-platform.yaml")).expect("rm");
     let out = claimd(repo.path(), &["render"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("0 added, 0 modified, 4 removed"), "{}", text(&out.stdout));
-    assert!(!repo.path().join("environments/prod/prod/platform").exists(), "emptied folders are removed");
-    assert!(repo.path().join("environments/prod/prod/applications/notes.txt").exists(), "a file claimd did not write stays");
+    assert!(
+        text(&out.stdout).contains("0 added, 0 modified, 4 removed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        !repo.path().join("environments/prod/prod/platform").exists(),
+        "emptied folders are removed"
+    );
+    assert!(
+        repo.path()
+            .join("environments/prod/prod/applications/notes.txt")
+            .exists(),
+        "a file claimd did not write stays"
+    );
     // The prod bootstrap still declares the prod platform appset.
-    assert!(repo.path().join("appsets/prod/platform/prod-platform-appset.yaml").exists());
+    assert!(repo
+        .path()
+        .join("appsets/prod/platform/prod-platform-appset.yaml")
+        .exists());
 }
 
 #[test]
 fn demo_runs_on_the_embedded_default() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = dir.path().join("demo");
-    let out = Command::new(BIN).args(["demo", "--dir"]).arg(&target).output().expect("run");
+    let out = Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&target)
+        .output()
+        .expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    assert!(stdout.contains("32 generated file(s); changed: 32 added"), "{stdout}");
-    assert!(stdout.contains("changed: 0 added, 0 modified, 0 removed"), "{stdout}");
+    assert!(
+        stdout.contains("32 generated file(s); changed: 32 added"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("changed: 0 added, 0 modified, 0 removed"),
+        "{stdout}"
+    );
     assert!(stdout.contains("claims/broken.yaml:12:7: unknown field `spec.applications[0].ingres`; did you mean `ingress`?"), "{stdout}");
     assert!(target.join("appsets/prod/apps/prod-appset.yaml").is_file());
 }

@@ -66,7 +66,11 @@ fn canonical(v: &Json) -> Json {
         Json::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Json::Object(keys.into_iter().map(|k| (k.clone(), canonical(&m[k]))).collect())
+            Json::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
         }
         other => other.clone(),
     }
@@ -108,7 +112,10 @@ fn run_case(c: &Case<'_>) {
     let chart_dir = dir.path().join("chart");
     std::fs::create_dir_all(&chart_dir).expect("mkdir");
     let mut files = ChartFiles::new();
-    files.insert("Chart.yaml".into(), "apiVersion: v2\nname: t\nversion: 1.0.0\n".into());
+    files.insert(
+        "Chart.yaml".into(),
+        "apiVersion: v2\nname: t\nversion: 1.0.0\n".into(),
+    );
     files.insert("values.yaml".into(), c.defaults.into());
     if let Some(p) = c.production {
         files.insert("values-production.yaml".into(), p.into());
@@ -141,7 +148,8 @@ fn run_case(c: &Case<'_>) {
     std::fs::write(&file, yaml::emit(&Json::Object(merged.file_values.clone()))).expect("write");
     let via_file = canonical(&helm_values(&chart_dir, &[file]));
     assert_eq!(
-        via_file, ours,
+        via_file,
+        ours,
         "case `{}`: Helm over the committed file differs from claimd's values\ncommitted file:\n{}",
         c.name,
         yaml::emit(&Json::Object(merged.file_values))
@@ -165,7 +173,11 @@ fn run_case(c: &Case<'_>) {
     std::fs::write(&f, c.overrides).expect("write");
     chain.push(f);
     let via_chain = canonical(&helm_values(&chart_dir, &chain));
-    assert_eq!(via_chain, ours, "case `{}`: Helm's own -f chain differs from claimd", c.name);
+    assert_eq!(
+        via_chain, ours,
+        "case `{}`: Helm's own -f chain differs from claimd",
+        c.name
+    );
 }
 
 #[test]
@@ -176,34 +188,112 @@ fn merge_matches_helm() {
         c
     };
     let cases = vec![
-        case("nested null deletes", "a:\n  b: 1\n  c: 2\n", "a:\n  b: null\n"),
-        case("top-level null deletes a map", "resources:\n  limits: {cpu: 1}\nx: 1\n", "resources: null\n"),
-        case("lists replace", "l: [1, 2, 3]\nm: {l: [a]}\n", "l: [9]\nm: {l: []}\n"),
+        case(
+            "nested null deletes",
+            "a:\n  b: 1\n  c: 2\n",
+            "a:\n  b: null\n",
+        ),
+        case(
+            "top-level null deletes a map",
+            "resources:\n  limits: {cpu: 1}\nx: 1\n",
+            "resources: null\n",
+        ),
+        case(
+            "lists replace",
+            "l: [1, 2, 3]\nm: {l: [a]}\n",
+            "l: [9]\nm: {l: []}\n",
+        ),
         case("scalar over map", "a: {b: 1}\n", "a: 5\n"),
         case("map over scalar", "a: 5\n", "a: {b: 1}\n"),
         case("top-level null for unknown key", "a: 1\n", "z: null\n"),
-        case("nested null for unknown key", "m: {a: 1}\n", "m: {z: null}\n"),
-        case("chart nulls untouched", "a: null\nm: {b: null, c: 1}\n", "{}\n"),
-        case("user null over chart null", "m: {b: null}\n", "m: {b: null}\n"),
-        case("user map over chart null", "a: null\n", "a: {b: 1, c: null}\n"),
-        case("user value over nested chart null", "m: {b: null}\n", "m: {b: 2}\n"),
+        case(
+            "nested null for unknown key",
+            "m: {a: 1}\n",
+            "m: {z: null}\n",
+        ),
+        case(
+            "chart nulls untouched",
+            "a: null\nm: {b: null, c: 1}\n",
+            "{}\n",
+        ),
+        case(
+            "user null over chart null",
+            "m: {b: null}\n",
+            "m: {b: null}\n",
+        ),
+        case(
+            "user map over chart null",
+            "a: null\n",
+            "a: {b: 1, c: null}\n",
+        ),
+        case(
+            "user value over nested chart null",
+            "m: {b: null}\n",
+            "m: {b: 2}\n",
+        ),
         case("empty map merges", "a: {b: 1}\n", "a: {}\n"),
         case("empty string is a value", "a: x\n", "a: \"\"\n"),
-        case("ambiguous strings stay strings", "a: 1\n", "s: ['yes', 'no', 'on', 'off', 'y', '1.0', '012', '0x1F', 'null', '~', '1e3', '']\n"),
-        case("YAML 1.1 booleans in chart values", "enabled: yes\nother: off\nname: n\n", "{}\n"),
-        case("numbers", "i: 1\nf: 1.5\n", "big: 10000000000\nneg: -3\nfl: 2.0\noct: 0755\nhex: 0x1F\n"),
-        case("keys with dots and slashes", "annotations: {}\n", "annotations:\n  cert-manager.io/cluster-issuer: letsencrypt\n  \"a.b\": c\n"),
-        case("multi-line strings", "a: 1\n", "script: |\n  #!/bin/sh\n  echo hi\nnoeol: |-\n  one\n  two\n"),
-        case("deep mixed", "a:\n  b:\n    c:\n      d: 1\n      e: [1]\n    f: x\n", "a:\n  b:\n    c:\n      d: null\n      g: {h: 1}\n    f: null\n"),
-        prod(case("production overlay", "replicaCount: 1\nhpa: {enabled: false, max: 3}\n", "{}\n"), "replicaCount: 3\nhpa: {enabled: true}\n"),
+        case(
+            "ambiguous strings stay strings",
+            "a: 1\n",
+            "s: ['yes', 'no', 'on', 'off', 'y', '1.0', '012', '0x1F', 'null', '~', '1e3', '']\n",
+        ),
+        case(
+            "YAML 1.1 booleans in chart values",
+            "enabled: yes\nother: off\nname: n\n",
+            "{}\n",
+        ),
+        case(
+            "numbers",
+            "i: 1\nf: 1.5\n",
+            "big: 10000000000\nneg: -3\nfl: 2.0\noct: 0755\nhex: 0x1F\n",
+        ),
+        case(
+            "keys with dots and slashes",
+            "annotations: {}\n",
+            "annotations:\n  cert-manager.io/cluster-issuer: letsencrypt\n  \"a.b\": c\n",
+        ),
+        case(
+            "multi-line strings",
+            "a: 1\n",
+            "script: |\n  #!/bin/sh\n  echo hi\nnoeol: |-\n  one\n  two\n",
+        ),
+        case(
+            "deep mixed",
+            "a:\n  b:\n    c:\n      d: 1\n      e: [1]\n    f: x\n",
+            "a:\n  b:\n    c:\n      d: null\n      g: {h: 1}\n    f: null\n",
+        ),
         prod(
-            case("production null, claim re-adds", "pdb: {minAvailable: 1}\nresources: {limits: {cpu: 1}}\n", "pdb: {minAvailable: 2}\n"),
+            case(
+                "production overlay",
+                "replicaCount: 1\nhpa: {enabled: false, max: 3}\n",
+                "{}\n",
+            ),
+            "replicaCount: 3\nhpa: {enabled: true}\n",
+        ),
+        prod(
+            case(
+                "production null, claim re-adds",
+                "pdb: {minAvailable: 1}\nresources: {limits: {cpu: 1}}\n",
+                "pdb: {minAvailable: 2}\n",
+            ),
             "pdb: {minAvailable: null, maxUnavailable: 1}\nresources: null\n",
         ),
-        prod(case("claim deletes production-only key", "a: 1\n", "extra: {b: null}\n"), "extra: {b: 1, c: 2}\n"),
+        prod(
+            case(
+                "claim deletes production-only key",
+                "a: 1\n",
+                "extra: {b: null}\n",
+            ),
+            "extra: {b: 1, c: 2}\n",
+        ),
         Case {
             env_file: Some(("qa", "replicaCount: 2\nlist: [q]\n")),
-            ..case("environment file", "replicaCount: 1\nlist: [a, b]\n", "list: null\n")
+            ..case(
+                "environment file",
+                "replicaCount: 1\nlist: [a, b]\n",
+                "list: null\n",
+            )
         },
     ];
     assert!(cases.len() >= 20);
@@ -223,10 +313,18 @@ fn shipped_charts_match_helm() {
         };
         Json::Object(parse_map(text))
     };
-    for name in ["microservice", "postgresql", "mongodb", "redis", "rabbitmq", "kafka"] {
+    for name in [
+        "microservice",
+        "postgresql",
+        "mongodb",
+        "redis",
+        "rabbitmq",
+        "kafka",
+    ] {
         let chart_dir = Path::new(ROOT).join("charts").join(name);
         let source = claimd::charts::Source::Dir(Path::new(ROOT).join("charts"));
-        let meta = parse_map(&std::fs::read_to_string(chart_dir.join("Chart.yaml")).expect("Chart.yaml"));
+        let meta =
+            parse_map(&std::fs::read_to_string(chart_dir.join("Chart.yaml")).expect("Chart.yaml"));
         let reference = ChartRef {
             repository: "oci://example.invalid/charts".into(),
             name: name.into(),

@@ -18,7 +18,10 @@ fn render_examples() -> Rendered {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).expect("examples/claims") {
         let path = entry.expect("entry").path();
-        let name = format!("claims/{}", path.file_name().expect("name").to_string_lossy());
+        let name = format!(
+            "claims/{}",
+            path.file_name().expect("name").to_string_lossy()
+        );
         files.push((name, std::fs::read_to_string(&path).expect("read")));
     }
     let loaded = claims::load(&files, &Limits::default());
@@ -79,7 +82,9 @@ fn instantiate(template: &Json, ctx: &Json) -> Json {
                 let path = &rest[start + 3..end];
                 let mut v = ctx;
                 for key in path.split('.') {
-                    v = v.get(key).unwrap_or_else(|| panic!("missingkey=error: {path}"));
+                    v = v
+                        .get(key)
+                        .unwrap_or_else(|| panic!("missingkey=error: {path}"));
                 }
                 match v {
                     Json::String(x) => out.push_str(x),
@@ -91,7 +96,11 @@ fn instantiate(template: &Json, ctx: &Json) -> Json {
             Json::String(out)
         }
         Json::Array(a) => Json::Array(a.iter().map(|x| instantiate(x, ctx)).collect()),
-        Json::Object(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), instantiate(v, ctx))).collect()),
+        Json::Object(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), instantiate(v, ctx)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -104,7 +113,8 @@ fn glob_matches(pattern: &str, path: &str) -> bool {
 
 #[test]
 fn generated_applications_validate_against_the_crd() {
-    let Some(crds) = crd::crds_dir_or_skip("generated_applications_validate_against_the_crd") else {
+    let Some(crds) = crd::crds_dir_or_skip("generated_applications_validate_against_the_crd")
+    else {
         return;
     };
     let rendered = render_examples();
@@ -129,7 +139,8 @@ fn generated_applications_validate_against_the_crd() {
                 json!({"path": dir, "basename": dir.rsplit('/').next()}),
             );
             let t = instantiate(template, &ctx);
-            let mut metadata: Map<String, Json> = t["metadata"].as_object().expect("metadata").clone();
+            let mut metadata: Map<String, Json> =
+                t["metadata"].as_object().expect("metadata").clone();
             metadata.insert("namespace".into(), json!("argocd"));
             let app = json!({
                 "apiVersion": "argoproj.io/v1alpha1",
@@ -138,7 +149,10 @@ fn generated_applications_validate_against_the_crd() {
                 "spec": t["spec"],
             });
             if let Err(errors) = crd::validate(&crds, &app) {
-                panic!("Application from {config_path} via {path} is refused:\n{}\n{app:#}", errors.join("\n"));
+                panic!(
+                    "Application from {config_path} via {path} is refused:\n{}\n{app:#}",
+                    errors.join("\n")
+                );
             }
             // The values file the Application points at exists in the repository.
             let values = app["spec"]["sources"][0]["helm"]["valueFiles"][0]

@@ -15,7 +15,9 @@ fn check(files: &[(&str, &str)], expected: &[&str]) {
     for want in expected {
         let (place, text) = split_expected(want);
         assert!(
-            errors.iter().any(|e| e.starts_with(&format!("{place}: ")) && e.contains(text)),
+            errors
+                .iter()
+                .any(|e| e.starts_with(&format!("{place}: ")) && e.contains(text)),
             "expected `{want}` among:\n{}",
             errors.join("\n")
         );
@@ -27,7 +29,10 @@ fn check(files: &[(&str, &str)], expected: &[&str]) {
         errors.join("\n")
     );
     for f in &loaded.failed_files {
-        assert!(loaded.claims.iter().all(|c| &c.source != f), "claims of failed file {f} kept");
+        assert!(
+            loaded.claims.iter().all(|c| &c.source != f),
+            "claims of failed file {f} kept"
+        );
     }
 }
 
@@ -74,12 +79,21 @@ fn every_seed_example_validates_except_the_placeholder_commit() {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).expect("examples/seeds") {
         let path = entry.expect("entry").path();
-        let name = format!("seeds/{}", path.file_name().expect("name").to_string_lossy());
+        let name = format!(
+            "seeds/{}",
+            path.file_name().expect("name").to_string_lossy()
+        );
         files.push((name, std::fs::read_to_string(&path).expect("read")));
     }
     assert_eq!(files.len(), 5);
-    let refs: Vec<(&str, &str)> = files.iter().map(|(p, t)| (p.as_str(), t.as_str())).collect();
-    check(&refs, &["seeds/environment.yaml:16:16: `spec.source.commitSha` is `a1b2c3d4...`"]);
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    check(
+        &refs,
+        &["seeds/environment.yaml:16:16: `spec.source.commitSha` is `a1b2c3d4...`"],
+    );
 }
 
 #[test]
@@ -88,7 +102,10 @@ fn bundled_examples_validate() {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).expect("examples/claims") {
         let path = entry.expect("entry").path();
-        files.push((path.display().to_string(), std::fs::read_to_string(&path).expect("read")));
+        files.push((
+            path.display().to_string(),
+            std::fs::read_to_string(&path).expect("read"),
+        ));
     }
     let loaded = load(&files, &Limits::default());
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
@@ -103,12 +120,19 @@ fn status_block_is_ignored_with_a_warning() {
     assert_eq!(loaded.claims.len(), 1);
     let w: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
     assert_eq!(w.len(), 1);
-    assert!(w[0].starts_with("c.yaml:14:1: warning: `status` is ignored"), "{w:?}");
+    assert!(
+        w[0].starts_with("c.yaml:14:1: warning: `status` is ignored"),
+        "{w:?}"
+    );
 }
 
 #[test]
 fn several_documents_per_file() {
-    let text = format!("{APP}---\n{}", APP.replace("name: svc", "name: svc2").replace("name: api", "name: web"));
+    let text = format!(
+        "{APP}---\n{}",
+        APP.replace("name: svc", "name: svc2")
+            .replace("name: api", "name: web")
+    );
     let loaded = load(&[("c.yaml".into(), text)], &Limits::default());
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     assert_eq!(loaded.claims.len(), 2);
@@ -117,12 +141,18 @@ fn several_documents_per_file() {
 
 #[test]
 fn unknown_field_with_suggestion() {
-    one(&app_with("      replica: 3\n"), &["c.yaml:14:7: unknown field `spec.applications[0].replica`; did you mean `replicas`?"]);
+    one(
+        &app_with("      replica: 3\n"),
+        &["c.yaml:14:7: unknown field `spec.applications[0].replica`; did you mean `replicas`?"],
+    );
 }
 
 #[test]
 fn unknown_field_without_close_match_lists_the_known_ones() {
-    one(&app_with("      colour: blue\n"), &["c.yaml:14:7: unknown field `spec.applications[0].colour`; expected one of:"]);
+    one(
+        &app_with("      colour: blue\n"),
+        &["c.yaml:14:7: unknown field `spec.applications[0].colour`; expected one of:"],
+    );
 }
 
 #[test]
@@ -140,44 +170,71 @@ fn wrong_type_string_for_number() {
 
 #[test]
 fn unquoted_chart_version_is_refused_with_a_hint() {
-    one(&APP.replace("version: \"1.0.0\"", "version: 1.0"), &["c.yaml:12:18: must be a string: write it in quotes"]);
+    one(
+        &APP.replace("version: \"1.0.0\"", "version: 1.0"),
+        &["c.yaml:12:18: must be a string: write it in quotes"],
+    );
 }
 
 #[test]
 fn chart_version_must_be_semver() {
-    one(&APP.replace("version: \"1.0.0\"", "version: latest"), &["c.yaml:12:18: chart version `latest` is not a semantic version"]);
+    one(
+        &APP.replace("version: \"1.0.0\"", "version: latest"),
+        &["c.yaml:12:18: chart version `latest` is not a semantic version"],
+    );
 }
 
 #[test]
 fn missing_required_field() {
-    one(&APP.replace("  environment: dev\n", ""), &["c.yaml:6:3: missing required field `spec.environment` (a string)"]);
+    one(
+        &APP.replace("  environment: dev\n", ""),
+        &["c.yaml:6:3: missing required field `spec.environment` (a string)"],
+    );
 }
 
 #[test]
 fn missing_metadata_name() {
-    one(&APP.replace("  name: svc\n", "  labels: {a: b}\n"), &["c.yaml:4:3: missing required field `metadata.name`"]);
+    one(
+        &APP.replace("  name: svc\n", "  labels: {a: b}\n"),
+        &["c.yaml:4:3: missing required field `metadata.name`"],
+    );
 }
 
 #[test]
 fn name_with_upper_case_and_underscore() {
-    one(&APP.replace("name: api", "name: Payment_Service"), &["c.yaml:9:13: upper case letters (try `payment-service`)"]);
+    one(
+        &APP.replace("name: api", "name: Payment_Service"),
+        &["c.yaml:9:13: upper case letters (try `payment-service`)"],
+    );
 }
 
 #[test]
 fn name_that_would_escape_the_output_folder() {
-    one(&APP.replace("name: api", "name: ../../etc"), &["c.yaml:9:13: would escape the output folder"]);
-    one(&APP.replace("name: api", "name: a/b"), &["c.yaml:9:13: would escape the output folder"]);
+    one(
+        &APP.replace("name: api", "name: ../../etc"),
+        &["c.yaml:9:13: would escape the output folder"],
+    );
+    one(
+        &APP.replace("name: api", "name: a/b"),
+        &["c.yaml:9:13: would escape the output folder"],
+    );
 }
 
 #[test]
 fn name_too_long() {
     let long = "a".repeat(64);
-    one(&APP.replace("name: api", &format!("name: {long}")), &["c.yaml:9:13: is 64 characters long"]);
+    one(
+        &APP.replace("name: api", &format!("name: {long}")),
+        &["c.yaml:9:13: is 64 characters long"],
+    );
 }
 
 #[test]
 fn environment_name_must_be_a_label() {
-    one(&APP.replace("environment: dev", "environment: Dev/1"), &["c.yaml:6:16: would escape the output folder"]);
+    one(
+        &APP.replace("environment: dev", "environment: Dev/1"),
+        &["c.yaml:6:16: would escape the output folder"],
+    );
 }
 
 #[test]
@@ -192,7 +249,10 @@ fn same_application_twice_in_one_environment_across_files() {
 #[test]
 fn same_claim_name_twice() {
     let other = APP.replace("name: api", "name: web");
-    check(&[("a.yaml", APP), ("b.yaml", &other)], &["b.yaml:4:9: ApplicationClaim `svc` is already defined at a.yaml:4:9"]);
+    check(
+        &[("a.yaml", APP), ("b.yaml", &other)],
+        &["b.yaml:4:9: ApplicationClaim `svc` is already defined at a.yaml:4:9"],
+    );
 }
 
 const BOOT: &str = "apiVersion: platform.infraforge.io/v1
@@ -219,13 +279,25 @@ fn environment_not_declared_in_the_bootstrap_claim() {
 
 #[test]
 fn other_cluster_types_are_not_checked_against_the_bootstrap() {
-    check(&[("boot.yaml", BOOT), ("app.yaml", &APP.replace("clusterType: nonprod", "clusterType: prod"))], &[]);
+    check(
+        &[
+            ("boot.yaml", BOOT),
+            (
+                "app.yaml",
+                &APP.replace("clusterType: nonprod", "clusterType: prod"),
+            ),
+        ],
+        &[],
+    );
 }
 
 #[test]
 fn two_bootstraps_for_one_cluster_type() {
     let second = BOOT.replace("name: boot", "name: boot2");
-    check(&[("a.yaml", BOOT), ("b.yaml", &second)], &["b.yaml:11:18: clusterType `nonprod` already has a BootstrapClaim"]);
+    check(
+        &[("a.yaml", BOOT), ("b.yaml", &second)],
+        &["b.yaml:11:18: clusterType `nonprod` already has a BootstrapClaim"],
+    );
 }
 
 #[test]
@@ -234,12 +306,18 @@ fn bootstraps_must_agree_on_the_gitops_repository() {
         .replace("name: boot", "name: boot-prod")
         .replace("clusterType: nonprod", "clusterType: prod")
         .replace("voltran: voltran", "voltran: other");
-    check(&[("a.yaml", BOOT), ("b.yaml", &prod)], &["b.yaml:6:13: BootstrapClaims disagree on the GitOps repository"]);
+    check(
+        &[("a.yaml", BOOT), ("b.yaml", &prod)],
+        &["b.yaml:6:13: BootstrapClaims disagree on the GitOps repository"],
+    );
 }
 
 #[test]
 fn environment_listed_twice() {
-    one(&BOOT.replace("[qa, staging]", "[qa, qa]"), &["c.yaml:12:24: environment `qa` is listed twice"]);
+    one(
+        &BOOT.replace("[qa, staging]", "[qa, qa]"),
+        &["c.yaml:12:24: environment `qa` is listed twice"],
+    );
 }
 
 #[test]
@@ -266,46 +344,73 @@ spec:
 
 #[test]
 fn unknown_platform_service_type() {
-    one(&PLATFORM.replace("type: postgresql", "type: postgres"), &["c.yaml:9:13: `spec.services[0].type` is `postgres`; did you mean `postgresql`?"]);
-    one(&PLATFORM.replace("type: postgresql", "type: cassandra"), &["c.yaml:9:13: expected one of: postgresql, mongodb, redis, rabbitmq, kafka"]);
+    one(
+        &PLATFORM.replace("type: postgresql", "type: postgres"),
+        &["c.yaml:9:13: `spec.services[0].type` is `postgres`; did you mean `postgresql`?"],
+    );
+    one(
+        &PLATFORM.replace("type: postgresql", "type: cassandra"),
+        &["c.yaml:9:13: expected one of: postgresql, mongodb, redis, rabbitmq, kafka"],
+    );
 }
 
 #[test]
 fn storage_size_must_be_a_quantity() {
-    one(&PLATFORM.replace("size: 10Gi", "size: 10 GB"), &["c.yaml:12:15: `spec.services[0].storage.size` is `10 GB`, not a Kubernetes quantity"]);
+    one(
+        &PLATFORM.replace("size: 10Gi", "size: 10 GB"),
+        &["c.yaml:12:15: `spec.services[0].storage.size` is `10 GB`, not a Kubernetes quantity"],
+    );
 }
 
 #[test]
 fn backup_bucket_must_be_an_s3_url() {
-    one(&format!("{PLATFORM}      backup:\n        s3Bucket: my-backups\n"), &["c.yaml:14:19: expected a URL starting with s3://"]);
+    one(
+        &format!("{PLATFORM}      backup:\n        s3Bucket: my-backups\n"),
+        &["c.yaml:14:19: expected a URL starting with s3://"],
+    );
 }
 
 #[test]
 fn unknown_kind_and_wrong_api_version() {
     one(&APP.replace("kind: ApplicationClaim", "kind: ApplicationClaims"), &["c.yaml:2:7: unknown kind `ApplicationClaims` (platform.infraforge.io/v1); did you mean `ApplicationClaim`?"]);
     one(&APP.replace("platform.infraforge.io/v1", "catalyst.catalyst.dev/v1alpha1"), &["c.yaml:1:13: ApplicationClaim has apiVersion `catalyst.catalyst.dev/v1alpha1`; expected `platform.infraforge.io/v1`"]);
-    one("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", &["c.yaml:2:7: unknown kind `ConfigMap` (v1); claims/ holds only claims"]);
+    one(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+        &["c.yaml:2:7: unknown kind `ConfigMap` (v1); claims/ holds only claims"],
+    );
 }
 
 #[test]
 fn document_that_is_not_a_map() {
-    one("- just\n- a list\n", &["c.yaml:1:1: `` must be a map, found a list"]);
+    one(
+        "- just\n- a list\n",
+        &["c.yaml:1:1: `` must be a map, found a list"],
+    );
 }
 
 #[test]
 fn spec_that_is_not_a_map() {
     let head = &APP[..APP.find("spec:").expect("spec")];
-    one(&format!("{head}spec: [1, 2]\n"), &["c.yaml:5:7: `spec` must be a map, found a list"]);
+    one(
+        &format!("{head}spec: [1, 2]\n"),
+        &["c.yaml:5:7: `spec` must be a map, found a list"],
+    );
 }
 
 #[test]
 fn invalid_yaml_has_a_position() {
-    one("apiVersion: platform.infraforge.io/v1\nkind: [unclosed\n", &["c.yaml:3:1: invalid YAML"]);
+    one(
+        "apiVersion: platform.infraforge.io/v1\nkind: [unclosed\n",
+        &["c.yaml:3:1: invalid YAML"],
+    );
 }
 
 #[test]
 fn duplicate_keys_are_refused() {
-    one(&app_with("      replicas: 3\n"), &["c.yaml:14:7: duplicate key `replicas` (first defined at 13:7)"]);
+    one(
+        &app_with("      replicas: 3\n"),
+        &["c.yaml:14:7: duplicate key `replicas` (first defined at 13:7)"],
+    );
 }
 
 #[test]
@@ -313,25 +418,36 @@ fn hostile_input_alias_bomb_and_depth() {
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..8 {
         let p = i - 1;
-        bomb.push_str(&format!("a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"));
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
     }
     let files = [("bomb.yaml".to_string(), bomb)];
     let loaded = load(&files, &Limits::default());
     let e: Vec<String> = loaded.errors().map(ToString::to_string).collect();
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("bomb.yaml:6:") && e[0].contains("alias bomb"), "{e:?}");
+    assert!(
+        e[0].starts_with("bomb.yaml:6:") && e[0].contains("alias bomb"),
+        "{e:?}"
+    );
     let deep = format!("a: {}{}\n", "[".repeat(80), "]".repeat(80));
     one(&deep, &["c.yaml:1:67: nesting deeper than 64 levels"]);
 }
 
 #[test]
 fn ingress_host_must_be_a_host_name() {
-    one(&app_with("      ingress:\n        host: https://x.example.com/\n"), &["c.yaml:15:15: is not a valid host name"]);
+    one(
+        &app_with("      ingress:\n        host: https://x.example.com/\n"),
+        &["c.yaml:15:15: is not a valid host name"],
+    );
 }
 
 #[test]
 fn resources_must_be_quantities() {
-    one(&app_with("      resources:\n        requests:\n          memory: 1 GB\n"), &["c.yaml:16:19: `spec.applications[0].resources.requests.memory` is `1 GB`"]);
+    one(
+        &app_with("      resources:\n        requests:\n          memory: 1 GB\n"),
+        &["c.yaml:16:19: `spec.applications[0].resources.requests.memory` is `1 GB`"],
+    );
 }
 
 #[test]
@@ -341,7 +457,10 @@ fn env_values_must_be_strings() {
 
 #[test]
 fn pull_policy_with_wrong_case() {
-    one(&app_with("      image:\n        pullPolicy: always\n"), &["c.yaml:15:21: did you mean `Always`?"]);
+    one(
+        &app_with("      image:\n        pullPolicy: always\n"),
+        &["c.yaml:15:21: did you mean `Always`?"],
+    );
 }
 
 #[test]
@@ -354,7 +473,11 @@ fn autoscaling_bounds() {
 
 #[test]
 fn empty_application_list() {
-    one(&APP[..APP.find("    - name: api").expect("list")].replace("applications:\n", "applications: []\n"), &["c.yaml:6:3: `spec.applications` is empty"]);
+    one(
+        &APP[..APP.find("    - name: api").expect("list")]
+            .replace("applications:\n", "applications: []\n"),
+        &["c.yaml:6:3: `spec.applications` is empty"],
+    );
 }
 
 const PROJECT: &str = "apiVersion: catalyst.catalyst.dev/v1alpha1
@@ -389,25 +512,55 @@ fn environment_with_its_project_is_valid() {
 
 #[test]
 fn environment_referring_to_an_unknown_project() {
-    check(&[("p.yaml", PROJECT), ("e.yaml", &ENV.replace("name: shop", "name: shoe"))], &["e.yaml:7:11: Project `shoe` is not defined in claims/ (known: shop)"]);
+    check(
+        &[
+            ("p.yaml", PROJECT),
+            ("e.yaml", &ENV.replace("name: shop", "name: shoe")),
+        ],
+        &["e.yaml:7:11: Project `shoe` is not defined in claims/ (known: shop)"],
+    );
 }
 
 #[test]
 fn environment_type_and_commit() {
-    check(&[("p.yaml", PROJECT), ("e.yaml", &ENV.replace("type: development", "type: preview"))], &["e.yaml:8:9: `spec.type` is `preview`; expected one of: development, deployment"]);
-    check(&[("p.yaml", PROJECT), ("e.yaml", &ENV.replace("0123456789abcdef0123456789abcdef01234567", "HEAD"))], &["e.yaml:10:16: `spec.source.commitSha` is `HEAD`"]);
+    check(
+        &[
+            ("p.yaml", PROJECT),
+            ("e.yaml", &ENV.replace("type: development", "type: preview")),
+        ],
+        &["e.yaml:8:9: `spec.type` is `preview`; expected one of: development, deployment"],
+    );
+    check(
+        &[
+            ("p.yaml", PROJECT),
+            (
+                "e.yaml",
+                &ENV.replace("0123456789abcdef0123456789abcdef01234567", "HEAD"),
+            ),
+        ],
+        &["e.yaml:10:16: `spec.source.commitSha` is `HEAD`"],
+    );
 }
 
 #[test]
 fn project_path_must_stay_inside_the_repository() {
-    one(&PROJECT.replace("./charts/shop", "../../etc"), &["c.yaml:11:11: must stay inside the repository"]);
+    one(
+        &PROJECT.replace("./charts/shop", "../../etc"),
+        &["c.yaml:11:11: must stay inside the repository"],
+    );
 }
 
 #[test]
 fn project_deployment_type() {
-    one(&PROJECT.replace("type: helm", "type: kustomize"), &["c.yaml:10:11: deployment type `kustomize` is not supported by claimd yet"]);
+    one(
+        &PROJECT.replace("type: helm", "type: kustomize"),
+        &["c.yaml:10:11: deployment type `kustomize` is not supported by claimd yet"],
+    );
     one(&PROJECT.replace("type: helm", "type: helmfile"), &["c.yaml:10:11: `spec.deployment.type` is `helmfile`; expected one of: helm, manifest, kustomize"]);
-    one(&PROJECT.replace("type: helm", "type: hlem"), &["c.yaml:10:11: `spec.deployment.type` is `hlem`; did you mean `helm`?"]);
+    one(
+        &PROJECT.replace("type: helm", "type: hlem"),
+        &["c.yaml:10:11: `spec.deployment.type` is `hlem`; did you mean `helm`?"],
+    );
 }
 
 #[test]
@@ -435,7 +588,10 @@ fn a_failed_file_does_not_take_other_files_down() {
 #[test]
 fn input_order_does_not_matter() {
     let a = ("a.yaml".to_string(), APP.to_string());
-    let b = ("b.yaml".to_string(), APP.replace("name: svc", "name: other"));
+    let b = (
+        "b.yaml".to_string(),
+        APP.replace("name: svc", "name: other"),
+    );
     let one = load(&[a.clone(), b.clone()], &Limits::default());
     let two = load(&[b, a], &Limits::default());
     assert_eq!(one.claims, two.claims);

@@ -1,5 +1,6 @@
 //! Subcommands. clap types stay here; the core gets its own option types.
 
+mod bench;
 mod demo;
 mod worktree;
 
@@ -38,6 +39,18 @@ pub enum Command {
     /// Render the bundled example claims into a fresh temporary repository and show it.
     Demo {
         /// Where to create the demo repository (default: a new temporary folder).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Measure render on a synthetic repository (numbers for BENCHMARKS.md).
+    Bench {
+        /// Number of applications.
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where to generate the repository (kept afterwards; default: a temporary folder, removed).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -85,6 +98,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render_cmd(&args, false),
         Command::Plan(args) => render_cmd(&args, true),
         Command::Demo { dir } => demo::run(dir),
+        Command::Bench { apps, runs, dir } => bench::render(apps, runs, dir),
     }
 }
 
@@ -130,22 +144,30 @@ pub fn render_repo(
     source: &charts::Source,
     settings: &Settings,
 ) -> Result<Outcome> {
+    let t = std::time::Instant::now();
     let files = worktree::read_claim_files(&[repo.join("claims")])?
         .into_iter()
         .map(|(p, t)| (worktree::relative(repo, &p), t))
         .collect::<Vec<_>>();
+    tracing::debug!(elapsed = ?t.elapsed(), files = files.len(), "read claims");
     let loaded = claims::load(&files, &Limits::default());
+    tracing::debug!(elapsed = ?t.elapsed(), claims = loaded.claims.len(), "validated");
     let refs = render::chart_refs(&loaded.claims, settings);
     let charts = source.resolve(&refs);
+    tracing::debug!(elapsed = ?t.elapsed(), charts = charts.len(), "charts loaded");
     let rendered = render::render(&loaded.claims, &charts, settings).map_err(anyhow::Error::msg)?;
+    tracing::debug!(elapsed = ?t.elapsed(), files = rendered.files.len(), "rendered");
     let existing = worktree::read_generated(out)?;
-    let plan = render::plan(&existing, &rendered, &loaded.failed_files);
+    tracing::debug!(elapsed = ?t.elapsed(), files = existing.len(), "read generated files");
+    let files = rendered.files.len();
     let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(rendered.failures.iter().map(|f| f.diagnostic.clone()));
+    let plan = render::plan(&existing, rendered, &loaded.failed_files);
+    tracing::debug!(elapsed = ?t.elapsed(), changes = plan.changes.len(), "planned");
     Ok(Outcome {
         plan,
         diagnostics,
-        files: rendered.files.len(),
+        files,
     })
 }
 
@@ -157,8 +179,10 @@ fn render_cmd(args: &RenderArgs, dry_run: bool) -> Result<ExitCode> {
     if dry_run {
         write!(stdout, "{}", plan_diff(&outcome.plan))?;
     } else {
+        let t = std::time::Instant::now();
         worktree::apply(&out, &outcome.plan)
             .with_context(|| format!("writing into {}", out.display()))?;
+        tracing::debug!(elapsed = ?t.elapsed(), "written");
     }
     writeln!(stdout, "{}", summary(&outcome, dry_run))?;
     let failed = outcome.diagnostics.iter().any(Diagnostic::is_error);

@@ -81,6 +81,7 @@ pub fn read_generated(repo: &Path) -> Result<BTreeMap<String, String>> {
 /// Writes a plan into `repo`: each file is written to a temporary name and renamed, so a
 /// crash never leaves a half-written file. Emptied folders are removed.
 pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
+    let mut made_dirs: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for change in &plan.changes {
         if !OUTPUT_ROOTS.iter().any(|r| change.path.starts_with(r)) || change.path.contains("..") {
             bail!(
@@ -103,8 +104,10 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
             }
             (_, Some(content)) => {
                 let parent = path.parent().unwrap_or(repo);
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("creating {}", parent.display()))?;
+                if made_dirs.insert(parent.to_path_buf()) {
+                    std::fs::create_dir_all(parent)
+                        .with_context(|| format!("creating {}", parent.display()))?;
+                }
                 let tmp = parent.join(format!(
                     ".{}.claimd-tmp",
                     path.file_name()

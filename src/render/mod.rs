@@ -16,16 +16,14 @@
 mod argocd;
 mod header;
 mod plan;
+mod workload;
 
 pub use header::{parse_owners, Header, GENERATED_MARK};
 pub use plan::{plan, Change, ChangeKind, Plan, OUTPUT_ROOTS};
 
 use crate::claims::names::environment_namespace;
-use crate::claims::{
-    ApplicationClaim, Bootstrap, Claim, Diagnostic, Environment, PlatformClaim, Project, Severity,
-    Spec, Workload,
-};
-use crate::values::{self, Chart, ChartRef, Profile};
+use crate::claims::{Bootstrap, Claim, Diagnostic, Environment, Project, Severity, Spec, Workload};
+use crate::values::{self, Chart, ChartRef};
 use crate::yaml::{self, Pos};
 use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -115,8 +113,7 @@ pub fn chart_refs(claims: &[Claim], settings: &Settings) -> BTreeSet<ChartRef> {
 pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<Rendered, String> {
     let mut sorted: Vec<&Claim> = claims.iter().collect();
     sorted.sort_by(|a, b| (&a.source, a.pos, a.kind()).cmp(&(&b.source, b.pos, b.kind())));
-    let claims: Vec<Claim> = sorted.into_iter().cloned().collect();
-    let bootstraps = bootstraps(&claims);
+    let bootstraps = bootstraps(sorted.iter().copied());
     let first = bootstraps.values().next().map(|(_, b)| *b);
     let repo_url = first
         .map(Bootstrap::gitops_repo_url)
@@ -143,19 +140,64 @@ pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<
             s.platform = true;
         }
     }
-    for c in &claims {
-        match &c.spec {
-            Spec::Application(a) => render_applications(&mut ctx, c, a, charts),
-            Spec::Platform(p) => render_services(&mut ctx, c, p, charts),
-            Spec::Environment(e) => render_environment(&mut ctx, c, e, &claims),
-            Spec::Bootstrap(_) | Spec::Project(_) => {}
+    let mut jobs = Vec::new();
+    for &c in &sorted {
+        let (ct, env, ns, folder, list) = match &c.spec {
+            Spec::Application(a) => (
+                &a.cluster_type,
+                &a.environment,
+                &a.namespace,
+                "applications",
+                &a.applications,
+            ),
+            Spec::Platform(p) => (
+                &p.cluster_type,
+                &p.environment,
+                &p.namespace,
+                "platform",
+                &p.services,
+            ),
+            Spec::Environment(e) => {
+                render_environment(&mut ctx, c, e, claims);
+                continue;
+            }
+            Spec::Bootstrap(_) | Spec::Project(_) => continue,
+        };
+        let s = ctx
+            .appsets
+            .entry((ct.value.clone(), env.value.clone()))
+            .or_default();
+        if folder == "applications" {
+            s.apps = true;
+        } else {
+            s.platform = true;
+        }
+        for w in list {
+            let at = workload::Placement {
+                cluster_type: &ct.value,
+                environment: &env.value,
+                namespace: ns.as_ref().map(|n| n.value.as_str()),
+                folder,
+            };
+            let reference = chart_ref(c, &ct.value, w, &ctx.bootstraps, settings);
+            jobs.push(workload::Job {
+                claim: c,
+                at,
+                workload: w,
+                reference,
+            });
         }
     }
+    let (files, failures) = workload::render_all(&jobs, charts);
+    ctx.out.files.extend(files);
+    ctx.out.failures.extend(failures);
     render_scaffold(&mut ctx);
     Ok(ctx.out)
 }
 
-fn bootstraps(claims: &[Claim]) -> BTreeMap<&str, (&Claim, &Bootstrap)> {
+fn bootstraps<'a>(
+    claims: impl IntoIterator<Item = &'a Claim>,
+) -> BTreeMap<&'a str, (&'a Claim, &'a Bootstrap)> {
     let mut out = BTreeMap::new();
     for c in claims {
         if let Spec::Bootstrap(b) = &c.spec {
@@ -237,200 +279,6 @@ fn fail(ctx: &mut Ctx<'_>, claim: &Claim, pos: Pos, message: String, keep: Optio
         },
         keep,
     });
-}
-
-fn render_applications(ctx: &mut Ctx<'_>, claim: &Claim, a: &ApplicationClaim, charts: &Charts) {
-    let placement = Placement {
-        cluster_type: &a.cluster_type.value,
-        environment: &a.environment.value,
-        namespace: a.namespace.as_ref().map(|n| n.value.as_str()),
-        folder: "applications",
-    };
-    for w in &a.applications {
-        render_workload(ctx, claim, &placement, w, charts);
-    }
-    let s = ctx
-        .appsets
-        .entry((a.cluster_type.value.clone(), a.environment.value.clone()))
-        .or_default();
-    s.apps = true;
-}
-
-fn render_services(ctx: &mut Ctx<'_>, claim: &Claim, p: &PlatformClaim, charts: &Charts) {
-    let placement = Placement {
-        cluster_type: &p.cluster_type.value,
-        environment: &p.environment.value,
-        namespace: p.namespace.as_ref().map(|n| n.value.as_str()),
-        folder: "platform",
-    };
-    for w in &p.services {
-        render_workload(ctx, claim, &placement, w, charts);
-    }
-    let s = ctx
-        .appsets
-        .entry((p.cluster_type.value.clone(), p.environment.value.clone()))
-        .or_default();
-    s.platform = true;
-}
-
-struct Placement<'a> {
-    cluster_type: &'a str,
-    environment: &'a str,
-    namespace: Option<&'a str>,
-    /// `applications` or `platform`.
-    folder: &'a str,
-}
-
-fn render_workload(
-    ctx: &mut Ctx<'_>,
-    claim: &Claim,
-    at: &Placement<'_>,
-    w: &Workload,
-    charts: &Charts,
-) {
-    let dir = format!(
-        "environments/{}/{}/{}/{}",
-        at.cluster_type, at.environment, at.folder, w.name.value
-    );
-    let reference = match chart_ref(claim, at.cluster_type, w, &ctx.bootstraps, ctx.settings) {
-        Ok(r) => r,
-        Err((pos, msg)) => return fail(ctx, claim, pos, msg, Some(dir)),
-    };
-    let chart = match charts.get(&reference) {
-        Some(Ok(chart)) => chart,
-        Some(Err(e)) => {
-            let msg = format!("chart {reference} for `{}`: {e}", w.name.value);
-            return fail(ctx, claim, w.chart.name.pos, msg, Some(dir));
-        }
-        None => {
-            let msg = format!("chart {reference} for `{}` was not loaded", w.name.value);
-            return fail(ctx, claim, w.chart.name.pos, msg, Some(dir));
-        }
-    };
-    let profile = Profile::of(at.environment, at.cluster_type, w.production);
-    let merged = match values::merge(&values::Request {
-        chart,
-        environment: at.environment,
-        profile,
-        claim_fields: &w.fields,
-        raw_values: &w.values,
-    }) {
-        Ok(m) => m,
-        Err(unmapped) => {
-            for path in unmapped {
-                let pos = node_at(&w.node, &path).unwrap_or(w.name.pos);
-                let msg = format!(
-                    "chart {} has no mapping for claim field `{path}` (see its {}); set the chart value under `values:` instead",
-                    reference,
-                    values::MAPPING_FILE
-                );
-                fail(ctx, claim, pos, msg, Some(dir.clone()));
-            }
-            return;
-        }
-    };
-    let over_limit = requests_over_limits(&Json::Object(merged.final_values.clone()));
-    if !over_limit.is_empty() {
-        let pos = w.node.get("resources").map_or(w.name.pos, |n| n.pos);
-        for problem in over_limit {
-            let msg = format!(
-                "`{}`: {problem} after merging with chart {reference}; raise the limit too (resources.limits) or lower the request",
-                w.name.value
-            );
-            fail(ctx, claim, pos, msg, Some(dir.clone()));
-        }
-        return;
-    }
-    let namespace = w
-        .namespace
-        .as_ref()
-        .map(|n| n.value.as_str())
-        .or(at.namespace)
-        .unwrap_or(at.environment);
-    let header = Header {
-        sources: vec![claim.id()],
-        chart: Some(format!("{reference}@{}", chart.digest)),
-    };
-    let kind = if w.service_type.is_some() {
-        "service"
-    } else {
-        "application"
-    };
-    let config = json!({
-        "app": {
-            "name": w.name.value,
-            "kind": kind,
-            "environment": at.environment,
-            "clusterType": at.cluster_type,
-            "profile": if profile == Profile::Production { "production" } else { "default" },
-        },
-        "namespace": namespace,
-        "chart": {
-            "repoURL": argocd::helm_oci_repo(&reference.repository),
-            "name": reference.name,
-            "version": reference.version,
-            "digest": chart.digest,
-        },
-        "source": { "claim": claim.id() },
-    });
-    ctx.out.files.insert(
-        format!("{dir}/config.yaml"),
-        header.render(&yaml::emit(&config)),
-    );
-    ctx.out.files.insert(
-        format!("{dir}/values.yaml"),
-        header.render(&yaml::emit(&Json::Object(merged.file_values))),
-    );
-}
-
-/// Every `requests.X` above its `limits.X` in any `resources`-shaped map of the values:
-/// Kubernetes would refuse such a pod, so claimd refuses it at push time.
-fn requests_over_limits(values: &Json) -> Vec<String> {
-    fn walk(v: &Json, path: &mut Vec<String>, out: &mut Vec<String>) {
-        let Json::Object(m) = v else { return };
-        if let (Some(Json::Object(req)), Some(Json::Object(lim))) =
-            (m.get("requests"), m.get("limits"))
-        {
-            for (k, r) in req {
-                let (Some(rq), Some(lq)) = (
-                    crate::claims::quantity::of_json(r),
-                    lim.get(k).and_then(crate::claims::quantity::of_json),
-                ) else {
-                    continue;
-                };
-                if rq > lq {
-                    let at = path.join(".");
-                    out.push(format!(
-                        "{at}.requests.{k} ({}) is above {at}.limits.{k} ({})",
-                        r.as_str().map_or_else(|| r.to_string(), str::to_string),
-                        lim[k]
-                            .as_str()
-                            .map_or_else(|| lim[k].to_string(), str::to_string)
-                    ));
-                }
-            }
-        }
-        for (k, child) in m {
-            path.push(k.clone());
-            walk(child, path, out);
-            path.pop();
-        }
-    }
-    let mut out = Vec::new();
-    walk(values, &mut Vec::new(), &mut out);
-    out
-}
-
-/// Position of a claim field, for messages.
-fn node_at(node: &yaml::Node, path: &values::Path) -> Option<Pos> {
-    let mut cur = node;
-    for seg in &path.0 {
-        cur = match seg {
-            values::Segment::Key(k) => cur.get(k)?,
-            values::Segment::Index(_) => return Some(cur.pos),
-        };
-    }
-    Some(cur.pos)
 }
 
 fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims: &[Claim]) {

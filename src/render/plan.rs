@@ -42,7 +42,7 @@ impl Plan {
 /// - files claimd did not generate are never deleted.
 pub fn plan(
     existing: &BTreeMap<String, String>,
-    rendered: &Rendered,
+    rendered: Rendered,
     failed_files: &[String],
 ) -> Plan {
     let mut failed_sources: BTreeSet<&str> = failed_files.iter().map(String::as_str).collect();
@@ -77,26 +77,6 @@ pub fn plan(
     };
 
     let mut out = Plan::default();
-    for (path, new) in &rendered.files {
-        let old = existing.get(path);
-        if old == Some(new) {
-            continue;
-        }
-        if is_protected(path, old) {
-            out.kept.push(path.clone());
-            continue;
-        }
-        out.changes.push(Change {
-            path: path.clone(),
-            kind: if old.is_some() {
-                ChangeKind::Modify
-            } else {
-                ChangeKind::Add
-            },
-            old: old.cloned(),
-            new: Some(new.clone()),
-        });
-    }
     for (path, old) in existing {
         if rendered.files.contains_key(path) || parse_owners(old).is_none() {
             continue;
@@ -111,6 +91,26 @@ pub fn plan(
             kind: ChangeKind::Delete,
             old: Some(old.clone()),
             new: None,
+        });
+    }
+    for (path, new) in rendered.files {
+        let old = existing.get(&path);
+        if old == Some(&new) {
+            continue;
+        }
+        if is_protected(&path, old) {
+            out.kept.push(path);
+            continue;
+        }
+        out.changes.push(Change {
+            kind: if old.is_some() {
+                ChangeKind::Modify
+            } else {
+                ChangeKind::Add
+            },
+            path,
+            old: old.cloned(),
+            new: Some(new),
         });
     }
     out.changes.sort_by(|a, b| a.path.cmp(&b.path));

@@ -42,7 +42,9 @@ spec:
 ";
 
 fn files(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect()
+    list.iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect()
 }
 
 fn load(list: &[(&str, &str)]) -> Loaded {
@@ -66,7 +68,10 @@ fn examples() -> Vec<(String, String)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("examples") {
         let path = entry.expect("entry").path();
-        let name = format!("claims/{}", path.file_name().expect("name").to_string_lossy());
+        let name = format!(
+            "claims/{}",
+            path.file_name().expect("name").to_string_lossy()
+        );
         out.push((name, std::fs::read_to_string(&path).expect("read")));
     }
     out
@@ -109,13 +114,21 @@ fn every_generated_file_has_the_header() {
             assert!(content.contains("# chart "), "{path} names its chart");
         }
     }
-    let values = &rendered.files["environments/prod/prod/applications/notification-service/values.yaml"];
-    assert!(values.contains("# chart oci://ghcr.io/nimbusprotch/microservice:1.0.0@sha256:"), "{values}");
+    let values =
+        &rendered.files["environments/prod/prod/applications/notification-service/values.yaml"];
+    assert!(
+        values.contains("# chart oci://ghcr.io/nimbusprotch/microservice:1.0.0@sha256:"),
+        "{values}"
+    );
 }
 
 #[test]
 fn layout_follows_the_design() {
-    let (_, r) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", APPS), ("claims/data.yaml", DATA)]);
+    let (_, r) = render_all(&[
+        ("claims/boot.yaml", BOOT),
+        ("claims/apps.yaml", APPS),
+        ("claims/data.yaml", DATA),
+    ]);
     let paths: Vec<&str> = r.files.keys().map(String::as_str).collect();
     assert_eq!(
         paths,
@@ -150,18 +163,27 @@ fn existing(r: &Rendered) -> BTreeMap<String, String> {
 #[test]
 fn plan_of_a_fresh_repository_adds_everything_and_a_rerender_nothing() {
     let (loaded, r) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", APPS)]);
-    let p = plan(&BTreeMap::new(), &r, &loaded.failed_files);
+    let p = plan(&BTreeMap::new(), r.clone(), &loaded.failed_files);
     assert_eq!(p.changes.len(), r.files.len());
     assert!(p.changes.iter().all(|c| c.kind == ChangeKind::Add));
-    assert!(plan(&existing(&r), &r, &loaded.failed_files).is_empty());
+    assert!(plan(&existing(&r), r.clone(), &loaded.failed_files).is_empty());
 }
 
 #[test]
 fn removing_a_claim_prunes_its_files_only() {
-    let (_, before) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", APPS), ("claims/data.yaml", DATA)]);
+    let (_, before) = render_all(&[
+        ("claims/boot.yaml", BOOT),
+        ("claims/apps.yaml", APPS),
+        ("claims/data.yaml", DATA),
+    ]);
     let (loaded, after) = render_all(&[("claims/boot.yaml", BOOT), ("claims/data.yaml", DATA)]);
-    let p = plan(&existing(&before), &after, &loaded.failed_files);
-    let deleted: Vec<&str> = p.changes.iter().filter(|c| c.kind == ChangeKind::Delete).map(|c| c.path.as_str()).collect();
+    let p = plan(&existing(&before), after.clone(), &loaded.failed_files);
+    let deleted: Vec<&str> = p
+        .changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Delete)
+        .map(|c| c.path.as_str())
+        .collect();
     assert_eq!(
         deleted,
         [
@@ -172,34 +194,62 @@ fn removing_a_claim_prunes_its_files_only() {
         ]
     );
     // The bootstrap still declares dev: its appsets stay (their header changes).
-    assert!(after.files.contains_key("appsets/nonprod/apps/dev-appset.yaml"));
+    assert!(after
+        .files
+        .contains_key("appsets/nonprod/apps/dev-appset.yaml"));
 }
 
 #[test]
 fn a_claim_file_that_fails_validation_keeps_its_files() {
-    let (_, before) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", APPS), ("claims/data.yaml", DATA)]);
+    let (_, before) = render_all(&[
+        ("claims/boot.yaml", BOOT),
+        ("claims/apps.yaml", APPS),
+        ("claims/data.yaml", DATA),
+    ]);
     let broken = APPS.replace("tag: v1", "tag: [oops]");
-    let (loaded, after) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &broken), ("claims/data.yaml", DATA)]);
+    let (loaded, after) = render_all(&[
+        ("claims/boot.yaml", BOOT),
+        ("claims/apps.yaml", &broken),
+        ("claims/data.yaml", DATA),
+    ]);
     assert_eq!(loaded.failed_files, ["claims/apps.yaml"]);
-    let p = plan(&existing(&before), &after, &loaded.failed_files);
+    let p = plan(&existing(&before), after.clone(), &loaded.failed_files);
     assert!(
         p.changes.iter().all(|c| c.kind != ChangeKind::Delete),
         "nothing may be deleted: {:?}",
         p.changes.iter().map(|c| &c.path).collect::<Vec<_>>()
     );
-    assert!(p.kept.contains(&"environments/nonprod/dev/applications/api/values.yaml".to_string()));
+    assert!(p
+        .kept
+        .contains(&"environments/nonprod/dev/applications/api/values.yaml".to_string()));
 }
 
 #[test]
 fn when_a_whole_environment_fails_its_appsets_are_not_deleted() {
     // Without a bootstrap, the staging appset exists only because of data.yaml.
-    let (_, before) = render_all(&[("claims/apps.yaml", APPS), ("claims/data.yaml", DATA), ("claims/boot.yaml", BOOT)]);
+    let (_, before) = render_all(&[
+        ("claims/apps.yaml", APPS),
+        ("claims/data.yaml", DATA),
+        ("claims/boot.yaml", BOOT),
+    ]);
     let broken = DATA.replace("type: postgresql", "type: [x]");
-    let (loaded, after) = render_all(&[("claims/apps.yaml", APPS), ("claims/data.yaml", &broken), ("claims/boot.yaml", BOOT)]);
-    let p = plan(&existing(&before), &after, &loaded.failed_files);
-    assert!(p.changes.iter().all(|c| c.kind != ChangeKind::Delete), "{:?}", p.changes);
-    assert!(p.kept.contains(&"appsets/prod-like/platform/staging-platform-appset.yaml".to_string()));
-    assert!(p.kept.contains(&"root-apps/prod-like/prod-like-platform-rootapp.yaml".to_string()));
+    let (loaded, after) = render_all(&[
+        ("claims/apps.yaml", APPS),
+        ("claims/data.yaml", &broken),
+        ("claims/boot.yaml", BOOT),
+    ]);
+    let p = plan(&existing(&before), after.clone(), &loaded.failed_files);
+    assert!(
+        p.changes.iter().all(|c| c.kind != ChangeKind::Delete),
+        "{:?}",
+        p.changes
+    );
+    assert!(p
+        .kept
+        .contains(&"appsets/prod-like/platform/staging-platform-appset.yaml".to_string()));
+    assert!(p
+        .kept
+        .contains(&"root-apps/prod-like/prod-like-platform-rootapp.yaml".to_string()));
 }
 
 #[test]
@@ -215,28 +265,67 @@ fn a_missing_chart_fails_only_that_application() {
     let after = render_with(&loaded2, &Source::Embedded);
     assert_eq!(after.failures.len(), 1);
     let f = &after.failures[0];
-    assert_eq!(f.diagnostic.to_string().split(": ").next(), Some("claims/apps.yaml:12:21"));
-    assert!(f.diagnostic.message.contains("no chart `nosuchchart`"), "{}", f.diagnostic.message);
-    let p = plan(&existing(&before), &after, &loaded2.failed_files);
-    let paths: Vec<(&str, ChangeKind)> = p.changes.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+    assert_eq!(
+        f.diagnostic.to_string().split(": ").next(),
+        Some("claims/apps.yaml:12:21")
+    );
+    assert!(
+        f.diagnostic.message.contains("no chart `nosuchchart`"),
+        "{}",
+        f.diagnostic.message
+    );
+    let p = plan(&existing(&before), after.clone(), &loaded2.failed_files);
+    let paths: Vec<(&str, ChangeKind)> = p
+        .changes
+        .iter()
+        .map(|c| (c.path.as_str(), c.kind))
+        .collect();
     // api re-rendered with its new tag; web's files left exactly as they were.
-    assert_eq!(paths, [("environments/nonprod/dev/applications/api/values.yaml", ChangeKind::Modify)]);
-    assert!(p.kept.iter().any(|k| k.starts_with("environments/nonprod/dev/applications/web/")));
+    assert_eq!(
+        paths,
+        [(
+            "environments/nonprod/dev/applications/api/values.yaml",
+            ChangeKind::Modify
+        )]
+    );
+    assert!(p
+        .kept
+        .iter()
+        .any(|k| k.starts_with("environments/nonprod/dev/applications/web/")));
 }
 
 #[test]
 fn unmapped_claim_field_fails_with_its_position() {
-    let text = APPS.replace("image: {repository: example.com/web, tag: v1}", "image: {repository: example.com/web, tag: v1}\n      port: 8080");
+    let text = APPS.replace(
+        "image: {repository: example.com/web, tag: v1}",
+        "image: {repository: example.com/web, tag: v1}\n      port: 8080",
+    );
     let loaded = load(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &text)]);
     // A chart whose mapping does not know `port`.
     let dir = tempfile::tempdir().expect("tmp");
     let chart = dir.path().join("microservice");
     std::fs::create_dir_all(&chart).expect("mkdir");
-    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: microservice\nversion: 1.0.0\n").expect("w");
-    std::fs::write(chart.join("values.yaml"), "image: {repository: x, tag: y}\n").expect("w");
-    std::fs::write(chart.join("claimd-mapping.yaml"), "fields:\n  image.repository: image.repository\n  image.tag: image.tag\n").expect("w");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: microservice\nversion: 1.0.0\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("values.yaml"),
+        "image: {repository: x, tag: y}\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("claimd-mapping.yaml"),
+        "fields:\n  image.repository: image.repository\n  image.tag: image.tag\n",
+    )
+    .expect("w");
     let r = render_with(&loaded, &Source::Dir(dir.path().to_path_buf()));
-    let msgs: Vec<String> = r.failures.iter().map(|f| f.diagnostic.to_string()).collect();
+    let msgs: Vec<String> = r
+        .failures
+        .iter()
+        .map(|f| f.diagnostic.to_string())
+        .collect();
     assert_eq!(msgs.len(), 1, "{msgs:?}");
     assert!(msgs[0].starts_with("claims/apps.yaml:14:13: chart oci://registry.example.com/charts/microservice:1.0.0 has no mapping for claim field `port`"), "{msgs:?}");
 }
@@ -248,19 +337,33 @@ fn requests_above_limits_are_refused() {
         "image: {repository: example.com/api, tag: v1}\n      resources: {requests: {memory: 64Gi}}",
     );
     let (_, r) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &text)]);
-    let msgs: Vec<String> = r.failures.iter().map(|f| f.diagnostic.to_string()).collect();
+    let msgs: Vec<String> = r
+        .failures
+        .iter()
+        .map(|f| f.diagnostic.to_string())
+        .collect();
     assert_eq!(msgs.len(), 1, "{msgs:?}");
-    assert!(msgs[0].contains("resources.requests.memory (64Gi) is above resources.limits.memory"), "{msgs:?}");
-    assert!(!r.files.contains_key("environments/nonprod/dev/applications/api/values.yaml"));
-    assert!(r.files.contains_key("environments/nonprod/dev/applications/web/values.yaml"));
+    assert!(
+        msgs[0].contains("resources.requests.memory (64Gi) is above resources.limits.memory"),
+        "{msgs:?}"
+    );
+    assert!(!r
+        .files
+        .contains_key("environments/nonprod/dev/applications/api/values.yaml"));
+    assert!(r
+        .files
+        .contains_key("environments/nonprod/dev/applications/web/values.yaml"));
 }
 
 #[test]
 fn files_claimd_did_not_write_are_never_touched() {
     let (loaded, r) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", APPS)]);
     let mut current = existing(&r);
-    current.insert("environments/nonprod/dev/applications/manual/values.yaml".into(), "replicaCount: 1\n".into());
-    assert!(plan(&current, &r, &loaded.failed_files).is_empty());
+    current.insert(
+        "environments/nonprod/dev/applications/manual/values.yaml".into(),
+        "replicaCount: 1\n".into(),
+    );
+    assert!(plan(&current, r.clone(), &loaded.failed_files).is_empty());
 }
 
 #[test]
@@ -268,8 +371,11 @@ fn human_edits_to_generated_files_are_reverted() {
     let (loaded, r) = render_all(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", APPS)]);
     let mut current = existing(&r);
     let path = "environments/nonprod/dev/applications/api/values.yaml".to_string();
-    current.insert(path.clone(), current[&path].replace("tag: v1", "tag: hotfix"));
-    let p = plan(&current, &r, &loaded.failed_files);
+    current.insert(
+        path.clone(),
+        current[&path].replace("tag: v1", "tag: hotfix"),
+    );
+    let p = plan(&current, r.clone(), &loaded.failed_files);
     assert_eq!(p.changes.len(), 1);
     assert_eq!(p.changes[0].path, path);
     assert_eq!(p.changes[0].kind, ChangeKind::Modify);
@@ -298,15 +404,40 @@ spec:
   config:
     envVars: [{name: DEBUG, value: \"true\"}]
 ";
-    let (loaded, r) = render_all(&[("claims/boot.yaml", BOOT), ("claims/p.yaml", project), ("claims/e.yaml", env)]);
-    assert!(loaded.diagnostics.is_empty() && r.failures.is_empty(), "{:?} {:?}", loaded.diagnostics, r.failures);
+    let (loaded, r) = render_all(&[
+        ("claims/boot.yaml", BOOT),
+        ("claims/p.yaml", project),
+        ("claims/e.yaml", env),
+    ]);
+    assert!(
+        loaded.diagnostics.is_empty() && r.failures.is_empty(),
+        "{:?} {:?}",
+        loaded.diagnostics,
+        r.failures
+    );
     let values = &r.files["environments/catalyst/team-a-shop-pr-7/applications/shop/values.yaml"];
-    assert!(values.contains("tag: \"0123456789abcdef0123456789abcdef01234567\"") || values.contains("tag: 0123456789abcdef0123456789abcdef01234567"), "{values}");
-    assert!(values.contains("repository: registry.example.com/shop"), "{values}");
-    assert!(values.contains("host: team-a-shop-pr-7.preview.example.com"), "{values}");
+    assert!(
+        values.contains("tag: \"0123456789abcdef0123456789abcdef01234567\"")
+            || values.contains("tag: 0123456789abcdef0123456789abcdef01234567"),
+        "{values}"
+    );
+    assert!(
+        values.contains("repository: registry.example.com/shop"),
+        "{values}"
+    );
+    assert!(
+        values.contains("host: team-a-shop-pr-7.preview.example.com"),
+        "{values}"
+    );
     assert!(values.contains("name: DEBUG"), "{values}");
     let config = &r.files["environments/catalyst/team-a-shop-pr-7/applications/shop/config.yaml"];
-    assert!(config.contains("commit: \"0123456789abcdef0123456789abcdef01234567\"") || config.contains("commit: 0123456789abcdef0123456789abcdef01234567"), "{config}");
+    assert!(
+        config.contains("commit: \"0123456789abcdef0123456789abcdef01234567\"")
+            || config.contains("commit: 0123456789abcdef0123456789abcdef01234567"),
+        "{config}"
+    );
     assert!(config.contains("path: charts/shop"), "{config}");
-    assert!(r.files.contains_key("appsets/catalyst/apps/environments-appset.yaml"));
+    assert!(r
+        .files
+        .contains_key("appsets/catalyst/apps/environments-appset.yaml"));
 }

@@ -33,7 +33,10 @@ pub fn coalesce(defaults: &Map<String, Json>, user: &Map<String, Json>) -> Map<S
     coalesce_clean(&without_nulls(defaults), user)
 }
 
-fn coalesce_clean(defaults: &Map<String, Json>, user: &Map<String, Json>) -> Map<String, Json> {
+pub(super) fn coalesce_clean(
+    defaults: &Map<String, Json>,
+    user: &Map<String, Json>,
+) -> Map<String, Json> {
     let mut out = Map::new();
     for (k, dv) in defaults {
         match (user.get(k), dv) {
@@ -58,7 +61,7 @@ fn coalesce_clean(defaults: &Map<String, Json>, user: &Map<String, Json>) -> Map
 }
 
 /// A chart's values without their `null`s, as Helm reads them.
-fn without_nulls(m: &Map<String, Json>) -> Map<String, Json> {
+pub(super) fn without_nulls(m: &Map<String, Json>) -> Map<String, Json> {
     m.iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| match v {
@@ -79,7 +82,10 @@ pub fn values_for_file(
     file_level(&without_nulls(defaults), final_values)
 }
 
-fn file_level(defaults: &Map<String, Json>, final_values: &Map<String, Json>) -> Map<String, Json> {
+pub(super) fn file_level(
+    defaults: &Map<String, Json>,
+    final_values: &Map<String, Json>,
+) -> Map<String, Json> {
     let mut out = Map::new();
     for (k, dv) in defaults {
         match (final_values.get(k), dv) {

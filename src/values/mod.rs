@@ -92,28 +92,60 @@ pub struct Merged {
 /// `values-<env>.yaml` → claim fields (through the chart's mapping) → raw `values:`.
 /// Errors with the claim fields the chart's mapping does not know.
 pub fn merge(req: &Request<'_>) -> Result<Merged, Vec<Path>> {
-    let chart = req.chart;
-    let mut user = Map::new();
-    if req.profile == Profile::Production {
-        if let Some(prod) = &chart.production {
-            user = merge_maps(&user, prod);
+    Layers::new(req.chart, req.environment, req.profile).merge(req.claim_fields, req.raw_values)
+}
+
+/// The chart's layers for one environment and profile, prepared once and shared by
+/// every application that uses the same chart there.
+#[derive(Debug, Clone)]
+pub struct Layers<'a> {
+    chart: &'a Chart,
+    /// The chart's defaults as Helm reads them (without nulls).
+    defaults: Map<String, Json>,
+    /// values-production.yaml and values-<env>.yaml, merged as Helm merges `-f` files.
+    overlays: Map<String, Json>,
+    /// The chart's values before any claim: what list paths in the mapping start from.
+    base: Json,
+}
+
+impl<'a> Layers<'a> {
+    pub fn new(chart: &'a Chart, environment: &str, profile: Profile) -> Layers<'a> {
+        let mut overlays = Map::new();
+        if profile == Profile::Production {
+            if let Some(prod) = &chart.production {
+                overlays = merge_maps(&overlays, prod);
+            }
+        }
+        if environment != "production" || profile != Profile::Production {
+            if let Some(env) = chart.env_values.get(environment) {
+                overlays = merge_maps(&overlays, env);
+            }
+        }
+        let defaults = merge::without_nulls(&chart.defaults);
+        let base = Json::Object(merge::coalesce_clean(&defaults, &overlays));
+        Layers {
+            chart,
+            defaults,
+            overlays,
+            base,
         }
     }
-    if req.environment != "production" || req.profile != Profile::Production {
-        if let Some(env) = chart.env_values.get(req.environment) {
-            user = merge_maps(&user, env);
-        }
+
+    /// Adds one claim's fields and raw values on top.
+    pub fn merge(
+        &self,
+        claim_fields: &Json,
+        raw_values: &Map<String, Json>,
+    ) -> Result<Merged, Vec<Path>> {
+        let from_claim = self.chart.mapping.apply(claim_fields, &self.base)?;
+        let user = merge_maps(&merge_maps(&self.overlays, &from_claim), raw_values);
+        let final_values = merge::coalesce_clean(&self.defaults, &user);
+        let file_values = merge::file_level(&self.defaults, &final_values);
+        Ok(Merged {
+            final_values,
+            file_values,
+        })
     }
-    let base = Json::Object(coalesce(&chart.defaults, &user));
-    let from_claim = chart.mapping.apply(req.claim_fields, &base)?;
-    user = merge_maps(&user, &from_claim);
-    user = merge_maps(&user, req.raw_values);
-    let final_values = coalesce(&chart.defaults, &user);
-    let file_values = values_for_file(&chart.defaults, &final_values);
-    Ok(Merged {
-        final_values,
-        file_values,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,245 @@
+//! The two files of each application or data service: `values.yaml` (final merged values)
+//! and `config.yaml` (what the ApplicationSet's git files generator reads).
+//!
+//! Workloads are independent, so they are rendered on all cores; the result is put back
+//! in input order, so the output does not depend on scheduling.
+
+use super::{argocd, Charts, Failure, Header};
+use crate::claims::{quantity, Claim, Diagnostic, Severity, Workload};
+use crate::values::{self, ChartRef, Layers, Profile};
+use crate::yaml::{self, Pos};
+use serde_json::{json, Map, Value as Json};
+use std::collections::HashMap;
+
+pub struct Placement<'a> {
+    pub cluster_type: &'a str,
+    pub environment: &'a str,
+    pub namespace: Option<&'a str>,
+    /// `applications` or `platform`.
+    pub folder: &'static str,
+}
+
+pub struct Job<'a> {
+    pub claim: &'a Claim,
+    pub at: Placement<'a>,
+    pub workload: &'a Workload,
+    /// The chart to use, or where and why none could be chosen.
+    pub reference: Result<ChartRef, (Pos, String)>,
+}
+
+type Files = Vec<(String, String)>;
+
+/// Renders every job; files and failures come back in job order.
+pub fn render_all(jobs: &[Job<'_>], charts: &Charts) -> (Files, Vec<Failure>) {
+    // One prepared set of chart layers per (chart, environment, profile).
+    let mut layers: HashMap<(&ChartRef, &str, bool), Layers<'_>> = HashMap::new();
+    for job in jobs {
+        if let Ok(reference) = &job.reference {
+            if let Some(Ok(chart)) = charts.get(reference) {
+                let profile = profile(job);
+                layers
+                    .entry((
+                        reference,
+                        job.at.environment,
+                        profile == Profile::Production,
+                    ))
+                    .or_insert_with(|| Layers::new(chart, job.at.environment, profile));
+            }
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let chunk = jobs.len().div_ceil(threads).max(64);
+    let results: Vec<Result<Files, Vec<Failure>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                let layers = &layers;
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|job| render_one(job, charts, layers))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("render thread panicked"))
+            .collect()
+    });
+    let mut files = Vec::new();
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(f) => files.extend(f),
+            Err(f) => failures.extend(f),
+        }
+    }
+    (files, failures)
+}
+
+fn profile(job: &Job<'_>) -> Profile {
+    Profile::of(
+        job.at.environment,
+        job.at.cluster_type,
+        job.workload.production,
+    )
+}
+
+fn render_one(
+    job: &Job<'_>,
+    charts: &Charts,
+    layers: &HashMap<(&ChartRef, &str, bool), Layers<'_>>,
+) -> Result<Files, Vec<Failure>> {
+    let (claim, at, w) = (job.claim, &job.at, job.workload);
+    let dir = format!(
+        "environments/{}/{}/{}/{}",
+        at.cluster_type, at.environment, at.folder, w.name.value
+    );
+    let fail = |pos: Pos, message: String| Failure {
+        diagnostic: Diagnostic {
+            file: claim.source.clone(),
+            pos,
+            severity: Severity::Error,
+            message,
+        },
+        keep: Some(dir.clone()),
+    };
+    let reference = job
+        .reference
+        .as_ref()
+        .map_err(|(pos, msg)| vec![fail(*pos, msg.clone())])?;
+    let chart = match charts.get(reference) {
+        Some(Ok(chart)) => chart,
+        Some(Err(e)) => {
+            let msg = format!("chart {reference} for `{}`: {e}", w.name.value);
+            return Err(vec![fail(w.chart.name.pos, msg)]);
+        }
+        None => {
+            let msg = format!("chart {reference} for `{}` was not loaded", w.name.value);
+            return Err(vec![fail(w.chart.name.pos, msg)]);
+        }
+    };
+    let profile = profile(job);
+    let layer = &layers[&(reference, at.environment, profile == Profile::Production)];
+    let merged = layer.merge(&w.fields, &w.values).map_err(|unmapped| {
+        unmapped
+            .iter()
+            .map(|path| {
+                let pos = node_at(&w.node, path).unwrap_or(w.name.pos);
+                let msg = format!(
+                    "chart {reference} has no mapping for claim field `{path}` (see its {}); set the chart value under `values:` instead",
+                    values::MAPPING_FILE
+                );
+                fail(pos, msg)
+            })
+            .collect::<Vec<_>>()
+    })?;
+    let over_limit = requests_over_limits(&merged.final_values);
+    if !over_limit.is_empty() {
+        let pos = w.node.get("resources").map_or(w.name.pos, |n| n.pos);
+        return Err(over_limit
+            .into_iter()
+            .map(|problem| {
+                fail(
+                    pos,
+                    format!(
+                        "`{}`: {problem} after merging with chart {reference}; raise the limit too (resources.limits) or lower the request",
+                        w.name.value
+                    ),
+                )
+            })
+            .collect());
+    }
+    let namespace = w
+        .namespace
+        .as_ref()
+        .map(|n| n.value.as_str())
+        .or(at.namespace)
+        .unwrap_or(at.environment);
+    let header = Header {
+        sources: vec![claim.id()],
+        chart: Some(format!("{reference}@{}", chart.digest)),
+    };
+    let kind = if w.service_type.is_some() {
+        "service"
+    } else {
+        "application"
+    };
+    let config = json!({
+        "app": {
+            "name": w.name.value,
+            "kind": kind,
+            "environment": at.environment,
+            "clusterType": at.cluster_type,
+            "profile": if profile == Profile::Production { "production" } else { "default" },
+        },
+        "namespace": namespace,
+        "chart": {
+            "repoURL": argocd::helm_oci_repo(&reference.repository),
+            "name": reference.name,
+            "version": reference.version,
+            "digest": chart.digest,
+        },
+        "source": { "claim": claim.id() },
+    });
+    Ok(vec![
+        (
+            format!("{dir}/config.yaml"),
+            header.render(&yaml::emit(&config)),
+        ),
+        (
+            format!("{dir}/values.yaml"),
+            header.render(&yaml::emit(&Json::Object(merged.file_values))),
+        ),
+    ])
+}
+
+/// Every `requests.X` above its `limits.X` in any `resources`-shaped map of the values:
+/// Kubernetes would refuse such a pod, so claimd refuses it at push time.
+fn requests_over_limits(values: &Map<String, Json>) -> Vec<String> {
+    fn walk(m: &Map<String, Json>, path: &mut Vec<String>, out: &mut Vec<String>) {
+        if let (Some(Json::Object(req)), Some(Json::Object(lim))) =
+            (m.get("requests"), m.get("limits"))
+        {
+            for (k, r) in req {
+                let Some(l) = lim.get(k) else { continue };
+                let (Some(rq), Some(lq)) = (quantity::of_json(r), quantity::of_json(l)) else {
+                    continue;
+                };
+                if rq > lq {
+                    let at = path.join(".");
+                    let show = |v: &Json| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    out.push(format!(
+                        "{at}.requests.{k} ({}) is above {at}.limits.{k} ({})",
+                        show(r),
+                        show(l)
+                    ));
+                }
+            }
+        }
+        for (k, child) in m {
+            if let Json::Object(cm) = child {
+                path.push(k.clone());
+                walk(cm, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(values, &mut Vec::new(), &mut out);
+    out
+}
+
+/// Position of a claim field, for messages.
+fn node_at(node: &yaml::Node, path: &values::Path) -> Option<Pos> {
+    let mut cur = node;
+    for seg in &path.0 {
+        cur = match seg {
+            values::Segment::Key(k) => cur.get(k)?,
+            values::Segment::Index(_) => return Some(cur.pos),
+        };
+    }
+    Some(cur.pos)
+}
