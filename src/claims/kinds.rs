@@ -3,6 +3,7 @@
 use super::names::{host_problem, label_problem};
 use super::reader::{as_string, describe, suggest, Ctx, Obj, Spanned};
 use super::*;
+use crate::yaml::Node;
 
 const KINDS: [(&str, &str); 5] = [
     ("BootstrapClaim", PLATFORM_API),
@@ -329,6 +330,7 @@ fn read_workload(ctx: &mut Ctx, node: &Node, path: &str, service: bool) -> Optio
         None => Map::new(),
     };
     let mut fields = Map::new();
+    let mut field_pos = Vec::new();
     let allowed: &[&str] = if service {
         &SERVICE_FIELDS
     } else {
@@ -338,6 +340,7 @@ fn read_workload(ctx: &mut Ctx, node: &Node, path: &str, service: bool) -> Optio
         if let Some(v) = obj.get(f) {
             check_field(ctx, f, v, &format!("{path}.{f}"));
             fields.insert(f.to_string(), v.to_json());
+            positions(v, f.to_string(), &mut field_pos);
         }
     }
     obj.finish(ctx);
@@ -348,9 +351,19 @@ fn read_workload(ctx: &mut Ctx, node: &Node, path: &str, service: bool) -> Optio
         chart: chart?,
         namespace,
         fields: Json::Object(fields),
-        node: node.clone(),
+        field_pos,
         values,
     })
+}
+
+/// Positions of a field and of every key below it, by dotted path.
+fn positions(node: &Node, path: String, out: &mut Vec<(String, Pos)>) {
+    if let NodeValue::Map(entries) = &node.value {
+        for (k, v) in entries {
+            positions(v, format!("{path}.{}", k.name), out);
+        }
+    }
+    out.push((path, node.pos));
 }
 
 fn read_chart(

@@ -13,7 +13,7 @@ mod reader;
 pub use diagnostic::{Diagnostic, Severity};
 pub use reader::Spanned;
 
-use crate::yaml::{self, Limits, Node, NodeValue, Pos};
+use crate::yaml::{self, Limits, NodeValue, Pos};
 use serde_json::{Map, Value as Json};
 
 pub const PLATFORM_API: &str = "platform.infraforge.io/v1";
@@ -124,8 +124,8 @@ pub struct Workload {
     pub namespace: Option<Spanned<String>>,
     /// Claim fields that the chart's mapping turns into values (image, replicas, …).
     pub fields: Json,
-    /// The claim entry itself, to place errors about its fields.
-    pub node: Node,
+    /// Where each claim field is (`image.tag`, `env`, …), to place errors about it.
+    pub field_pos: Vec<(String, Pos)>,
     /// Raw `values:` passed through.
     pub values: Map<String, Json>,
 }
@@ -188,6 +188,22 @@ pub struct Environment {
     pub branch: Option<Spanned<String>>,
     pub pr_number: Option<Spanned<i64>>,
     pub env_vars: Vec<(String, String)>,
+}
+
+impl Workload {
+    /// Position of a claim field, or of the closest field above it.
+    pub fn pos_of(&self, dotted: &str) -> Pos {
+        let mut path = dotted;
+        loop {
+            if let Some((_, pos)) = self.field_pos.iter().find(|(p, _)| p == path) {
+                return *pos;
+            }
+            match path.rfind(['.', '[']) {
+                Some(i) => path = &path[..i],
+                None => return self.name.pos,
+            }
+        }
+    }
 }
 
 /// The valid claims of a set of files, and every problem found.

@@ -157,12 +157,18 @@ pub fn render_repo(
     tracing::debug!(elapsed = ?t.elapsed(), charts = charts.len(), "charts loaded");
     let rendered = render::render(&loaded.claims, &charts, settings).map_err(anyhow::Error::msg)?;
     tracing::debug!(elapsed = ?t.elapsed(), files = rendered.files.len(), "rendered");
+    let claims::Loaded {
+        claims,
+        diagnostics,
+        failed_files,
+    } = loaded;
+    drop((claims, charts)); // not needed any more: keep the peak low
     let existing = worktree::read_generated(out)?;
     tracing::debug!(elapsed = ?t.elapsed(), files = existing.len(), "read generated files");
     let files = rendered.files.len();
-    let mut diagnostics = loaded.diagnostics;
+    let mut diagnostics = diagnostics;
     diagnostics.extend(rendered.failures.iter().map(|f| f.diagnostic.clone()));
-    let plan = render::plan(&existing, rendered, &loaded.failed_files);
+    let plan = render::plan(&existing, rendered, &failed_files);
     tracing::debug!(elapsed = ?t.elapsed(), changes = plan.changes.len(), "planned");
     Ok(Outcome {
         plan,

@@ -79,9 +79,9 @@ pub fn read_generated(repo: &Path) -> Result<BTreeMap<String, String>> {
 }
 
 /// Writes a plan into `repo`: each file is written to a temporary name and renamed, so a
-/// crash never leaves a half-written file. Emptied folders are removed.
+/// crash never leaves a half-written file. Emptied folders are removed. Deletions go
+/// first; writes are spread over all cores (file creation is the slow part).
 pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
-    let mut made_dirs: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for change in &plan.changes {
         if !OUTPUT_ROOTS.iter().any(|r| change.path.starts_with(r)) || change.path.contains("..") {
             bail!(
@@ -89,38 +89,53 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
                 change.path
             );
         }
+    }
+    for change in plan.changes.iter().filter(|c| c.kind == ChangeKind::Delete) {
         let path = repo.join(&change.path);
-        match (change.kind, &change.new) {
-            (ChangeKind::Delete, _) => {
-                std::fs::remove_file(&path)
-                    .with_context(|| format!("removing {}", path.display()))?;
-                let mut dir = path.parent();
-                while let Some(d) = dir {
-                    if d == repo || std::fs::remove_dir(d).is_err() {
-                        break;
-                    }
-                    dir = d.parent();
-                }
+        std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == repo || std::fs::remove_dir(d).is_err() {
+                break;
             }
-            (_, Some(content)) => {
-                let parent = path.parent().unwrap_or(repo);
-                if made_dirs.insert(parent.to_path_buf()) {
-                    std::fs::create_dir_all(parent)
-                        .with_context(|| format!("creating {}", parent.display()))?;
-                }
-                let tmp = parent.join(format!(
-                    ".{}.claimd-tmp",
-                    path.file_name()
-                        .map(|n| n.to_string_lossy())
-                        .unwrap_or_default()
-                ));
-                std::fs::write(&tmp, content)
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                std::fs::rename(&tmp, &path)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
-            (_, None) => {}
+            dir = d.parent();
         }
+    }
+    let writes: Vec<(&str, &str)> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.new.as_deref().map(|n| (c.path.as_str(), n)))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = writes.len().div_ceil(threads).max(256);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = writes
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || write_files(repo, part)))
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("writer thread panicked"))
+    })
+}
+
+fn write_files(repo: &Path, files: &[(&str, &str)]) -> Result<()> {
+    let mut made_dirs: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
+    for (rel, content) in files {
+        let path = repo.join(rel);
+        let parent = path.parent().unwrap_or(repo);
+        if made_dirs.insert(parent.to_path_buf()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let tmp = parent.join(format!(
+            ".{}.claimd-tmp",
+            path.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default()
+        ));
+        std::fs::write(&tmp, content).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

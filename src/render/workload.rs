@@ -127,7 +127,7 @@ fn render_one(
         unmapped
             .iter()
             .map(|path| {
-                let pos = node_at(&w.node, path).unwrap_or(w.name.pos);
+                let pos = w.pos_of(&path.to_string());
                 let msg = format!(
                     "chart {reference} has no mapping for claim field `{path}` (see its {}); set the chart value under `values:` instead",
                     values::MAPPING_FILE
@@ -138,7 +138,7 @@ fn render_one(
     })?;
     let over_limit = requests_over_limits(&merged.final_values);
     if !over_limit.is_empty() {
-        let pos = w.node.get("resources").map_or(w.name.pos, |n| n.pos);
+        let pos = w.pos_of("resources");
         return Err(over_limit
             .into_iter()
             .map(|problem| {
@@ -230,16 +230,4 @@ fn requests_over_limits(values: &Map<String, Json>) -> Vec<String> {
     let mut out = Vec::new();
     walk(values, &mut Vec::new(), &mut out);
     out
-}
-
-/// Position of a claim field, for messages.
-fn node_at(node: &yaml::Node, path: &values::Path) -> Option<Pos> {
-    let mut cur = node;
-    for seg in &path.0 {
-        cur = match seg {
-            values::Segment::Key(k) => cur.get(k)?,
-            values::Segment::Index(_) => return Some(cur.pos),
-        };
-    }
-    Some(cur.pos)
 }
