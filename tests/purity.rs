@@ -5,7 +5,16 @@ use std::path::Path;
 
 const CORE: [&str; 4] = ["src/yaml", "src/claims", "src/values", "src/render"];
 const FORBIDDEN: [&str; 10] = [
-    "std::fs", "std::env", "std::net", "std::process", "Instant", "SystemTime", "tokio::", "gix::", "kube::", "reqwest::",
+    "std::fs",
+    "std::env",
+    "std::net",
+    "std::process",
+    "Instant",
+    "SystemTime",
+    "tokio::",
+    "gix::",
+    "kube::",
+    "reqwest::",
 ];
 
 fn non_test_code(text: &str) -> &str {

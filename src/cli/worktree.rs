@@ -106,7 +106,9 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
         .iter()
         .filter_map(|c| c.new.as_deref().map(|n| (c.path.as_str(), n)))
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
     let chunk = writes.len().div_ceil(threads).max(256);
     std::thread::scope(|scope| {
         let handles: Vec<_> = writes
