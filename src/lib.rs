@@ -6,6 +6,8 @@
 pub mod charts;
 pub mod claims;
 pub mod cli;
+pub mod examples;
+pub mod par;
 pub mod render;
 pub mod values;
 pub mod yaml;

@@ -14,16 +14,7 @@ use claimd::yaml::{self, Limits};
 use serde_json::{json, Map, Value as Json};
 
 fn render_examples() -> Rendered {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/claims");
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("examples/claims") {
-        let path = entry.expect("entry").path();
-        let name = format!(
-            "claims/{}",
-            path.file_name().expect("name").to_string_lossy()
-        );
-        files.push((name, std::fs::read_to_string(&path).expect("read")));
-    }
+    let files = claimd::examples::claim_files();
     let loaded = claims::load(&files, &Limits::default());
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     let settings = Settings::default();

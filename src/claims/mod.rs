@@ -231,26 +231,7 @@ pub fn load(files: &[(String, String)], limits: &Limits) -> Loaded {
     let mut sorted: Vec<&(String, String)> = files.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     // Files are independent: parse them on all cores, then combine in path order.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = sorted.len().div_ceil(threads).max(16);
-    let parsed: Vec<(Vec<Claim>, Vec<Diagnostic>)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sorted
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|(path, text)| parse_file(path, text, limits))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("parser thread panicked"))
-            .collect()
-    });
+    let parsed = crate::par::map(&sorted, 16, |(path, text)| parse_file(path, text, limits));
     let mut out = Loaded::default();
     for ((path, _), (claims, diags)) in sorted.iter().zip(parsed) {
         if diags.iter().any(Diagnostic::is_error) {

@@ -98,16 +98,7 @@ fn every_seed_example_validates_except_the_placeholder_commit() {
 
 #[test]
 fn bundled_examples_validate() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/claims");
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("examples/claims") {
-        let path = entry.expect("entry").path();
-        files.push((
-            path.display().to_string(),
-            std::fs::read_to_string(&path).expect("read"),
-        ));
-    }
-    let loaded = load(&files, &Limits::default());
+    let loaded = load(&crate::examples::claim_files(), &Limits::default());
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     assert_eq!(loaded.claims.len(), 8);
 }
@@ -602,10 +593,9 @@ fn input_order_does_not_matter() {
 /// refused with positioned errors — never a panic, never an error without a place.
 #[test]
 fn mangled_examples_never_panic() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/claims");
     let mut variants = 0;
-    for entry in std::fs::read_dir(dir).expect("examples") {
-        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+    for (_, text) in crate::examples::CLAIMS {
+        let text = text.to_string();
         let lines: Vec<&str> = text.lines().collect();
         let mut cases: Vec<String> = Vec::new();
         for i in 0..lines.len() {

@@ -10,30 +10,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-macro_rules! example {
-    ($name:literal) => {
-        (
-            $name,
-            include_str!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/examples/claims/",
-                $name
-            )),
-        )
-    };
-}
-
-/// The example claims (the seeds' examples, plus a prod bootstrap and dev claims).
-pub const EXAMPLES: [(&str, &str); 7] = [
-    example!("bootstrap-nonprod.yaml"),
-    example!("bootstrap-prod.yaml"),
-    example!("dev-apps.yaml"),
-    example!("environment-pr-123.yaml"),
-    example!("prod-apps.yaml"),
-    example!("prod-platform.yaml"),
-    example!("project.yaml"),
-];
-
 const BROKEN: &str = "apiVersion: platform.infraforge.io/v1
 kind: ApplicationClaim
 metadata:
@@ -63,13 +39,12 @@ pub fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
     let claims_dir = dir.join("claims");
     std::fs::create_dir_all(&claims_dir)
         .with_context(|| format!("creating {}", claims_dir.display()))?;
-    for (name, text) in EXAMPLES {
-        std::fs::write(claims_dir.join(name), text)?;
+    for (name, text) in crate::examples::CLAIMS {
+        std::fs::write(dir.join(name), text)?;
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "claimd demo: repository {}\n", dir.display())?;
-    writeln!(out, "claims/")?;
-    for (name, _) in EXAMPLES {
+    for (name, _) in crate::examples::CLAIMS {
         writeln!(out, "  {name}")?;
     }
 

@@ -106,19 +106,10 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
         .iter()
         .filter_map(|c| c.new.as_deref().map(|n| (c.path.as_str(), n)))
         .collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = writes.len().div_ceil(threads).max(256);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = writes
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || write_files(repo, part)))
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("writer thread panicked"))
-    })
+    let chunks: Vec<&[(&str, &str)]> = writes.chunks(256).collect();
+    crate::par::map(&chunks, 1, |part| write_files(repo, part))
+        .into_iter()
+        .collect()
 }
 
 fn write_files(repo: &Path, files: &[(&str, &str)]) -> Result<()> {

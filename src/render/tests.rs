@@ -64,17 +64,7 @@ fn render_all(list: &[(&str, &str)]) -> (Loaded, Rendered) {
 }
 
 fn examples() -> Vec<(String, String)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/claims");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("examples") {
-        let path = entry.expect("entry").path();
-        let name = format!(
-            "claims/{}",
-            path.file_name().expect("name").to_string_lossy()
-        );
-        out.push((name, std::fs::read_to_string(&path).expect("read")));
-    }
-    out
+    crate::examples::claim_files()
 }
 
 #[test]

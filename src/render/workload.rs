@@ -47,27 +47,7 @@ pub fn render_all(jobs: &[Job<'_>], charts: &Charts) -> (Files, Vec<Failure>) {
             }
         }
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = jobs.len().div_ceil(threads).max(64);
-    let results: Vec<Result<Files, Vec<Failure>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| {
-                let layers = &layers;
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|job| render_one(job, charts, layers))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("render thread panicked"))
-            .collect()
-    });
+    let results = crate::par::map(jobs, 64, |job| render_one(job, charts, &layers));
     let mut files = Vec::new();
     let mut failures = Vec::new();
     for r in results {
