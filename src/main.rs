@@ -11,6 +11,15 @@ fn main() -> ExitCode {
         .init();
     match claimd::cli::run(claimd::cli::Cli::parse()) {
         Ok(code) => code,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            // The reader went away (`claimd plan | head`): not an error.
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("claimd: {e:#}");
             ExitCode::from(2)

@@ -5,6 +5,9 @@ use super::reader::Ctx;
 use super::*;
 use std::collections::BTreeMap;
 
+/// The clusterType folder claimd uses for Catalyst Environments.
+pub const RESERVED_CLUSTER_TYPE: &str = "catalyst";
+
 pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let mut report = |file: &str, pos: Pos, msg: String| {
@@ -76,6 +79,13 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
             Spec::Platform(p) => (&p.environment, &p.cluster_type, &p.services),
             _ => continue,
         };
+        if ct.value == RESERVED_CLUSTER_TYPE {
+            report(
+                &c.source,
+                ct.pos,
+                format!("clusterType `{RESERVED_CLUSTER_TYPE}` is reserved for Catalyst Environments; choose another name"),
+            );
+        }
         if let Some((bc, b)) = bootstraps.get(ct.value.as_str()) {
             if !b.environments.iter().any(|e| e.value == env.value) {
                 let declared: Vec<&str> = b.environments.iter().map(|e| e.value.as_str()).collect();

@@ -10,6 +10,7 @@ pub mod names;
 pub mod quantity;
 mod reader;
 
+pub use check::RESERVED_CLUSTER_TYPE;
 pub use diagnostic::{Diagnostic, Severity};
 pub use reader::Spanned;
 

@@ -269,6 +269,14 @@ fn environment_not_declared_in_the_bootstrap_claim() {
 }
 
 #[test]
+fn the_catalyst_cluster_type_is_reserved() {
+    one(
+        &APP.replace("clusterType: nonprod", "clusterType: catalyst"),
+        &["c.yaml:7:16: clusterType `catalyst` is reserved"],
+    );
+}
+
+#[test]
 fn other_cluster_types_are_not_checked_against_the_bootstrap() {
     check(
         &[

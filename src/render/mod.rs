@@ -29,7 +29,7 @@ use serde_json::{json, Map, Value as Json};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The clusterType folder of Catalyst Environments.
-pub const CATALYST_CLUSTER_TYPE: &str = "catalyst";
+pub const CATALYST_CLUSTER_TYPE: &str = crate::claims::RESERVED_CLUSTER_TYPE;
 
 /// Choices that are not in the claims (daemon config or CLI), with defaults.
 #[derive(Debug, Clone)]
