@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod hooks;
 mod worktree;
 
 use crate::charts;
@@ -42,6 +43,26 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Render a git repository's branch and write one bot commit (what the hooks run).
+    Reconcile {
+        /// The repository (bare or not).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Branch to render (default: the repository's HEAD branch).
+        #[arg(long)]
+        branch: Option<String>,
+    },
+    /// Install claimd's git hooks into a bare repository.
+    Hooks {
+        #[command(subcommand)]
+        action: HooksAction,
+    },
+    /// Run as a git hook (called by the installed hook scripts).
+    #[command(hide = true)]
+    Hook {
+        #[arg(value_parser = ["pre-receive", "post-receive"])]
+        name: String,
+    },
     /// Measure render on a synthetic repository (numbers for BENCHMARKS.md).
     Bench {
         /// Number of applications.
@@ -53,6 +74,21 @@ pub enum Command {
         /// Where to generate the repository (kept afterwards; default: a temporary folder, removed).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HooksAction {
+    /// Write pre-receive and post-receive (plain layout, or Gitea's `<hook>.d/claimd`).
+    Install {
+        /// The bare repository.
+        repo: PathBuf,
+        /// Use Gitea's hook layout even if not detected.
+        #[arg(long)]
+        gitea: bool,
+        /// The claimd binary the hooks call (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
     },
 }
 
@@ -98,6 +134,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render_cmd(&args, false),
         Command::Plan(args) => render_cmd(&args, true),
         Command::Demo { dir } => demo::run(dir),
+        Command::Reconcile { repo, branch } => hooks::reconcile_cmd(&repo, branch),
+        Command::Hooks {
+            action:
+                HooksAction::Install {
+                    repo,
+                    gitea,
+                    binary,
+                },
+        } => hooks::install(&repo, binary, gitea),
+        Command::Hook { name } => match name.as_str() {
+            "pre-receive" => hooks::pre_receive(),
+            _ => hooks::post_receive(),
+        },
         Command::Bench { apps, runs, dir } => bench::render(apps, runs, dir),
     }
 }

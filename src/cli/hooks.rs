@@ -1,0 +1,221 @@
+//! Git hooks: `claimd hooks install` and the hook commands git runs.
+//!
+//! - pre-receive validates the claims of the pushed commit of the rendered branch and
+//!   refuses the push with `file:line:col: message` lines (git shows them as `remote:`).
+//! - post-receive renders and writes the bot commit (inline: the embedded default, no
+//!   daemon needed) and prints its id to the pusher.
+
+use crate::git::{Identity, Repo};
+use crate::reconcile::{self, Options, Outcome};
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const MARK: &str = "# claimd hook: installed by `claimd hooks install`";
+const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// Options every hook and `claimd reconcile` share, from the environment:
+/// `CLAIMD_BRANCH`, `CLAIMD_CHARTS` (a charts folder), `CLAIMD_BOT_NAME`, `CLAIMD_BOT_EMAIL`.
+pub fn options_from_env() -> Options {
+    let mut o = Options::default();
+    if let Ok(b) = std::env::var("CLAIMD_BRANCH") {
+        o.branch = Some(b);
+    }
+    if let Ok(c) = std::env::var("CLAIMD_CHARTS") {
+        o.charts = crate::charts::Source::Dir(PathBuf::from(c));
+    }
+    let default = Identity::default();
+    o.bot = Identity {
+        name: std::env::var("CLAIMD_BOT_NAME").unwrap_or(default.name),
+        email: std::env::var("CLAIMD_BOT_EMAIL").unwrap_or(default.email),
+    };
+    o
+}
+
+fn script(binary: &Path, hook: &str) -> String {
+    format!(
+        "#!/bin/sh\n{MARK}\n# Reinstalling overwrites this file; remove it to uninstall.\nexec '{}' hook {hook}\n",
+        binary.display().to_string().replace('\'', "'\\''")
+    )
+}
+
+/// Installs pre-receive and post-receive into a bare repository: `hooks/<name>` for a
+/// plain repository, `hooks/<name>.d/claimd` for Gitea's layout (detected, or `gitea`).
+/// An existing hook that claimd did not write is never overwritten.
+pub fn install(repo: &Path, binary: Option<PathBuf>, gitea: bool) -> Result<ExitCode> {
+    let hooks = repo.join("hooks");
+    if !repo.join("objects").is_dir() {
+        bail!(
+            "{} is not a bare git repository (no objects/ folder)",
+            repo.display()
+        );
+    }
+    let binary = match binary {
+        Some(b) => b,
+        None => std::env::current_exe().context("locating the claimd binary")?,
+    };
+    let binary = binary.canonicalize().unwrap_or(binary);
+    let gitea =
+        gitea || hooks.join("pre-receive.d").is_dir() || hooks.join("post-receive.d").is_dir();
+    for hook in ["pre-receive", "post-receive"] {
+        let path = if gitea {
+            hooks.join(format!("{hook}.d")).join("claimd")
+        } else {
+            hooks.join(hook)
+        };
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            if !existing.contains(MARK) {
+                bail!(
+                    "{} exists and was not written by claimd; not overwriting it. Call `{} hook {hook}` from it, or use Gitea's {hook}.d/ layout (--gitea)",
+                    path.display(),
+                    binary.display()
+                );
+            }
+        }
+        let dir = path.parent().unwrap_or(&hooks);
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        std::fs::write(&path, script(&binary, hook))
+            .with_context(|| format!("writing {}", path.display()))?;
+        set_executable(&path)?;
+        println!("installed {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+fn set_executable(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("making {} executable", path.display()))
+}
+
+#[cfg(not(unix))]
+fn set_executable(_: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// `<old> <new> <ref>` lines from git on standard input.
+fn read_updates() -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.context("reading the ref updates from git")?;
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if let [old, new, name] = parts[..] {
+            out.push((old.to_string(), new.to_string(), name.to_string()));
+        }
+    }
+    Ok(out)
+}
+
+/// The repository a hook runs in: git starts hooks in the bare repository (`GIT_DIR`).
+fn hook_repo_path() -> PathBuf {
+    std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+fn rendered_branch(repo: &Repo, opts: &Options) -> String {
+    opts.branch
+        .clone()
+        .or_else(|| repo.head_branch())
+        .unwrap_or_else(|| "main".into())
+}
+
+pub fn pre_receive() -> Result<ExitCode> {
+    let opts = options_from_env();
+    let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
+    let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
+    let branch_ref = format!("refs/heads/{}", rendered_branch(&repo, &opts));
+    let mut refused = false;
+    let mut err = std::io::stderr().lock();
+    for (_, new, name) in read_updates()? {
+        if name != branch_ref || new == ZERO {
+            continue;
+        }
+        let id = gix::ObjectId::from_hex(new.as_bytes()).context("bad object id from git")?;
+        let diags = reconcile::validate_commit(&repo, id)?;
+        let errors = diags.iter().filter(|d| d.is_error()).count();
+        if errors > 0 {
+            refused = true;
+            writeln!(
+                err,
+                "claimd: push to {name} refused: {errors} problem(s) in claims/"
+            )?;
+        }
+        for d in &diags {
+            writeln!(err, "{d}")?;
+        }
+    }
+    if refused {
+        writeln!(
+            err,
+            "claimd: fix the claims above and push again (nothing was changed)"
+        )?;
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn post_receive() -> Result<ExitCode> {
+    let opts = options_from_env();
+    let repo = Repo::open(&hook_repo_path())?;
+    let branch_ref = format!("refs/heads/{}", rendered_branch(&repo, &opts));
+    let mut err = std::io::stderr().lock();
+    for (_, new, name) in read_updates()? {
+        if name != branch_ref || new == ZERO {
+            continue;
+        }
+        let id = gix::ObjectId::from_hex(new.as_bytes()).context("bad object id from git")?;
+        if reconcile::is_bot_commit(&repo, id, &opts.bot)? {
+            continue; // our own commit: nothing to do, and no loop
+        }
+        let report = reconcile::reconcile(&repo, &opts)?;
+        // Warnings were shown by pre-receive already; errors here are render failures.
+        for d in report.diagnostics.iter().filter(|d| d.is_error()) {
+            writeln!(err, "{d}")?;
+        }
+        match report.outcome {
+            Outcome::Committed {
+                commit,
+                files,
+                claims,
+                ..
+            } => {
+                writeln!(
+                    err,
+                    "claimd: rendered {} → bot commit {commit} on {} ({files} files); `git pull` to get it",
+                    if claims.is_empty() { "ApplicationSets".to_string() } else { claims.join(", ") },
+                    report.branch
+                )?;
+            }
+            Outcome::UpToDate { .. } => writeln!(err, "claimd: generated files are up to date")?,
+            Outcome::NoBranch => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `claimd reconcile`: render a repository's branch and commit, as the hook does.
+pub fn reconcile_cmd(repo: &Path, branch: Option<String>) -> Result<ExitCode> {
+    let mut opts = options_from_env();
+    if branch.is_some() {
+        opts.branch = branch;
+    }
+    let repo = Repo::open(repo)?;
+    let report = reconcile::reconcile(&repo, &opts)?;
+    for d in &report.diagnostics {
+        eprintln!("{d}");
+    }
+    match report.outcome {
+        Outcome::Committed { commit, files, .. } => {
+            println!("{commit} ({files} files changed on {})", report.branch)
+        }
+        Outcome::UpToDate { tip } => println!("up to date at {tip} on {}", report.branch),
+        Outcome::NoBranch => println!("branch {} does not exist", report.branch),
+    }
+    let failed = report.diagnostics.iter().any(|d| d.is_error());
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

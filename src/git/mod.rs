@@ -1,0 +1,325 @@
+//! Git adapter (gix): read a commit's files from the object database, write the bot
+//! commit with a tree editor, move the branch compare-and-swap. No work tree needed.
+//! Pushing to a remote uses the `git` CLI (`push.rs`), since gix cannot push.
+
+use crate::render::{Change, ChangeKind};
+use gix::bstr::ByteSlice;
+use gix::objs::Find;
+use gix::ObjectId;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open git repository {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: Box<gix::open::Error>,
+    },
+    #[error("{what}: {source}")]
+    Git {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("object {id} is missing from the repository")]
+    Missing { id: ObjectId },
+}
+
+fn git_err<E: Into<Box<dyn std::error::Error + Send + Sync>>>(
+    what: impl Into<String>,
+) -> impl FnOnce(E) -> Error {
+    let what = what.into();
+    move |e| Error::Git {
+        what,
+        source: e.into(),
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Who the bot commits are from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub email: String,
+}
+
+impl Default for Identity {
+    fn default() -> Self {
+        Identity {
+            name: "claimd".into(),
+            email: "claimd@localhost".into(),
+        }
+    }
+}
+
+/// Trailer linking a bot commit to the commit it rendered.
+pub const SOURCE_TRAILER: &str = "Claimd-Source";
+
+/// A repository opened for claimd (bare or not).
+pub struct Repo {
+    repo: gix::Repository,
+    /// Objects of a push not yet accepted (pre-receive runs before git moves them in).
+    quarantine: Option<gix::odb::Handle>,
+}
+
+/// What the CAS update found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cas {
+    Updated,
+    /// The branch no longer points at the expected commit.
+    Moved,
+}
+
+impl Repo {
+    pub fn open(path: &Path) -> Result<Repo> {
+        let repo = gix::open(path).map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })?;
+        Ok(Repo {
+            repo,
+            quarantine: None,
+        })
+    }
+
+    /// Opens the repository a hook runs in, including the pushed objects that git
+    /// keeps in quarantine until pre-receive accepts them (`GIT_QUARANTINE_PATH`).
+    pub fn open_for_hook(path: &Path, quarantine: Option<&Path>) -> Result<Repo> {
+        let mut repo = Repo::open(path)?;
+        if let Some(q) = quarantine {
+            let handle = gix::odb::at(q, repo.repo.object_hash())
+                .map_err(git_err(format!("opening quarantine {}", q.display())))?;
+            repo.quarantine = Some(handle);
+        }
+        Ok(repo)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.repo.path()
+    }
+
+    /// The branch HEAD points at (`main` for `refs/heads/main`), if any.
+    pub fn head_branch(&self) -> Option<String> {
+        let head = self.repo.head_name().ok()??;
+        head.as_bstr()
+            .to_str()
+            .ok()?
+            .strip_prefix("refs/heads/")
+            .map(str::to_string)
+    }
+
+    /// The commit `refs/heads/<branch>` points at, if the branch exists.
+    pub fn branch_tip(&self, branch: &str) -> Result<Option<ObjectId>> {
+        let name = format!("refs/heads/{branch}");
+        match self
+            .repo
+            .try_find_reference(name.as_str())
+            .map_err(git_err(format!("reading {name}")))?
+        {
+            Some(r) => Ok(r.target().try_id().map(|id| id.to_owned())),
+            None => Ok(None),
+        }
+    }
+
+    fn object(&self, id: &gix::oid, buf: &mut Vec<u8>) -> Result<gix::objs::Kind> {
+        if let Some(q) = &self.quarantine {
+            if let Some(data) = q
+                .try_find(id, buf)
+                .map_err(git_err(format!("reading {id}")))?
+            {
+                return Ok(data.kind);
+            }
+        }
+        match self
+            .repo
+            .objects
+            .try_find(id, buf)
+            .map_err(git_err(format!("reading {id}")))?
+        {
+            Some(data) => Ok(data.kind),
+            None => Err(Error::Missing { id: id.to_owned() }),
+        }
+    }
+
+    fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
+        let mut buf = Vec::new();
+        self.object(&commit, &mut buf)?;
+        let mut c = gix::objs::CommitRefIter::from_bytes(&buf, self.repo.object_hash());
+        c.tree_id()
+            .map_err(git_err(format!("reading commit {commit}")))
+    }
+
+    /// The message and author email of a commit.
+    pub fn commit_info(&self, commit: ObjectId) -> Result<(String, String)> {
+        let mut buf = Vec::new();
+        self.object(&commit, &mut buf)?;
+        let c = gix::objs::CommitRef::from_bytes(&buf, self.repo.object_hash())
+            .map_err(git_err(format!("decoding commit {commit}")))?;
+        let email = c.author().map(|a| a.email.to_string()).unwrap_or_default();
+        Ok((c.message.to_str_lossy().into_owned(), email))
+    }
+
+    /// Every file under the given top-level folders at `commit`, as (path, bytes).
+    pub fn read_files(
+        &self,
+        commit: ObjectId,
+        roots: &[&str],
+    ) -> Result<BTreeMap<String, Vec<u8>>> {
+        let tree = self.tree_of(commit)?;
+        let mut out = BTreeMap::new();
+        let mut buf = Vec::new();
+        self.object(&tree, &mut buf)?;
+        let mut subtrees = Vec::new();
+        for entry in gix::objs::TreeRefIter::from_bytes(&buf, self.repo.object_hash()) {
+            let entry = entry.map_err(git_err(format!("reading tree {tree}")))?;
+            let name = entry.filename.to_str_lossy();
+            if entry.mode.is_tree() && roots.contains(&name.as_ref()) {
+                subtrees.push((name.into_owned(), entry.oid.to_owned()));
+            }
+        }
+        for (name, id) in subtrees {
+            self.walk(id, &name, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn walk(
+        &self,
+        tree: ObjectId,
+        prefix: &str,
+        out: &mut BTreeMap<String, Vec<u8>>,
+    ) -> Result<()> {
+        let mut buf = Vec::new();
+        self.object(&tree, &mut buf)?;
+        let mut children = Vec::new();
+        for entry in gix::objs::TreeRefIter::from_bytes(&buf, self.repo.object_hash()) {
+            let entry = entry.map_err(git_err(format!("reading tree {tree}")))?;
+            let path = format!("{prefix}/{}", entry.filename.to_str_lossy());
+            if entry.mode.is_tree() {
+                children.push((path, entry.oid.to_owned(), true));
+            } else if entry.mode.is_blob() {
+                children.push((path, entry.oid.to_owned(), false));
+            }
+        }
+        let mut blob = Vec::new();
+        for (path, id, is_tree) in children {
+            if is_tree {
+                self.walk(id, &path, out)?;
+            } else {
+                self.object(&id, &mut blob)?;
+                out.insert(path, std::mem::take(&mut blob));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the changed blobs and the edited tree, then one commit on top of `parent`.
+    /// The branch is not moved (see [`Repo::update_branch`]).
+    pub fn commit_changes(
+        &self,
+        parent: ObjectId,
+        changes: &[Change],
+        message: &str,
+        bot: &Identity,
+    ) -> Result<ObjectId> {
+        let tree = self.tree_of(parent)?;
+        let mut editor = self
+            .repo
+            .edit_tree(tree)
+            .map_err(git_err("editing the tree"))?;
+        for change in changes {
+            match (&change.kind, &change.new) {
+                (ChangeKind::Delete, _) => {
+                    editor
+                        .remove(change.path.as_str())
+                        .map_err(git_err(format!("removing {}", change.path)))?;
+                }
+                (_, Some(content)) => {
+                    let blob = self
+                        .repo
+                        .write_blob(content.as_bytes())
+                        .map_err(git_err("writing a blob"))?;
+                    editor
+                        .upsert(
+                            change.path.as_str(),
+                            gix::objs::tree::EntryKind::Blob,
+                            blob.detach(),
+                        )
+                        .map_err(git_err(format!("adding {}", change.path)))?;
+                }
+                (_, None) => {}
+            }
+        }
+        let new_tree = editor
+            .write()
+            .map_err(git_err("writing the tree"))?
+            .detach();
+        let signature = gix::actor::Signature {
+            name: bot.name.as_str().into(),
+            email: bot.email.as_str().into(),
+            time: gix::date::Time::now_local_or_utc(),
+        };
+        let commit = gix::objs::Commit {
+            message: message.into(),
+            tree: new_tree,
+            author: signature.clone(),
+            committer: signature,
+            encoding: None,
+            parents: [parent].into_iter().collect(),
+            extra_headers: Vec::new(),
+        };
+        Ok(self
+            .repo
+            .write_object(commit)
+            .map_err(git_err("writing the commit"))?
+            .detach())
+    }
+
+    /// Moves `refs/heads/<branch>` from `expected` to `new`, only if it still points at
+    /// `expected` (git's own ref lock protects against a concurrent push).
+    pub fn update_branch(
+        &self,
+        branch: &str,
+        expected: ObjectId,
+        new: ObjectId,
+        log: &str,
+    ) -> Result<Cas> {
+        use gix::refs::transaction::{
+            Change as RefChange, LogChange, PreviousValue, RefEdit, RefLog,
+        };
+        let name = format!("refs/heads/{branch}");
+        let edit = RefEdit {
+            change: RefChange::Update {
+                log: LogChange {
+                    mode: RefLog::AndReference,
+                    force_create_reflog: false,
+                    message: log.into(),
+                },
+                expected: PreviousValue::MustExistAndMatch(gix::refs::Target::Object(expected)),
+                new: gix::refs::Target::Object(new),
+            },
+            name: name
+                .as_str()
+                .try_into()
+                .map_err(git_err(format!("bad branch name {name}")))?,
+            deref: false,
+        };
+        match self.repo.edit_reference(edit) {
+            Ok(_) => Ok(Cas::Updated),
+            Err(e) => {
+                // Whatever went wrong, the ref now tells: if it moved, the caller re-renders.
+                if self.branch_tip(branch)? != Some(expected) {
+                    Ok(Cas::Moved)
+                } else {
+                    Err(Error::Git {
+                        what: format!("updating {name}"),
+                        source: Box::new(e),
+                    })
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! One reconcile of one branch: read the tip's claims and generated files from git,
+//! render, and when anything changes write ONE bot commit on top of the tip and move
+//! the branch compare-and-swap. If someone pushed meanwhile, start again on the new tip.
+//! Every trigger (hook, webhook, start-up, file watch) ends here.
+
+use crate::charts;
+use crate::claims::{self, Diagnostic, Severity};
+use crate::git::{self, Cas, Identity, Repo, SOURCE_TRAILER};
+use crate::render::{self, parse_owners, ChangeKind, Plan, Settings, OUTPUT_ROOTS};
+use crate::yaml::{Limits, Pos};
+use gix::ObjectId;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error("{0}")]
+    Render(String),
+    #[error("branch {branch} kept moving: gave up after {attempts} attempts (will retry on the next event)")]
+    Contended { branch: String, attempts: u32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Branch to render; default: the BootstrapClaim's branch is not known before
+    /// reading, so the repository's HEAD branch, else `main`.
+    pub branch: Option<String>,
+    pub settings: Settings,
+    pub charts: charts::Source,
+    pub bot: Identity,
+    /// How often to start again when the branch moved under us.
+    pub attempts: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            branch: None,
+            settings: Settings::default(),
+            charts: charts::Source::Embedded,
+            bot: Identity::default(),
+            attempts: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The branch does not exist (yet).
+    NoBranch,
+    /// Nothing to change at this commit.
+    UpToDate { tip: ObjectId },
+    /// One bot commit on top of `parent`.
+    Committed {
+        commit: ObjectId,
+        parent: ObjectId,
+        files: usize,
+        claims: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub branch: String,
+    pub outcome: Outcome,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Generated files left as they were because their claim failed.
+    pub kept: usize,
+}
+
+/// The folders a render reads: the claims and claimd's own output.
+const READ_ROOTS: [&str; 4] = ["claims", "root-apps", "appsets", "environments"];
+
+pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
+    let branch = opts
+        .branch
+        .clone()
+        .or_else(|| repo.head_branch())
+        .unwrap_or_else(|| "main".to_string());
+    for attempt in 0..opts.attempts.max(1) {
+        let Some(tip) = repo.branch_tip(&branch)? else {
+            return Ok(Report {
+                branch,
+                outcome: Outcome::NoBranch,
+                diagnostics: Vec::new(),
+                kept: 0,
+            });
+        };
+        let (plan, diagnostics) = plan_at(repo, tip, opts)?;
+        let kept = plan.kept.len();
+        if plan.is_empty() {
+            return Ok(Report {
+                branch,
+                outcome: Outcome::UpToDate { tip },
+                diagnostics,
+                kept,
+            });
+        }
+        let claims = rendered_claims(&plan);
+        let message = commit_message(&plan, &claims, tip);
+        let commit = repo.commit_changes(tip, &plan.changes, &message, &opts.bot)?;
+        match repo.update_branch(&branch, tip, commit, "claimd: render")? {
+            Cas::Updated => {
+                return Ok(Report {
+                    branch,
+                    outcome: Outcome::Committed {
+                        commit,
+                        parent: tip,
+                        files: plan.changes.len(),
+                        claims,
+                    },
+                    diagnostics,
+                    kept,
+                })
+            }
+            Cas::Moved => {
+                tracing::info!(%branch, attempt, "branch moved while rendering; starting again on the new tip");
+                std::thread::sleep(Duration::from_millis(5u64 << attempt.min(6)));
+            }
+        }
+    }
+    Err(Error::Contended {
+        branch,
+        attempts: opts.attempts,
+    })
+}
+
+/// Validates the claims of a commit (what pre-receive checks). Returns every diagnostic.
+pub fn validate_commit(repo: &Repo, commit: ObjectId) -> Result<Vec<Diagnostic>, Error> {
+    let files = repo.read_files(commit, &["claims"])?;
+    let (claim_files, mut diags) = claim_texts(files);
+    let loaded = claims::load(&claim_files, &Limits::default());
+    diags.extend(loaded.diagnostics);
+    Ok(diags)
+}
+
+/// Claim files as text; a file that is not UTF-8 is an error of its own.
+fn claim_texts(files: BTreeMap<String, Vec<u8>>) -> (Vec<(String, String)>, Vec<Diagnostic>) {
+    let mut texts = Vec::new();
+    let mut diags = Vec::new();
+    for (path, bytes) in files {
+        if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
+            continue;
+        }
+        match String::from_utf8(bytes) {
+            Ok(t) => texts.push((path, t)),
+            Err(_) => diags.push(Diagnostic {
+                file: path,
+                pos: Pos { line: 1, col: 1 },
+                severity: Severity::Error,
+                message: "not UTF-8 text; save the claim as UTF-8".into(),
+            }),
+        }
+    }
+    (texts, diags)
+}
+
+/// The plan at `tip`: render its claims and compare with its generated files.
+pub fn plan_at(
+    repo: &Repo,
+    tip: ObjectId,
+    opts: &Options,
+) -> Result<(Plan, Vec<Diagnostic>), Error> {
+    let mut claim_files = BTreeMap::new();
+    let mut existing = BTreeMap::new();
+    for (path, bytes) in repo.read_files(tip, &READ_ROOTS)? {
+        if path.starts_with("claims/") {
+            claim_files.insert(path, bytes);
+        } else if OUTPUT_ROOTS.iter().any(|r| path.starts_with(r)) {
+            // A non-UTF-8 file there is not ours: leave it alone.
+            if let Ok(text) = String::from_utf8(bytes) {
+                existing.insert(path, text);
+            }
+        }
+    }
+    let (texts, mut diagnostics) = claim_texts(claim_files);
+    let mut loaded = claims::load(&texts, &Limits::default());
+    for d in &diagnostics {
+        loaded.failed_files.push(d.file.clone());
+    }
+    let refs = render::chart_refs(&loaded.claims, &opts.settings);
+    let charts = opts.charts.resolve(&refs);
+    let rendered =
+        render::render(&loaded.claims, &charts, &opts.settings).map_err(Error::Render)?;
+    diagnostics.extend(loaded.diagnostics);
+    diagnostics.extend(rendered.failures.iter().map(|f| f.diagnostic.clone()));
+    let plan = render::plan(&existing, rendered, &loaded.failed_files);
+    Ok((plan, diagnostics))
+}
+
+/// The claim files whose generated files change.
+fn rendered_claims(plan: &Plan) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    for c in &plan.changes {
+        let content = c.new.as_deref().or(c.old.as_deref()).unwrap_or("");
+        for owner in parse_owners(content).unwrap_or_default() {
+            if owner.contains('#') {
+                out.insert(owner.split('#').next().unwrap_or(&owner).to_string());
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn commit_message(plan: &Plan, claims: &[String], tip: ObjectId) -> String {
+    let count = |k: ChangeKind| plan.changes.iter().filter(|c| c.kind == k).count();
+    let subject = if claims.is_empty() {
+        "claimd: render ApplicationSets and root apps".to_string()
+    } else if claims.len() <= 3 {
+        format!("claimd: render {}", claims.join(", "))
+    } else {
+        format!(
+            "claimd: render {} and {} more claim files",
+            claims[..2].join(", "),
+            claims.len() - 2
+        )
+    };
+    let mut body = format!(
+        "{subject}\n\n{} generated files: {} added, {} modified, {} removed.\n",
+        plan.changes.len(),
+        count(ChangeKind::Add),
+        count(ChangeKind::Modify),
+        count(ChangeKind::Delete)
+    );
+    if claims.len() > 3 {
+        body.push('\n');
+        for c in claims {
+            body.push_str(&format!("- {c}\n"));
+        }
+    }
+    body.push_str(&format!("\n{SOURCE_TRAILER}: {tip}\n"));
+    body
+}
+
+/// Whether `commit` is one of claimd's own (its author is the bot and it carries the trailer).
+pub fn is_bot_commit(repo: &Repo, commit: ObjectId, bot: &Identity) -> Result<bool, Error> {
+    let (message, email) = repo.commit_info(commit)?;
+    Ok(email == bot.email
+        && message
+            .lines()
+            .any(|l| l.starts_with(&format!("{SOURCE_TRAILER}: "))))
+}
