@@ -1,0 +1,359 @@
+//! The git loop on real git: bare repositories with the installed hooks, pushes over
+//! `file://` from real clones, concurrent pushers.
+
+use claimd::git::Repo;
+use claimd::reconcile::{self, Options};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_claimd");
+
+fn git_in(dir: &Path, home: &Path, args: &[&str]) -> Output {
+    Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .expect("run git")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct Server {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    bare: PathBuf,
+}
+
+impl Server {
+    fn new() -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let bare = root.join("server.git");
+        let out = git_in(
+            &root,
+            &root,
+            &["init", "-q", "--bare", "-b", "main", "server.git"],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["hooks", "install"])
+            .arg(&bare)
+            .args(["--binary", BIN])
+            .output()
+            .expect("install hooks");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        Server {
+            _dir: dir,
+            root,
+            bare,
+        }
+    }
+
+    fn git(&self, dir: &Path, args: &[&str]) -> Output {
+        git_in(dir, &self.root, args)
+    }
+
+    fn ok(&self, dir: &Path, args: &[&str]) -> String {
+        let out = self.git(dir, args);
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn clone(&self, name: &str) -> PathBuf {
+        self.ok(
+            &self.root,
+            &[
+                "clone",
+                "-q",
+                &format!("file://{}", self.bare.display()),
+                name,
+            ],
+        );
+        self.root.join(name)
+    }
+
+    fn log(&self) -> Vec<String> {
+        let out = self.git(&self.bare, &["log", "--format=%H %ae %s", "main"]);
+        text(&out.stdout).lines().map(str::to_string).collect()
+    }
+
+    fn tip(&self) -> String {
+        self.ok(&self.bare, &["rev-parse", "main"])
+            .trim()
+            .to_string()
+    }
+
+    /// The branch's generated files are exactly a fresh render of its claims.
+    fn assert_converged(&self) {
+        let repo = Repo::open(&self.bare).expect("open");
+        let tip = repo.branch_tip("main").expect("tip").expect("main exists");
+        let (plan, _) = reconcile::plan_at(&repo, tip, &Options::default()).expect("plan");
+        assert!(
+            plan.is_empty(),
+            "not converged: {:?}",
+            plan.changes.iter().map(|c| &c.path).collect::<Vec<_>>()
+        );
+        self.ok(&self.bare, &["fsck", "--strict", "--no-progress"]);
+    }
+}
+
+fn write_examples(work: &Path) {
+    let claims = work.join("claims");
+    std::fs::create_dir_all(&claims).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+}
+
+#[test]
+fn accepted_push_gets_exactly_one_bot_commit_and_a_repush_none() {
+    let s = Server::new();
+    let work = s.clone("work");
+    write_examples(&work);
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "add claims"]);
+    let push = s.git(&work, &["push", "origin", "main"]);
+    assert!(push.status.success(), "{}", text(&push.stderr));
+    let stderr = text(&push.stderr);
+    assert!(stderr.contains("remote: claimd: rendered"), "{stderr}");
+    let log = s.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert!(
+        log[0].contains(" claimd@localhost claimd: render "),
+        "{log:?}"
+    );
+    let bot = log[0].split(' ').next().expect("sha").to_string();
+    assert!(
+        stderr.contains(&bot),
+        "the pusher is told the bot commit id: {stderr}"
+    );
+    let files = s.ok(&s.bare, &["ls-tree", "-r", "--name-only", "main"]);
+    assert_eq!(
+        files.lines().filter(|f| !f.starts_with("claims/")).count(),
+        32,
+        "{files}"
+    );
+    assert!(files.contains("environments/prod/prod/applications/notification-service/values.yaml"));
+    let message = s.ok(&s.bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(
+        message.contains(&format!(
+            "Claimd-Source: {}",
+            log[1].split(' ').next().expect("sha")
+        )),
+        "{message}"
+    );
+    s.assert_converged();
+
+    // A push that changes no claim makes no commit.
+    s.ok(&work, &["pull", "-q", "--rebase"]);
+    std::fs::write(work.join("README.md"), "notes\n").expect("write");
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "docs"]);
+    let push = s.git(&work, &["push", "origin", "main"]);
+    assert!(push.status.success(), "{}", text(&push.stderr));
+    assert!(
+        text(&push.stderr).contains("claimd: generated files are up to date"),
+        "{}",
+        text(&push.stderr)
+    );
+    assert_eq!(s.log().len(), 3);
+}
+
+#[test]
+fn broken_claim_is_refused_and_the_ref_is_unchanged() {
+    let s = Server::new();
+    let work = s.clone("work");
+    write_examples(&work);
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "add claims"]);
+    s.ok(&work, &["push", "-q", "origin", "main"]);
+    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let before = s.tip();
+    std::fs::write(
+        work.join("claims/bad.yaml"),
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {name: bad}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: web\n      chart: {name: microservice, version: \"1.0.0\"}\n      replica: 2\n",
+    )
+    .expect("write");
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "bad claim"]);
+    let push = s.git(&work, &["push", "origin", "main"]);
+    assert!(!push.status.success());
+    let stderr = text(&push.stderr);
+    assert!(stderr.contains("remote: claims/bad.yaml:10:7: unknown field `spec.applications[0].replica`; did you mean `replicas`?"), "{stderr}");
+    assert!(stderr.contains("pre-receive hook declined"), "{stderr}");
+    assert_eq!(s.tip(), before);
+}
+
+#[test]
+fn human_edit_of_a_generated_file_is_reverted_by_the_next_bot_commit() {
+    let s = Server::new();
+    let work = s.clone("work");
+    write_examples(&work);
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "add claims"]);
+    s.ok(&work, &["push", "-q", "origin", "main"]);
+    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let path = "environments/prod/prod/applications/payment-service/values.yaml";
+    let original = std::fs::read_to_string(work.join(path)).expect("generated file in the clone");
+    std::fs::write(
+        work.join(path),
+        original.replace("replicaCount: 10", "replicaCount: 1"),
+    )
+    .expect("write");
+    s.ok(&work, &["commit", "-qam", "hand edit"]);
+    s.ok(&work, &["push", "-q", "origin", "main"]);
+    let on_main = s.ok(&s.bare, &["show", &format!("main:{path}")]);
+    assert_eq!(on_main, original);
+    assert_eq!(s.log().len(), 4, "claims, bot, edit, bot revert");
+}
+
+#[test]
+fn hooks_install_never_clobbers_and_supports_gitea_layout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    assert!(git_in(root, root, &["init", "-q", "--bare", "plain.git"])
+        .status
+        .success());
+    std::fs::write(
+        root.join("plain.git/hooks/pre-receive"),
+        "#!/bin/sh\necho mine\n",
+    )
+    .expect("write");
+    let out = Command::new(BIN)
+        .args(["hooks", "install"])
+        .arg(root.join("plain.git"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("was not written by claimd; not overwriting it"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("plain.git/hooks/pre-receive")).expect("read"),
+        "#!/bin/sh\necho mine\n"
+    );
+
+    // Gitea: hooks/<name>.d/ with Gitea's own `gitea` step beside ours.
+    assert!(git_in(root, root, &["init", "-q", "--bare", "gitea.git"])
+        .status
+        .success());
+    for hook in ["pre-receive", "post-receive"] {
+        std::fs::create_dir_all(root.join(format!("gitea.git/hooks/{hook}.d"))).expect("mkdir");
+        std::fs::write(
+            root.join(format!("gitea.git/hooks/{hook}.d/gitea")),
+            "#!/bin/sh\n",
+        )
+        .expect("write");
+    }
+    let out = Command::new(BIN)
+        .args(["hooks", "install"])
+        .arg(root.join("gitea.git"))
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for hook in ["pre-receive", "post-receive"] {
+        let ours = std::fs::read_to_string(root.join(format!("gitea.git/hooks/{hook}.d/claimd")))
+            .expect("installed");
+        assert!(ours.contains(&format!("hook {hook}")), "{ours}");
+        assert_eq!(
+            std::fs::read_to_string(root.join(format!("gitea.git/hooks/{hook}.d/gitea")))
+                .expect("kept"),
+            "#!/bin/sh\n"
+        );
+        assert!(!root.join(format!("gitea.git/hooks/{hook}")).exists());
+    }
+    // Reinstalling over our own hooks is fine.
+    let out = Command::new(BIN)
+        .args(["hooks", "install"])
+        .arg(root.join("gitea.git"))
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+}
+
+/// 10 clients × 10 pushes of different claims at once: every change lands, no person's
+/// commit is lost, no bot commit is empty, and the result equals a fresh render.
+#[test]
+fn concurrent_pushers_all_land_and_converge() {
+    let s = Server::new();
+    let seed = s.clone("seed");
+    std::fs::create_dir_all(seed.join("claims")).expect("mkdir");
+    std::fs::write(
+        seed.join("claims/bootstrap.yaml"),
+        claimd::examples::CLAIMS[0].1,
+    )
+    .expect("write");
+    s.ok(&seed, &["add", "-A"]);
+    s.ok(&seed, &["commit", "-qm", "bootstrap"]);
+    s.ok(&seed, &["push", "-q", "origin", "main"]);
+
+    let clients: Vec<PathBuf> = (0..10).map(|c| s.clone(&format!("client-{c}"))).collect();
+    std::thread::scope(|scope| {
+        for (c, work) in clients.iter().enumerate() {
+            let s = &s;
+            scope.spawn(move || {
+                for n in 0..10 {
+                    let name = format!("c{c}-n{n}");
+                    let claim = format!(
+                        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {{name: {name}}}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: {name}\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: example.com/{name}, tag: v1}}\n"
+                    );
+                    std::fs::write(work.join(format!("claims/{name}.yaml")), claim).expect("write");
+                    s.ok(work, &["add", "-A"]);
+                    s.ok(work, &["commit", "-qm", &format!("add {name}")]);
+                    let mut pushed = false;
+                    for _ in 0..200 {
+                        if s.git(work, &["push", "-q", "origin", "main"]).status.success() {
+                            pushed = true;
+                            break;
+                        }
+                        // Rejected (someone or the bot was first): integrate and retry.
+                        let _ = s.git(work, &["pull", "-q", "--rebase", "origin", "main"]);
+                    }
+                    assert!(pushed, "{name} could not be pushed");
+                }
+            });
+        }
+    });
+    let log = s.log();
+    for c in 0..10 {
+        for n in 0..10 {
+            let subject = format!(" add c{c}-n{n}");
+            assert!(
+                log.iter().any(|l| l.ends_with(&subject)),
+                "commit {subject} lost"
+            );
+        }
+    }
+    // No empty bot commit: each changes its parent's tree.
+    for line in log.iter().filter(|l| l.contains(" claimd@localhost ")) {
+        let sha = line.split(' ').next().expect("sha");
+        let diff = s.ok(
+            &s.bare,
+            &["diff-tree", "--no-commit-id", "--name-only", "-r", sha],
+        );
+        assert!(!diff.trim().is_empty(), "empty bot commit {sha}");
+    }
+    let files = s.ok(&s.bare, &["ls-tree", "-r", "--name-only", "main"]);
+    for c in 0..10 {
+        for n in 0..10 {
+            let path = format!("environments/nonprod/dev/applications/c{c}-n{n}/values.yaml");
+            assert!(files.contains(&path), "{path} missing");
+        }
+    }
+    s.assert_converged();
+}
