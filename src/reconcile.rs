@@ -218,7 +218,7 @@ fn commit_message(plan: &Plan, claims: &[String], tip: ObjectId) -> String {
         )
     };
     let mut body = format!(
-        "{subject}\n\n{} generated files: {} added, {} modified, {} removed.\n",
+        "{subject}\n\n{} generated file(s): {} added, {} modified, {} removed.\n",
         plan.changes.len(),
         count(ChangeKind::Add),
         count(ChangeKind::Modify),

@@ -221,7 +221,7 @@ fn deleting_a_claim_prunes_only_its_files() {
 }
 
 #[test]
-fn demo_runs_on_the_embedded_default() {
+fn demo_runs_the_whole_loop_on_the_embedded_default() {
     let dir = tempfile::tempdir().expect("tempdir");
     let target = dir.path().join("demo");
     let out = Command::new(BIN)
@@ -232,13 +232,18 @@ fn demo_runs_on_the_embedded_default() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.contains("32 generated file(s); changed: 32 added"),
+        stdout.contains("32 generated file(s): 32 added, 0 modified, 0 removed."),
         "{stdout}"
     );
     assert!(
-        stdout.contains("changed: 0 added, 0 modified, 0 removed"),
+        stdout.contains("claimd: render claims/prod-apps.yaml\n"),
         "{stdout}"
     );
-    assert!(stdout.contains("claims/broken.yaml:12:7: unknown field `spec.applications[0].ingres`; did you mean `ingress`?"), "{stdout}");
-    assert!(target.join("appsets/prod/apps/prod-appset.yaml").is_file());
+    assert!(
+        stdout.contains("environments/prod/prod/applications/payment-service/values.yaml | 2 +-"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("remote: claims/broken.yaml:12:7: unknown field `spec.applications[0].ingres`; did you mean `ingress`?"), "{stdout}");
+    assert!(stdout.contains("(pre-receive hook declined)"), "{stdout}");
+    assert!(target.join("voltran.git/hooks/pre-receive").is_file());
 }

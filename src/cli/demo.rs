@@ -1,14 +1,12 @@
-//! `claimd demo`: the bundled example claims rendered into a fresh repository.
+//! `claimd demo`: the whole loop on real git, with nothing else installed. A fresh bare
+//! repository with claimd's hooks (the git server), a clone (a platform user), the
+//! example claims pushed, the bot commit shown, a second push of an edited claim, and a
+//! refused push of a broken claim.
 
-use super::{render_repo, summary, worktree};
-use crate::charts;
-use crate::claims;
-use crate::render::Settings;
-use crate::yaml::Limits;
 use anyhow::{bail, Context, Result};
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
 const BROKEN: &str = "apiVersion: platform.infraforge.io/v1
 kind: ApplicationClaim
@@ -25,76 +23,131 @@ spec:
         host: pay.example.com
 ";
 
+struct Demo {
+    root: PathBuf,
+}
+
+impl Demo {
+    fn git(&self, dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("HOME", &self.root)
+            .env("GIT_AUTHOR_NAME", "Platform User")
+            .env("GIT_AUTHOR_EMAIL", "user@example.com")
+            .env("GIT_COMMITTER_NAME", "Platform User")
+            .env("GIT_COMMITTER_EMAIL", "user@example.com")
+            .output()
+            .with_context(|| format!("running git {}", args.join(" ")))
+    }
+
+    /// Runs git, echoing the command and everything it prints (as a terminal would).
+    fn show(&self, out: &mut impl Write, dir: &Path, args: &[&str]) -> Result<bool> {
+        writeln!(out, "\n$ git {}", args.join(" "))?;
+        let o = self.git(dir, args)?;
+        out.write_all(&o.stdout)?;
+        out.write_all(&o.stderr)?;
+        Ok(o.status.success())
+    }
+
+    fn must(&self, dir: &Path, args: &[&str]) -> Result<()> {
+        let o = self.git(dir, args)?;
+        if !o.status.success() {
+            bail!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
 pub fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
-    let dir = match dir {
+    let root = match dir {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("claimd-demo-{}", std::process::id())),
     };
-    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+    if root.exists() && std::fs::read_dir(&root)?.next().is_some() {
         bail!(
             "{} is not empty; pass --dir with a new folder",
-            dir.display()
+            root.display()
         );
     }
-    let claims_dir = dir.join("claims");
-    std::fs::create_dir_all(&claims_dir)
-        .with_context(|| format!("creating {}", claims_dir.display()))?;
-    for (name, text) in crate::examples::CLAIMS {
-        std::fs::write(dir.join(name), text)?;
-    }
+    std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    let demo = Demo { root: root.clone() };
+    let bare = root.join("voltran.git");
+    let work = root.join("voltran");
     let mut out = std::io::stdout().lock();
-    writeln!(out, "claimd demo: repository {}\n", dir.display())?;
-    for (name, _) in crate::examples::CLAIMS {
-        writeln!(out, "  {name}")?;
-    }
-
-    let outcome = render_repo(&dir, &dir, &charts::Source::Embedded, &Settings::default())?;
-    for d in &outcome.diagnostics {
-        writeln!(out, "{d}")?;
-    }
-    worktree::apply(&dir, &outcome.plan)?;
     writeln!(
         out,
-        "\n$ claimd render   # charts embedded in claimd, no registry needed"
+        "claimd demo in {}: a git server with claimd's hooks, and a user's clone",
+        root.display()
     )?;
-    writeln!(out, "{}\n", summary(&outcome, false))?;
-    for change in &outcome.plan.changes {
-        let lines = change.new.as_deref().map_or(0, |c| c.lines().count());
-        writeln!(out, "  {:<78} {lines:>4} lines", change.path)?;
-    }
-    for shown in [
-        "environments/prod/prod/applications/notification-service/values.yaml",
-        "appsets/prod/apps/prod-appset.yaml",
-    ] {
-        let text = std::fs::read_to_string(dir.join(shown)).unwrap_or_default();
-        writeln!(out, "\n--- {shown} ---")?;
-        let lines: Vec<&str> = text.lines().collect();
-        for line in lines.iter().take(40) {
-            writeln!(out, "{line}")?;
-        }
-        if lines.len() > 40 {
-            writeln!(out, "… ({} more lines)", lines.len() - 40)?;
-        }
-    }
 
-    let again = render_repo(&dir, &dir, &charts::Source::Embedded, &Settings::default())?;
+    demo.must(
+        &root,
+        &["init", "-q", "--bare", "-b", "main", "voltran.git"],
+    )?;
+    writeln!(out, "\n$ claimd hooks install voltran.git")?;
+    super::hooks::install(&bare, None, false)?;
+    demo.must(
+        &root,
+        &[
+            "clone",
+            "-q",
+            &format!("file://{}", bare.display()),
+            "voltran",
+        ],
+    )?;
+
+    std::fs::create_dir_all(work.join("claims"))?;
+    for (path, text) in crate::examples::CLAIMS {
+        std::fs::write(work.join(path), text)?;
+    }
+    demo.must(&work, &["add", "claims"])?;
+    demo.must(&work, &["commit", "-q", "-m", "Add the platform's claims"])?;
     writeln!(
         out,
-        "\n$ claimd render   # again: identical inputs give identical files"
+        "\n# 1. push the example claims: claimd validates them, renders, and commits once"
     )?;
-    writeln!(out, "{}", summary(&again, false))?;
+    demo.show(&mut out, &work, &["push", "origin", "main"])?;
+    demo.show(&mut out, &bare, &["log", "--stat=100", "-1", "main"])?;
 
     writeln!(
         out,
-        "\n$ claimd validate claims/broken.yaml   # what a pusher sees for a bad claim"
+        "\n# 2. scale payment-service to 12 replicas: only its values.yaml changes"
     )?;
-    let loaded = claims::load(
-        &[("claims/broken.yaml".to_string(), BROKEN.to_string())],
-        &Limits::default(),
-    );
-    for d in &loaded.diagnostics {
-        writeln!(out, "{d}")?;
+    demo.must(&work, &["pull", "-q", "--rebase", "origin", "main"])?;
+    let claim = work.join("claims/prod-apps.yaml");
+    let text = std::fs::read_to_string(&claim)?;
+    std::fs::write(&claim, text.replace("replicas: 10", "replicas: 12"))?;
+    demo.must(
+        &work,
+        &["commit", "-q", "-am", "Scale payment-service to 12"],
+    )?;
+    demo.show(&mut out, &work, &["push", "origin", "main"])?;
+    demo.show(&mut out, &bare, &["log", "--stat=100", "-1", "main"])?;
+
+    writeln!(
+        out,
+        "\n# 3. a broken claim is refused at push time, with file:line:col"
+    )?;
+    demo.must(&work, &["pull", "-q", "--rebase", "origin", "main"])?;
+    std::fs::write(work.join("claims/broken.yaml"), BROKEN)?;
+    demo.must(&work, &["add", "claims/broken.yaml"])?;
+    demo.must(&work, &["commit", "-q", "-m", "Add a broken claim"])?;
+    let accepted = demo.show(&mut out, &work, &["push", "origin", "main"])?;
+    if accepted {
+        bail!("the broken claim was accepted");
     }
-    writeln!(out, "\nThe generated tree is in {}", dir.display())?;
+    demo.show(&mut out, &bare, &["log", "--oneline", "main"])?;
+    writeln!(
+        out,
+        "\nThe server repository is {}; the clone is {}",
+        bare.display(),
+        work.display()
+    )?;
     Ok(ExitCode::SUCCESS)
 }
