@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -120,6 +121,119 @@ pub fn render(apps: usize, runs: usize, dir: Option<PathBuf>) -> Result<ExitCode
     );
     if !keep {
         std::fs::remove_dir_all(&dir).ok();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_AUTHOR_NAME", "Bench")
+        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
+        .env("GIT_COMMITTER_NAME", "Bench")
+        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
+        .output()
+        .with_context(|| format!("git {}", args.join(" ")))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "git {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// P1/P2 of the git loop: a bare repository with claimd's hooks and a clone.
+/// P2: the first push of `apps` applications (full render + one bot commit, timed inside
+/// the post-receive hook by timing the whole push), next to `git fast-import` writing
+/// the same generated files. P1: `pushes` pushes that each change one claim file.
+pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode> {
+    let keep = dir.is_some();
+    let root = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("claimd-bench-push-{}", std::process::id())));
+    if root.exists() {
+        std::fs::remove_dir_all(&root)?;
+    }
+    std::fs::create_dir_all(&root)?;
+    let bare = root.join("server.git");
+    let work = root.join("work");
+    git(&root, &["init", "-q", "--bare", "-b", "main", "server.git"])?;
+    let exe = std::env::current_exe().context("locating the claimd binary")?;
+    super::hooks::install(&bare, Some(exe), false)?;
+    git(&root, &["clone", "-q", &format!("file://{}", bare.display()), "work"])?;
+    generate(&work, apps)?;
+    git(&work, &["add", "-A"])?;
+    git(&work, &["commit", "-q", "-m", "claims"])?;
+
+    // P2: full render + commit of every application, as one push.
+    let start = Instant::now();
+    git(&work, &["push", "-q", "origin", "main"])?;
+    let full = start.elapsed();
+    git(&work, &["pull", "-q", "--rebase", "origin", "main"])?;
+
+    // The same generated files written by git fast-import, for scale.
+    let generated = crate::git::Repo::open(&bare)?;
+    let tip = generated.branch_tip("main")?.context("main")?;
+    let files = generated.read_files(tip, &["root-apps", "appsets", "environments"])?;
+    let mut stream = Vec::new();
+    stream.extend_from_slice(b"commit refs/heads/fastimport\ncommitter Bench <bench@example.com> 0 +0000\ndata 4\nbulk\n");
+    for (path, content) in &files {
+        stream.extend_from_slice(format!("M 100644 inline {path}\ndata {}\n", content.len()).as_bytes());
+        stream.extend_from_slice(content);
+        stream.push(b'\n');
+    }
+    git(&root, &["init", "-q", "--bare", "fastimport.git"])?;
+    let start = Instant::now();
+    let mut child = Command::new("git")
+        .args(["fast-import", "--quiet"])
+        .current_dir(root.join("fastimport.git"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .context("git fast-import")?;
+    child.stdin.take().context("stdin")?.write_all(&stream)?;
+    anyhow::ensure!(child.wait()?.success(), "git fast-import failed");
+    let fast_import = start.elapsed();
+
+    // P1: one changed claim file per push.
+    let mut times = Vec::new();
+    for i in 0..pushes {
+        let file = work.join(format!("claims/apps-{:05}.yaml", i % apps.div_ceil(APPS_PER_CLAIM)));
+        let text = std::fs::read_to_string(&file)?;
+        let bumped = text.replacen("tag: v1.", &format!("tag: v2{i}."), 1);
+        std::fs::write(&file, bumped)?;
+        git(&work, &["commit", "-q", "-am", &format!("change {i}")])?;
+        let start = Instant::now();
+        git(&work, &["push", "-q", "origin", "main"])?;
+        times.push(start.elapsed());
+        git(&work, &["pull", "-q", "--rebase", "origin", "main"])?;
+    }
+    times.sort();
+    let peak_kib = children_peak_kib();
+    println!("claimd bench push: {apps} applications, repository {}", root.display());
+    println!(
+        "  P2 first push, full render + one bot commit of {} files: {:.3} s; git fast-import of the same files: {:.3} s (ratio {:.1}x)",
+        files.len(),
+        full.as_secs_f64(),
+        fast_import.as_secs_f64(),
+        full.as_secs_f64() / fast_import.as_secs_f64()
+    );
+    if !times.is_empty() {
+        println!(
+            "  P1 push of one changed claim file until the bot commit is on the branch ({} pushes): p50 {:.0} ms, p99 {:.0} ms",
+            times.len(),
+            percentile(&times, 0.5).as_secs_f64() * 1000.0,
+            percentile(&times, 0.99).as_secs_f64() * 1000.0
+        );
+    }
+    println!("  peak resident memory of any child process (git or the claimd hook): {:.1} MiB", peak_kib as f64 / 1024.0);
+    if !keep {
+        std::fs::remove_dir_all(&root).ok();
     }
     Ok(ExitCode::SUCCESS)
 }

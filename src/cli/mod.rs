@@ -63,6 +63,18 @@ pub enum Command {
         #[arg(value_parser = ["pre-receive", "post-receive"])]
         name: String,
     },
+    /// Measure the push loop on a synthetic repository (numbers for BENCHMARKS.md).
+    BenchPush {
+        /// Number of applications.
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Pushes of one changed claim file (P1).
+        #[arg(long, default_value_t = 20)]
+        pushes: usize,
+        /// Where to create the repositories (kept afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Measure render on a synthetic repository (numbers for BENCHMARKS.md).
     Bench {
         /// Number of applications.
@@ -147,6 +159,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             "pre-receive" => hooks::pre_receive(),
             _ => hooks::post_receive(),
         },
+        Command::BenchPush { apps, pushes, dir } => bench::push(apps, pushes, dir),
         Command::Bench { apps, runs, dir } => bench::render(apps, runs, dir),
     }
 }
