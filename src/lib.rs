@@ -6,10 +6,12 @@
 pub mod charts;
 pub mod claims;
 pub mod cli;
+pub mod daemon;
 pub mod examples;
 pub mod git;
 pub mod par;
 pub mod reconcile;
 pub mod render;
+pub mod server;
 pub mod values;
 pub mod yaml;

@@ -156,7 +156,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// the same generated files. P1: `pushes` pushes that each change one claim file.
 pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode> {
     let keep = dir.is_some();
-    let root = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("claimd-bench-push-{}", std::process::id())));
+    let root = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("claimd-bench-push-{}", std::process::id()))
+    });
     if root.exists() {
         std::fs::remove_dir_all(&root)?;
     }
@@ -166,7 +168,10 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     git(&root, &["init", "-q", "--bare", "-b", "main", "server.git"])?;
     let exe = std::env::current_exe().context("locating the claimd binary")?;
     super::hooks::install(&bare, Some(exe), false)?;
-    git(&root, &["clone", "-q", &format!("file://{}", bare.display()), "work"])?;
+    git(
+        &root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    )?;
     generate(&work, apps)?;
     git(&work, &["add", "-A"])?;
     git(&work, &["commit", "-q", "-m", "claims"])?;
@@ -184,7 +189,9 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     let mut stream = Vec::new();
     stream.extend_from_slice(b"commit refs/heads/fastimport\ncommitter Bench <bench@example.com> 0 +0000\ndata 4\nbulk\n");
     for (path, content) in &files {
-        stream.extend_from_slice(format!("M 100644 inline {path}\ndata {}\n", content.len()).as_bytes());
+        stream.extend_from_slice(
+            format!("M 100644 inline {path}\ndata {}\n", content.len()).as_bytes(),
+        );
         stream.extend_from_slice(content);
         stream.push(b'\n');
     }
@@ -203,7 +210,10 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     // P1: one changed claim file per push.
     let mut times = Vec::new();
     for i in 0..pushes {
-        let file = work.join(format!("claims/apps-{:05}.yaml", i % apps.div_ceil(APPS_PER_CLAIM)));
+        let file = work.join(format!(
+            "claims/apps-{:05}.yaml",
+            i % apps.div_ceil(APPS_PER_CLAIM)
+        ));
         let text = std::fs::read_to_string(&file)?;
         let bumped = text.replacen("tag: v1.", &format!("tag: v2{i}."), 1);
         std::fs::write(&file, bumped)?;
@@ -215,7 +225,10 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     }
     times.sort();
     let peak_kib = children_peak_kib();
-    println!("claimd bench push: {apps} applications, repository {}", root.display());
+    println!(
+        "claimd bench push: {apps} applications, repository {}",
+        root.display()
+    );
     println!(
         "  P2 first push, full render + one bot commit of {} files: {:.3} s; git fast-import of the same files: {:.3} s (ratio {:.1}x)",
         files.len(),
@@ -231,7 +244,10 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
             percentile(&times, 0.99).as_secs_f64() * 1000.0
         );
     }
-    println!("  peak resident memory of any child process (git or the claimd hook): {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!(
+        "  peak resident memory of any child process (git or the claimd hook): {:.1} MiB",
+        peak_kib as f64 / 1024.0
+    );
     if !keep {
         std::fs::remove_dir_all(&root).ok();
     }

@@ -168,6 +168,29 @@ pub fn post_receive() -> Result<ExitCode> {
         if reconcile::is_bot_commit(&repo, id, &opts.bot)? {
             continue; // our own commit: nothing to do, and no loop
         }
+        if let Ok(addr) = std::env::var("CLAIMD_DAEMON") {
+            let path = repo
+                .path()
+                .canonicalize()
+                .unwrap_or_else(|_| repo.path().to_path_buf());
+            match crate::server::hand_off(&addr, &path) {
+                Ok(true) => {
+                    writeln!(
+                        err,
+                        "claimd: queued for the claimd daemon; the bot commit follows shortly"
+                    )?;
+                    continue;
+                }
+                Ok(false) => writeln!(
+                    err,
+                    "claimd: the daemon at {addr} does not serve this repository; rendering here"
+                )?,
+                Err(e) => writeln!(
+                    err,
+                    "claimd: the daemon at {addr} is unreachable ({e}); rendering here"
+                )?,
+            }
+        }
         let report = reconcile::reconcile(&repo, &opts)?;
         // Warnings were shown by pre-receive already; errors here are render failures.
         for d in report.diagnostics.iter().filter(|d| d.is_error()) {

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod hooks;
+mod serve;
 mod worktree;
 
 use crate::charts;
@@ -51,6 +52,15 @@ pub enum Command {
         /// Branch to render (default: the repository's HEAD branch).
         #[arg(long)]
         branch: Option<String>,
+    },
+    /// Run the daemon: keep the configured repositories rendered (hooks hand off to it).
+    Serve {
+        /// The configuration file (YAML).
+        #[arg(long, default_value = "/etc/claimd/claimd.yaml")]
+        config: PathBuf,
+        /// Loopback address to listen on (overrides the file and CLAIMD_LISTEN).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Install claimd's git hooks into a bare repository.
     Hooks {
@@ -146,6 +156,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render_cmd(&args, false),
         Command::Plan(args) => render_cmd(&args, true),
         Command::Demo { dir } => demo::run(dir),
+        Command::Serve { config, listen } => serve::run(&config, listen),
         Command::Reconcile { repo, branch } => hooks::reconcile_cmd(&repo, branch),
         Command::Hooks {
             action:

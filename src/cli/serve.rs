@@ -1,0 +1,74 @@
+//! `claimd serve`: the daemon's wiring (runtime, listener, signals, file watching).
+
+use crate::daemon::{self, config::Config, Daemon, Event};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
+    let mut config = Config::load(config_path)?;
+    if let Some(addr) = listen {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "--listen {addr}: only loopback addresses are allowed"
+        );
+        config.listen = addr;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let daemon = Daemon::new();
+        daemon.configure(&config);
+        daemon.send(Event::All);
+        let _watcher = match daemon::watch(daemon.clone(), config_path.to_path_buf(), &config) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "not watching the config file or refs");
+                None
+            }
+        };
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(
+                out,
+                "claimd: listening on {addr}, {} repositories",
+                daemon.repositories().len()
+            )?;
+            out.flush()?;
+        }
+        crate::server::run(daemon.clone(), listener, shutdown_signal()).await;
+        tracing::info!("shutting down: finishing the running reconciles");
+        daemon.shutdown();
+        anyhow::Ok(())
+    })?;
+    // Lets a reconcile in progress finish (its ref update is atomic either way).
+    runtime.shutdown_timeout(Duration::from_secs(30));
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,118 @@
+//! The daemon's configuration file (YAML), with environment and flag overrides.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// Loopback address for the hook hand-off, health and readiness endpoints.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Repositories to keep rendered.
+    #[serde(default)]
+    pub repositories: Vec<RepoConfig>,
+    /// Folder of charts (default: the charts built into claimd).
+    #[serde(default)]
+    pub charts: Option<PathBuf>,
+    #[serde(default)]
+    pub bot: Option<Bot>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RepoConfig {
+    /// Path of the bare repository (e.g. Gitea's `<root>/<owner>/<repo>.git`).
+    pub path: PathBuf,
+    /// Branch to render (default: the repository's HEAD branch).
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Also watch the repository's refs for changes (for servers that cannot run hooks).
+    #[serde(default)]
+    pub watch_refs: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Bot {
+    pub name: String,
+    pub email: String,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7462))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
+    NotLoopback { path: PathBuf, addr: SocketAddr },
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = serde_yaml::from_str(&text).map_err(|source| Error::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Ok(listen) = std::env::var("CLAIMD_LISTEN") {
+            if let Ok(addr) = listen.parse() {
+                config.listen = addr;
+            }
+        }
+        if !config.listen.ip().is_loopback() {
+            return Err(Error::NotLoopback {
+                path: path.to_path_buf(),
+                addr: config.listen,
+            });
+        }
+        // Relative repository paths are relative to the config file.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for r in &mut config.repositories {
+            if r.path.is_relative() {
+                r.path = base.join(&r.path);
+            }
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_refuses_unknown_keys() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("claimd.yaml");
+        std::fs::write(&p, "listen: 127.0.0.1:0\nrepositories:\n  - path: repos/a.git\n    branch: main\n    watchRefs: true\nbot: {name: bot, email: bot@example.com}\n").expect("w");
+        let c = Config::load(&p).expect("valid");
+        assert_eq!(c.repositories[0].path, dir.path().join("repos/a.git"));
+        assert!(c.repositories[0].watch_refs);
+        std::fs::write(&p, "listen: 127.0.0.1:0\nrepos: []\n").expect("w");
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown field `repos`"), "{e}");
+        std::fs::write(&p, "listen: 0.0.0.0:7462\n").expect("w");
+        assert!(Config::load(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("not a loopback"));
+    }
+}

@@ -1,0 +1,248 @@
+//! `claimd serve`: keeps configured repositories rendered. One work slot per
+//! repository+branch with a single writer; events for a busy slot coalesce (the worker
+//! re-reads the newest tip when it runs); every repository is reconciled at start-up so
+//! a crash or a missed event heals; failures retry with backoff; shutdown lets the
+//! running reconcile finish.
+
+pub mod config;
+
+use crate::charts;
+use crate::git::{Identity, Repo};
+use crate::reconcile::{self, Options, Outcome};
+use config::Config;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+
+/// Everything that can ask for a reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A hook (or webhook) says this repository was pushed to.
+    Push { repo: PathBuf },
+    /// A watched repository's refs changed on disk.
+    RefsChanged { repo: PathBuf },
+    /// Start-up or configuration reload: reconcile everything.
+    All,
+}
+
+struct Slot {
+    repo: PathBuf,
+    options: Options,
+    dirty: AtomicBool,
+    wake: Notify,
+    /// Reconciles finished (successfully or not).
+    runs: AtomicU64,
+    removed: AtomicBool,
+}
+
+/// The daemon's shared state.
+pub struct Daemon {
+    slots: Mutex<HashMap<PathBuf, Arc<Slot>>>,
+    stop: watch::Sender<bool>,
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn options_for(config: &Config, branch: Option<String>) -> Options {
+    let mut o = Options {
+        branch,
+        ..Options::default()
+    };
+    if let Some(dir) = &config.charts {
+        o.charts = charts::Source::Dir(dir.clone());
+    }
+    if let Some(bot) = &config.bot {
+        o.bot = Identity {
+            name: bot.name.clone(),
+            email: bot.email.clone(),
+        };
+    }
+    o
+}
+
+impl Daemon {
+    pub fn new() -> Arc<Daemon> {
+        let (stop, _) = watch::channel(false);
+        Arc::new(Daemon {
+            slots: Mutex::new(HashMap::new()),
+            stop,
+        })
+    }
+
+    /// Adds new repositories (starting their workers), drops removed ones.
+    pub fn configure(self: &Arc<Daemon>, config: &Config) {
+        let mut slots = self.slots.lock().expect("slots lock");
+        let wanted: HashMap<PathBuf, _> = config
+            .repositories
+            .iter()
+            .map(|r| (canonical(&r.path), r))
+            .collect();
+        slots.retain(|path, slot| {
+            let keep = wanted.contains_key(path);
+            if !keep {
+                slot.removed.store(true, Ordering::SeqCst);
+                slot.wake.notify_one();
+            }
+            keep
+        });
+        for (path, r) in wanted {
+            if slots.contains_key(&path) {
+                continue;
+            }
+            let slot = Arc::new(Slot {
+                repo: path.clone(),
+                options: options_for(config, r.branch.clone()),
+                dirty: AtomicBool::new(false),
+                wake: Notify::new(),
+                runs: AtomicU64::new(0),
+                removed: AtomicBool::new(false),
+            });
+            slots.insert(path, slot.clone());
+            tokio::spawn(worker(slot, self.stop.subscribe()));
+        }
+    }
+
+    /// Routes an event to the slots it concerns. Returns false for an unknown repository.
+    pub fn send(&self, event: Event) -> bool {
+        let slots = self.slots.lock().expect("slots lock");
+        let targets: Vec<&Arc<Slot>> = match &event {
+            Event::All => slots.values().collect(),
+            Event::Push { repo } | Event::RefsChanged { repo } => {
+                slots.get(&canonical(repo)).into_iter().collect()
+            }
+        };
+        for slot in &targets {
+            slot.dirty.store(true, Ordering::SeqCst);
+            slot.wake.notify_one();
+        }
+        !targets.is_empty()
+    }
+
+    /// Every repository has been reconciled at least once since start-up.
+    pub fn ready(&self) -> bool {
+        let slots = self.slots.lock().expect("slots lock");
+        slots.values().all(|s| s.runs.load(Ordering::SeqCst) > 0)
+    }
+
+    /// Asks workers to stop after their current reconcile.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    pub fn repositories(&self) -> Vec<PathBuf> {
+        let slots = self.slots.lock().expect("slots lock");
+        let mut v: Vec<PathBuf> = slots.keys().cloned().collect();
+        v.sort();
+        v
+    }
+}
+
+async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() || slot.removed.load(Ordering::SeqCst) {
+            return;
+        }
+        if !slot.dirty.swap(false, Ordering::SeqCst) {
+            tokio::select! {
+                _ = slot.wake.notified() => continue,
+                _ = stop.changed() => return,
+            }
+        }
+        let (repo, options) = (slot.repo.clone(), slot.options.clone());
+        let result = tokio::task::spawn_blocking(move || {
+            let r = Repo::open(&repo).map_err(reconcile::Error::from)?;
+            reconcile::reconcile(&r, &options)
+        })
+        .await;
+        slot.runs.fetch_add(1, Ordering::SeqCst);
+        let repo = slot.repo.display().to_string();
+        match result {
+            Ok(Ok(report)) => {
+                failures = 0;
+                for d in report.diagnostics.iter().filter(|d| d.is_error()) {
+                    tracing::warn!(%repo, "{d}");
+                }
+                match report.outcome {
+                    Outcome::Committed { commit, files, .. } => {
+                        tracing::info!(%repo, branch = %report.branch, %commit, files, "bot commit")
+                    }
+                    Outcome::UpToDate { tip } => tracing::debug!(%repo, %tip, "up to date"),
+                    Outcome::NoBranch => tracing::debug!(%repo, "no branch yet"),
+                }
+            }
+            Ok(Err(e)) => {
+                failures += 1;
+                let delay = Duration::from_millis(250u64 << failures.min(8));
+                tracing::error!(%repo, error = %e, retry_in = ?delay, "reconcile failed");
+                let slot = slot.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    slot.dirty.store(true, Ordering::SeqCst);
+                    slot.wake.notify_one();
+                });
+            }
+            Err(e) => tracing::error!(%repo, error = %e, "reconcile task panicked"),
+        }
+    }
+}
+
+/// Watches the config file (reload) and the refs of repositories that ask for it.
+/// Events go to the daemon; the watcher lives as long as the returned value.
+pub fn watch(
+    daemon: Arc<Daemon>,
+    config_path: PathBuf,
+    config: &Config,
+) -> notify::Result<notify::RecommendedWatcher> {
+    use notify::{RecursiveMode, Watcher};
+    let handle = tokio::runtime::Handle::current();
+    let config_file = canonical(&config_path);
+    let watched_refs: Vec<PathBuf> = config
+        .repositories
+        .iter()
+        .filter(|r| r.watch_refs)
+        .map(|r| canonical(&r.path))
+        .collect();
+    let refs_for_events = watched_refs.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(event) = res else { return };
+        for path in &event.paths {
+            if canonical(path) == config_file || path.file_name() == config_file.file_name() {
+                match Config::load(&config_file) {
+                    Ok(cfg) => {
+                        let d = daemon.clone();
+                        handle.spawn(async move {
+                            d.configure(&cfg);
+                            d.send(Event::All);
+                            tracing::info!("configuration reloaded");
+                        });
+                    }
+                    Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
+                }
+                return;
+            }
+            if let Some(repo) = refs_for_events.iter().find(|r| path.starts_with(r)) {
+                daemon.send(Event::RefsChanged { repo: repo.clone() });
+                return;
+            }
+        }
+    })?;
+    if let Some(dir) = config_path.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    for repo in &watched_refs {
+        watcher.watch(&repo.join("refs"), RecursiveMode::Recursive)?;
+        watcher.watch(repo, RecursiveMode::NonRecursive)?; // packed-refs
+    }
+    Ok(watcher)
+}

@@ -1,0 +1,253 @@
+//! `claimd serve` as a real process: hook hand-off, start-up reconcile, graceful stop,
+//! two daemons on one repository, and kill -9 at random points.
+
+use claimd::git::Repo;
+use claimd::reconcile::{self, Options};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_claimd");
+
+fn git(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+struct Daemon {
+    child: Child,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start claimd serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let addr = line
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches(',')
+            .to_string();
+        Daemon { child, addr }
+    }
+
+    fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut r = String::new();
+        s.read_to_string(&mut r).expect("read");
+        r
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait")
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("wait");
+    }
+}
+
+/// Polls `cond` until it holds (deadline 60 s).
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn converged(bare: &Path) -> bool {
+    let repo = Repo::open(bare).expect("open");
+    let Some(tip) = repo.branch_tip("main").expect("tip") else {
+        return false;
+    };
+    let (plan, _) = reconcile::plan_at(&repo, tip, &Options::default()).expect("plan");
+    plan.is_empty()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    bare: PathBuf,
+    work: PathBuf,
+    config: PathBuf,
+}
+
+/// A bare repository (hooks installed or not), a clone with the example claims committed,
+/// and a daemon config for it.
+fn setup(hooks: bool) -> Setup {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().to_path_buf();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    let bare = root.join("server.git");
+    if hooks {
+        let out = Command::new(BIN)
+            .args(["hooks", "install"])
+            .arg(&bare)
+            .args(["--binary", BIN])
+            .output()
+            .expect("install");
+        assert!(out.status.success());
+    }
+    git(
+        &root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "claims"]);
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n",
+    )
+    .expect("config");
+    Setup {
+        _dir: dir,
+        bare,
+        work,
+        config,
+    }
+}
+
+fn bot_commits(bare: &Path) -> usize {
+    let out = git(bare, &["log", "--format=%ae", "main"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| *l == "claimd@localhost")
+        .count()
+}
+
+#[test]
+fn hooks_hand_off_to_the_daemon_which_commits_and_stops_gracefully() {
+    let s = setup(true);
+    let d = Daemon::start(&s.config);
+    assert!(d.get("/healthz").starts_with("HTTP/1.1 200"));
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    let out = Command::new("git")
+        .args(["push", "origin", "main"])
+        .current_dir(&s.work)
+        .env("CLAIMD_DAEMON", &d.addr)
+        .output()
+        .expect("push");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("queued for the claimd daemon"), "{stderr}");
+    wait_until("the bot commit", || bot_commits(&s.bare) == 1);
+    assert!(converged(&s.bare));
+    assert!(d.terminate().success(), "SIGTERM ends the daemon cleanly");
+}
+
+#[test]
+fn start_up_reconcile_heals_pushes_made_while_down() {
+    let s = setup(false);
+    git(&s.work, &["push", "-q", "origin", "main"]); // no hooks, no daemon: nothing rendered
+    assert_eq!(bot_commits(&s.bare), 0);
+    let d = Daemon::start(&s.config);
+    wait_until("the start-up bot commit", || bot_commits(&s.bare) == 1);
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    assert!(converged(&s.bare));
+    d.kill9();
+}
+
+#[test]
+fn two_daemons_on_one_repository_make_one_commit_per_change() {
+    let s = setup(false);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    let a = Daemon::start(&s.config);
+    let b = Daemon::start(&s.config);
+    wait_until("convergence", || converged(&s.bare));
+    assert_eq!(bot_commits(&s.bare), 1);
+    // A second change, announced to both daemons at once.
+    git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
+    let claim = s.work.join("claims/prod-apps.yaml");
+    let text = std::fs::read_to_string(&claim).expect("read");
+    std::fs::write(&claim, text.replace("replicas: 10", "replicas: 11")).expect("write");
+    git(&s.work, &["commit", "-qam", "scale"]);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    let repo = s.bare.canonicalize().expect("canonical");
+    for d in [&a, &b] {
+        assert!(claimd::server::hand_off(&d.addr, &repo).expect("hand off"));
+    }
+    wait_until("convergence", || converged(&s.bare));
+    assert_eq!(bot_commits(&s.bare), 2, "one bot commit per change");
+    a.kill9();
+    b.kill9();
+    git(&s.bare, &["fsck", "--strict", "--no-progress"]);
+}
+
+#[test]
+fn kill_9_at_random_points_then_restart_converges() {
+    let s = setup(false);
+    // Enough applications that a render takes a while.
+    let mut big = String::new();
+    for i in 0..400 {
+        big.push_str(&format!(
+            "---\napiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {{name: load-{i}}}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: load-{i}\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: example.com/load-{i}, tag: v1}}\n"
+        ));
+    }
+    std::fs::write(s.work.join("claims/load.yaml"), big).expect("write");
+    git(&s.work, &["add", "-A"]);
+    git(&s.work, &["commit", "-qm", "load"]);
+    let mut seed: u64 = 0x5eed;
+    for run in 0..20 {
+        // A change that needs rendering, pushed while no daemon runs.
+        std::fs::write(
+            s.work.join("claims/crash.yaml"),
+            format!("apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {{name: crash}}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: crash\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: example.com/crash, tag: v{run}}}\n"),
+        )
+        .expect("write");
+        git(&s.work, &["add", "-A"]);
+        git(&s.work, &["commit", "-qam", &format!("change {run}")]);
+        git(&s.work, &["push", "-q", "origin", "main"]);
+        let d = Daemon::start(&s.config);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis((seed >> 33) % 400)); // the random kill point
+        d.kill9();
+        let d = Daemon::start(&s.config);
+        wait_until("convergence after a crash", || converged(&s.bare));
+        d.kill9();
+        git(&s.bare, &["fsck", "--strict", "--no-progress"]);
+        git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
+    }
+}
