@@ -32,6 +32,9 @@ pub struct Options {
     pub bot: Identity,
     /// How often to start again when the branch moved under us.
     pub attempts: u32,
+    /// Publish bot commits with `git push` to this URL (the git server, so its own hooks
+    /// and events see them) instead of moving the ref in the repository directly.
+    pub push_url: Option<String>,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
             charts: charts::Source::Embedded,
             bot: Identity::default(),
             attempts: 8,
+            push_url: None,
         }
     }
 }
@@ -101,7 +105,11 @@ pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
         let claims = rendered_claims(&plan);
         let message = commit_message(&plan, &claims, tip);
         let commit = repo.commit_changes(tip, &plan.changes, &message, &opts.bot)?;
-        match repo.update_branch(&branch, tip, commit, "claimd: render")? {
+        let published = match &opts.push_url {
+            None => repo.update_branch(&branch, tip, commit, "claimd: render")?,
+            Some(url) => git::push::push_cas(repo.path(), url, &branch, tip, commit)?,
+        };
+        match published {
             Cas::Updated => {
                 return Ok(Report {
                     branch,
@@ -125,6 +133,18 @@ pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
         branch,
         attempts: opts.attempts,
     })
+}
+
+/// The output folders whose content differs between two commits (a hand edit, unless the
+/// new commit is claimd's own).
+pub fn edited_outputs(repo: &Repo, old: ObjectId, new: ObjectId) -> Result<Vec<String>, Error> {
+    let (a, b) = (repo.top_level(old)?, repo.top_level(new)?);
+    Ok(OUTPUT_ROOTS
+        .iter()
+        .map(|r| r.trim_end_matches('/'))
+        .filter(|r| a.get(*r) != b.get(*r))
+        .map(str::to_string)
+        .collect())
 }
 
 /// Validates the claims of a commit (what pre-receive checks). Returns every diagnostic.

@@ -357,3 +357,80 @@ fn concurrent_pushers_all_land_and_converge() {
     }
     s.assert_converged();
 }
+
+/// Publishing through the git server: the bot commit goes in by `git push` (the server's
+/// hooks run for it too); the post-receive hook recognises claimd's own commit and stops.
+#[test]
+fn bot_commit_pushed_through_the_server_ends_there() {
+    let s = Server::new();
+    let work = s.clone("work");
+    write_examples(&work);
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "add claims"]);
+    // The daemon named in CLAIMD_DAEMON is not there: the hook falls back to rendering inline.
+    let out = Command::new("git")
+        .args(["push", "-q", "origin", "main"])
+        .current_dir(&work)
+        .env("CLAIMD_DAEMON", "127.0.0.1:9") // nobody listens: the hook renders inline
+        .output()
+        .expect("push");
+    assert!(out.status.success());
+    let before = s.log().len();
+    // Now a second change rendered by `claimd reconcile --push-url`.
+    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let claim = work.join("claims/prod-apps.yaml");
+    let claim_text = std::fs::read_to_string(&claim).expect("read");
+    std::fs::write(&claim, claim_text.replace("replicas: 10", "replicas: 14")).expect("write");
+    s.ok(&work, &["commit", "-qam", "scale"]);
+    // Bring the commit over on a side branch (not rendered), then move main by a raw ref
+    // update, as a server without hooks would: only `claimd reconcile` renders it.
+    let new = s.ok(&work, &["rev-parse", "HEAD"]).trim().to_string();
+    s.ok(&work, &["push", "-q", "origin", "HEAD:refs/heads/tmp"]);
+    s.ok(&s.bare, &["update-ref", "refs/heads/main", &new]);
+    let out = Command::new(BIN)
+        .args(["reconcile", "--repo"])
+        .arg(&s.bare)
+        .arg("--push-url")
+        .arg(format!("file://{}", s.bare.display()))
+        .output()
+        .expect("reconcile");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let log = s.log();
+    assert_eq!(
+        log.len(),
+        before + 2,
+        "the change and exactly one bot commit: {log:?}"
+    );
+    assert!(
+        log[0].contains(" claimd@localhost claimd: render claims/prod-apps.yaml"),
+        "{log:?}"
+    );
+    s.assert_converged();
+}
+
+#[test]
+fn pre_receive_warns_about_hand_edits_of_generated_files() {
+    let s = Server::new();
+    let work = s.clone("work");
+    write_examples(&work);
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "add claims"]);
+    s.ok(&work, &["push", "-q", "origin", "main"]);
+    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let path = work.join("appsets/prod/apps/prod-appset.yaml");
+    let original = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, original.replace("selfHeal: true", "selfHeal: false")).expect("write");
+    s.ok(&work, &["commit", "-qam", "hand edit"]);
+    let push = s.git(&work, &["push", "origin", "main"]);
+    assert!(push.status.success());
+    let stderr = text(&push.stderr);
+    assert!(
+        stderr.contains("claimd: warning: this push edits generated files in appsets/"),
+        "{stderr}"
+    );
+    let on_main = s.ok(
+        &s.bare,
+        &["show", "main:appsets/prod/apps/prod-appset.yaml"],
+    );
+    assert_eq!(on_main, original, "reverted by the bot commit");
+}

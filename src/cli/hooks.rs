@@ -127,11 +127,23 @@ pub fn pre_receive() -> Result<ExitCode> {
     let branch_ref = format!("refs/heads/{}", rendered_branch(&repo, &opts));
     let mut refused = false;
     let mut err = std::io::stderr().lock();
-    for (_, new, name) in read_updates()? {
+    for (old, new, name) in read_updates()? {
         if name != branch_ref || new == ZERO {
             continue;
         }
         let id = gix::ObjectId::from_hex(new.as_bytes()).context("bad object id from git")?;
+        if old != ZERO && !reconcile::is_bot_commit(&repo, id, &opts.bot)? {
+            let old_id =
+                gix::ObjectId::from_hex(old.as_bytes()).context("bad object id from git")?;
+            let edited = reconcile::edited_outputs(&repo, old_id, id)?;
+            if !edited.is_empty() {
+                writeln!(
+                    err,
+                    "claimd: warning: this push edits generated files in {}/; claimd will put them back as the claims say. Change claims/ instead",
+                    edited.join("/, ")
+                )?;
+            }
+        }
         let diags = reconcile::validate_commit(&repo, id)?;
         let errors = diags.iter().filter(|d| d.is_error()).count();
         if errors > 0 {
@@ -218,11 +230,16 @@ pub fn post_receive() -> Result<ExitCode> {
 }
 
 /// `claimd reconcile`: render a repository's branch and commit, as the hook does.
-pub fn reconcile_cmd(repo: &Path, branch: Option<String>) -> Result<ExitCode> {
+pub fn reconcile_cmd(
+    repo: &Path,
+    branch: Option<String>,
+    push_url: Option<String>,
+) -> Result<ExitCode> {
     let mut opts = options_from_env();
     if branch.is_some() {
         opts.branch = branch;
     }
+    opts.push_url = push_url;
     let repo = Repo::open(repo)?;
     let report = reconcile::reconcile(&repo, &opts)?;
     for d in &report.diagnostics {

@@ -52,6 +52,9 @@ pub enum Command {
         /// Branch to render (default: the repository's HEAD branch).
         #[arg(long)]
         branch: Option<String>,
+        /// Publish the bot commit with `git push` to this URL instead of moving the ref.
+        #[arg(long)]
+        push_url: Option<String>,
     },
     /// Run the daemon: keep the configured repositories rendered (hooks hand off to it).
     Serve {
@@ -157,7 +160,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => render_cmd(&args, true),
         Command::Demo { dir } => demo::run(dir),
         Command::Serve { config, listen } => serve::run(&config, listen),
-        Command::Reconcile { repo, branch } => hooks::reconcile_cmd(&repo, branch),
+        Command::Reconcile {
+            repo,
+            branch,
+            push_url,
+        } => hooks::reconcile_cmd(&repo, branch, push_url),
         Command::Hooks {
             action:
                 HooksAction::Install {

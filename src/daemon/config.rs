@@ -31,6 +31,11 @@ pub struct RepoConfig {
     /// Also watch the repository's refs for changes (for servers that cannot run hooks).
     #[serde(default)]
     pub watch_refs: bool,
+    /// Publish bot commits by `git push` to this URL (e.g. the Gitea clone URL, so Gitea
+    /// sees the push) instead of updating the ref on disk. Credentials come from git's
+    /// own configuration (credential helper, SSH agent), never from this file.
+    #[serde(default)]
+    pub push_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

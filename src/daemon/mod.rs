@@ -96,7 +96,10 @@ impl Daemon {
             }
             let slot = Arc::new(Slot {
                 repo: path.clone(),
-                options: options_for(config, r.branch.clone()),
+                options: Options {
+                    push_url: r.push_url.clone(),
+                    ..options_for(config, r.branch.clone())
+                },
                 dirty: AtomicBool::new(false),
                 wake: Notify::new(),
                 runs: AtomicU64::new(0),

@@ -2,6 +2,8 @@
 //! commit with a tree editor, move the branch compare-and-swap. No work tree needed.
 //! Pushing to a remote uses the `git` CLI (`push.rs`), since gix cannot push.
 
+pub mod push;
+
 use crate::render::{Change, ChangeKind};
 use gix::bstr::ByteSlice;
 use gix::objs::Find;
@@ -160,6 +162,22 @@ impl Repo {
             .map_err(git_err(format!("decoding commit {commit}")))?;
         let email = c.author().map(|a| a.email.to_string()).unwrap_or_default();
         Ok((c.message.to_str_lossy().into_owned(), email))
+    }
+
+    /// The ids of the top-level entries of a commit's tree (cheap: one tree object).
+    pub fn top_level(&self, commit: ObjectId) -> Result<BTreeMap<String, ObjectId>> {
+        let tree = self.tree_of(commit)?;
+        let mut buf = Vec::new();
+        self.object(&tree, &mut buf)?;
+        let mut out = BTreeMap::new();
+        for entry in gix::objs::TreeRefIter::from_bytes(&buf, self.repo.object_hash()) {
+            let entry = entry.map_err(git_err(format!("reading tree {tree}")))?;
+            out.insert(
+                entry.filename.to_str_lossy().into_owned(),
+                entry.oid.to_owned(),
+            );
+        }
+        Ok(out)
     }
 
     /// Every file under the given top-level folders at `commit`, as (path, bytes).
