@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const MARK: &str = "# claimd hook: installed by `claimd hooks install`";
+const PRE_RECEIVE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/pre-receive"));
+const POST_RECEIVE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"));
 const ZERO: &str = "0000000000000000000000000000000000000000";
 
 /// Options every hook and `claimd reconcile` share, from the environment:
@@ -33,10 +35,18 @@ pub fn options_from_env() -> Options {
     o
 }
 
+/// The hook script from `hooks/`, with the binary's absolute path.
 fn script(binary: &Path, hook: &str) -> String {
-    format!(
-        "#!/bin/sh\n{MARK}\n# Reinstalling overwrites this file; remove it to uninstall.\nexec '{}' hook {hook}\n",
-        binary.display().to_string().replace('\'', "'\\''")
+    let template = if hook == "pre-receive" {
+        PRE_RECEIVE
+    } else {
+        POST_RECEIVE
+    };
+    let quoted = binary.display().to_string().replace('\'', "'\\''");
+    template.replacen(
+        "#!/bin/sh\n",
+        &format!("#!/bin/sh\nCLAIMD_BIN='{quoted}'\n"),
+        1,
     )
 }
 
