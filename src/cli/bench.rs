@@ -225,6 +225,56 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     }
     times.sort();
     let peak_kib = children_peak_kib();
+
+    // P3: the same change to up to 1,000 applications, claimd vs a naive per-app script.
+    let changed_files = apps.min(1000).div_ceil(APPS_PER_CLAIM);
+    for f in 0..changed_files {
+        let file = work.join(format!("claims/apps-{f:05}.yaml"));
+        let text = std::fs::read_to_string(&file)?;
+        std::fs::write(&file, text.replace("tag: v", "tag: p3-v"))?;
+    }
+    git(&work, &["commit", "-q", "-am", "p3: retag"])?;
+    let start = Instant::now();
+    git(&work, &["push", "-q", "origin", "main"])?;
+    let claimd_p3 = start.elapsed();
+    // The naive way, on a copy of the pre-change state: per application, write its
+    // merged values and config and `git add` + `git commit` them.
+    let naive_dir = root.join("naive");
+    git(
+        &root,
+        &[
+            "clone",
+            "-q",
+            &format!("file://{}", bare.display()),
+            "naive",
+        ],
+    )?;
+    git(&naive_dir, &["reset", "-q", "--hard", "HEAD~2"])?;
+    let after = crate::git::Repo::open(&bare)?;
+    let tip = after.branch_tip("main")?.context("main")?;
+    let rendered = after.read_files(tip, &["environments"])?;
+    let changed_apps: Vec<usize> = (0..apps.min(1000)).collect();
+    let start = Instant::now();
+    for i in &changed_apps {
+        let env = ENVS[(i / APPS_PER_CLAIM) % ENVS.len()];
+        let dir = format!("environments/bench/{env}/applications/app-{i:05}");
+        for name in ["values.yaml", "config.yaml"] {
+            let rel = format!("{dir}/{name}");
+            if let Some(content) = rendered.get(&rel) {
+                std::fs::create_dir_all(naive_dir.join(&dir))?;
+                std::fs::write(naive_dir.join(&rel), content)?;
+            }
+        }
+        git(&naive_dir, &["add", &dir])?;
+        git(
+            &naive_dir,
+            &["commit", "-q", "-m", &format!("update app-{i:05}")],
+        )?;
+    }
+    let naive_p3 = start.elapsed();
+
+    // The daemon's resident memory after reconciling this repository.
+    let daemon_kib = daemon_peak_kib(&root, &bare, &work)?;
     println!(
         "claimd bench push: {apps} applications, repository {}",
         root.display()
@@ -248,8 +298,88 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
         "  peak resident memory of any child process (git or the claimd hook): {:.1} MiB",
         peak_kib as f64 / 1024.0
     );
+    println!(
+        "  P3 the same change to {} applications: claimd push {:.3} s; naive per-app add+commit {:.3} s (ratio {:.0}x)",
+        changed_apps.len(),
+        claimd_p3.as_secs_f64(),
+        naive_p3.as_secs_f64(),
+        naive_p3.as_secs_f64() / claimd_p3.as_secs_f64()
+    );
+    println!(
+        "  claimd serve peak resident memory (VmHWM) after reconciling and one pushed change: {:.1} MiB",
+        daemon_kib as f64 / 1024.0
+    );
     if !keep {
         std::fs::remove_dir_all(&root).ok();
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts `claimd serve` for `bare`, waits until it has reconciled, hands it one change,
+/// waits for the bot commit and returns the daemon's VmHWM (KiB).
+fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<u64> {
+    use std::io::{BufRead, BufReader, Read};
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: {}\n",
+            bare.display()
+        ),
+    )?;
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(&exe)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let addr = line
+        .split_whitespace()
+        .find(|w| w.starts_with("127.0.0.1:"))
+        .context("daemon address")?
+        .trim_end_matches(',')
+        .to_string();
+    let get = |path: &str| -> Result<String> {
+        let mut s = std::net::TcpStream::connect(&addr)?;
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )?;
+        let mut r = String::new();
+        s.read_to_string(&mut r)?;
+        Ok(r)
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !get("/readyz")?.starts_with("HTTP/1.1 200") {
+        anyhow::ensure!(Instant::now() < deadline, "daemon not ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    git(work, &["pull", "-q", "--rebase", "origin", "main"])?;
+    let file = work.join("claims/apps-00000.yaml");
+    let text = std::fs::read_to_string(&file)?;
+    std::fs::write(&file, text.replacen("replicas: ", "replicas: 1", 1))?;
+    git(work, &["commit", "-q", "-am", "daemon change"])?;
+    let out = Command::new("git")
+        .args(["push", "-q", "origin", "main"])
+        .current_dir(work)
+        .env("CLAIMD_DAEMON", &addr)
+        .output()?;
+    anyhow::ensure!(out.status.success(), "push to the daemon failed");
+    let pushed = crate::git::Repo::open(bare)?.branch_tip("main")?;
+    while crate::git::Repo::open(bare)?.branch_tip("main")? == pushed {
+        anyhow::ensure!(Instant::now() < deadline, "no bot commit from the daemon");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait()?;
+    Ok(hwm)
 }
