@@ -74,9 +74,6 @@ pub struct Report {
     pub kept: usize,
 }
 
-/// The folders a render reads: the claims and claimd's own output.
-const READ_ROOTS: [&str; 4] = ["claims", "root-apps", "appsets", "environments"];
-
 pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
     let branch = opts
         .branch
@@ -177,24 +174,15 @@ fn claim_texts(files: BTreeMap<String, Vec<u8>>) -> (Vec<(String, String)>, Vec<
     (texts, diags)
 }
 
-/// The plan at `tip`: render its claims and compare with its generated files.
+/// The plan at `tip`: render its claims and compare with its generated files. Generated
+/// files whose blob id equals the rendered content's are not read at all.
 pub fn plan_at(
     repo: &Repo,
     tip: ObjectId,
     opts: &Options,
 ) -> Result<(Plan, Vec<Diagnostic>), Error> {
-    let mut claim_files = BTreeMap::new();
-    let mut existing = BTreeMap::new();
-    for (path, bytes) in repo.read_files(tip, &READ_ROOTS)? {
-        if path.starts_with("claims/") {
-            claim_files.insert(path, bytes);
-        } else if OUTPUT_ROOTS.iter().any(|r| path.starts_with(r)) {
-            // A non-UTF-8 file there is not ours: leave it alone.
-            if let Ok(text) = String::from_utf8(bytes) {
-                existing.insert(path, text);
-            }
-        }
-    }
+    let claim_files = repo.read_files(tip, &["claims"])?;
+    let mut entries = repo.read_entries(tip, &OUTPUT_ROOTS.map(|r| r.trim_end_matches('/')))?;
     let (texts, mut diagnostics) = claim_texts(claim_files);
     let mut loaded = claims::load(&texts, &Limits::default());
     for d in &diagnostics {
@@ -202,10 +190,30 @@ pub fn plan_at(
     }
     let refs = render::chart_refs(&loaded.claims, &opts.settings);
     let charts = opts.charts.resolve(&refs);
-    let rendered =
+    let mut rendered =
         render::render(&loaded.claims, &charts, &opts.settings).map_err(Error::Render)?;
     diagnostics.extend(loaded.diagnostics);
     diagnostics.extend(rendered.failures.iter().map(|f| f.diagnostic.clone()));
+    // Unchanged files drop out of both sides: the plan sees only differences.
+    let hash = repo.object_hash();
+    let ids = crate::par::map(
+        &rendered.files.iter().collect::<Vec<_>>(),
+        256,
+        |(path, content)| (path.to_string(), git::blob_id(hash, content.as_bytes())),
+    );
+    for (path, id) in ids {
+        if entries.get(&path) == Some(&id?) {
+            entries.remove(&path);
+            rendered.files.remove(&path);
+        }
+    }
+    let mut existing = BTreeMap::new();
+    for (path, id) in entries {
+        // A non-UTF-8 file there is not ours: leave it alone.
+        if let Ok(text) = String::from_utf8(repo.read_blob(id)?) {
+            existing.insert(path, text);
+        }
+    }
     let plan = render::plan(&existing, rendered, &loaded.failed_files);
     Ok((plan, diagnostics))
 }

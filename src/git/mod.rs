@@ -67,6 +67,11 @@ pub struct Repo {
     quarantine: Option<gix::odb::Handle>,
 }
 
+/// The id git gives a blob with this content.
+pub fn blob_id(hash: gix::hash::Kind, content: &[u8]) -> Result<ObjectId> {
+    gix::objs::compute_hash(hash, gix::objs::Kind::Blob, content).map_err(git_err("hashing a blob"))
+}
+
 /// What the CAS update found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cas {
@@ -186,50 +191,60 @@ impl Repo {
         commit: ObjectId,
         roots: &[&str],
     ) -> Result<BTreeMap<String, Vec<u8>>> {
-        let tree = self.tree_of(commit)?;
+        self.read_entries(commit, roots)?
+            .into_iter()
+            .map(|(path, id)| Ok((path, self.read_blob(id)?)))
+            .collect()
+    }
+
+    /// The blob ids of every file under the given top-level folders (trees only are read).
+    pub fn read_entries(
+        &self,
+        commit: ObjectId,
+        roots: &[&str],
+    ) -> Result<BTreeMap<String, ObjectId>> {
         let mut out = BTreeMap::new();
-        let mut buf = Vec::new();
-        self.object(&tree, &mut buf)?;
-        let mut subtrees = Vec::new();
-        for entry in gix::objs::TreeRefIter::from_bytes(&buf, self.repo.object_hash()) {
-            let entry = entry.map_err(git_err(format!("reading tree {tree}")))?;
-            let name = entry.filename.to_str_lossy();
-            if entry.mode.is_tree() && roots.contains(&name.as_ref()) {
-                subtrees.push((name.into_owned(), entry.oid.to_owned()));
+        for (name, id) in self.top_level(commit)? {
+            if roots.contains(&name.as_str()) {
+                self.walk(id, &name, &mut out)?;
             }
         }
-        for (name, id) in subtrees {
-            self.walk(id, &name, &mut out)?;
-        }
         Ok(out)
+    }
+
+    pub fn read_blob(&self, id: ObjectId) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        self.object(&id, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// The hash this repository uses (for [`blob_id`]).
+    pub fn object_hash(&self) -> gix::hash::Kind {
+        self.repo.object_hash()
     }
 
     fn walk(
         &self,
         tree: ObjectId,
         prefix: &str,
-        out: &mut BTreeMap<String, Vec<u8>>,
+        out: &mut BTreeMap<String, ObjectId>,
     ) -> Result<()> {
         let mut buf = Vec::new();
-        self.object(&tree, &mut buf)?;
-        let mut children = Vec::new();
+        if self.object(&tree, &mut buf)? != gix::objs::Kind::Tree {
+            return Ok(());
+        }
+        let mut subtrees = Vec::new();
         for entry in gix::objs::TreeRefIter::from_bytes(&buf, self.repo.object_hash()) {
             let entry = entry.map_err(git_err(format!("reading tree {tree}")))?;
             let path = format!("{prefix}/{}", entry.filename.to_str_lossy());
             if entry.mode.is_tree() {
-                children.push((path, entry.oid.to_owned(), true));
+                subtrees.push((path, entry.oid.to_owned()));
             } else if entry.mode.is_blob() {
-                children.push((path, entry.oid.to_owned(), false));
+                out.insert(path, entry.oid.to_owned());
             }
         }
-        let mut blob = Vec::new();
-        for (path, id, is_tree) in children {
-            if is_tree {
-                self.walk(id, &path, out)?;
-            } else {
-                self.object(&id, &mut blob)?;
-                out.insert(path, std::mem::take(&mut blob));
-            }
+        for (path, id) in subtrees {
+            self.walk(id, &path, out)?;
         }
         Ok(())
     }
