@@ -43,8 +43,31 @@ pub fn push_cas(
     {
         return Ok(Cas::Moved);
     }
+    let shown = redact(url);
     Err(Error::Git {
-        what: format!("git push to {url} refused"),
-        source: report.trim().to_string().into(),
+        what: format!("git push to {shown} refused"),
+        source: report.replace(url, &shown).trim().to_string().into(),
     })
+}
+
+/// A URL without its user and password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_never_reach_messages() {
+        assert_eq!(
+            super::redact("https://bot:s3cret@gitea.example.com/p/v.git"),
+            "https://***@gitea.example.com/p/v.git"
+        );
+        assert_eq!(super::redact("file:///srv/v.git"), "file:///srv/v.git");
+    }
 }
