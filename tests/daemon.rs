@@ -251,3 +251,44 @@ fn kill_9_at_random_points_then_restart_converges() {
         git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
     }
 }
+
+#[test]
+fn a_repository_added_to_the_config_is_picked_up_without_a_restart() {
+    let s = setup(false);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    std::fs::write(&s.config, "listen: 127.0.0.1:0\nrepositories: []\n").expect("config");
+    let d = Daemon::start(&s.config);
+    assert!(
+        d.get("/readyz").starts_with("HTTP/1.1 200"),
+        "nothing to reconcile: ready at once"
+    );
+    assert_eq!(bot_commits(&s.bare), 0);
+    // The file watcher reloads the configuration; the new repository is reconciled.
+    std::fs::write(
+        &s.config,
+        "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n",
+    )
+    .expect("config");
+    wait_until("the new repository's bot commit", || {
+        bot_commits(&s.bare) == 1
+    });
+    assert!(converged(&s.bare));
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn watched_refs_trigger_a_render_without_hooks() {
+    let s = setup(false);
+    std::fs::write(
+        &s.config,
+        "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n    watchRefs: true\n",
+    )
+    .expect("config");
+    let d = Daemon::start(&s.config);
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    // A push to a server without hooks: only the ref change on disk tells the daemon.
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    wait_until("the bot commit", || bot_commits(&s.bare) == 1);
+    assert!(converged(&s.bare));
+    assert!(d.terminate().success());
+}

@@ -274,7 +274,7 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     let naive_p3 = start.elapsed();
 
     // The daemon's resident memory after reconciling this repository.
-    let daemon_kib = daemon_peak_kib(&root, &bare, &work)?;
+    let (daemon_kib, handoff) = daemon_peak_kib(&root, &bare, &work)?;
     println!(
         "claimd bench push: {apps} applications, repository {}",
         root.display()
@@ -306,6 +306,10 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
         naive_p3.as_secs_f64() / claimd_p3.as_secs_f64()
     );
     println!(
+        "  post-receive hand-off to the daemon (whole hook process, median of 21): {:.1} ms",
+        handoff.as_secs_f64() * 1000.0
+    );
+    println!(
         "  claimd serve peak resident memory (VmHWM) after reconciling and one pushed change: {:.1} MiB",
         daemon_kib as f64 / 1024.0
     );
@@ -316,8 +320,9 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
 }
 
 /// Starts `claimd serve` for `bare`, waits until it has reconciled, hands it one change,
-/// waits for the bot commit and returns the daemon's VmHWM (KiB).
-fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<u64> {
+/// waits for the bot commit; returns the daemon's VmHWM (KiB) and the median time the
+/// post-receive hook takes to hand a push to the daemon.
+fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Duration)> {
     use std::io::{BufRead, BufReader, Read};
     let config = root.join("claimd.yaml");
     std::fs::write(
@@ -372,6 +377,33 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<u64> {
         anyhow::ensure!(Instant::now() < deadline, "no bot commit from the daemon");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The hook's own cost with a daemon: read the ref lines, hand off, return.
+    let tip = crate::git::Repo::open(bare)?
+        .branch_tip("main")?
+        .context("main")?;
+    let mut handoffs = Vec::new();
+    for _ in 0..21 {
+        let start = Instant::now();
+        let mut hook = Command::new(&exe)
+            .args(["hook", "post-receive"])
+            .env("GIT_DIR", bare)
+            .env("CLAIMD_DAEMON", &addr)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        // A non-bot commit id, so the hook does hand off.
+        let parent = format!("{tip}");
+        hook.stdin.take().context("stdin")?.write_all(
+            format!(
+                "{parent} {} refs/heads/main\n",
+                pushed.map(|p| p.to_string()).unwrap_or(parent.clone())
+            )
+            .as_bytes(),
+        )?;
+        hook.wait()?;
+        handoffs.push(start.elapsed());
+    }
+    handoffs.sort();
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
     let hwm = status
         .lines()
@@ -381,5 +413,5 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<u64> {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     child.wait()?;
-    Ok(hwm)
+    Ok((hwm, handoffs[handoffs.len() / 2]))
 }
