@@ -292,3 +292,32 @@ fn watched_refs_trigger_a_render_without_hooks() {
     assert!(converged(&s.bare));
     assert!(d.terminate().success());
 }
+
+#[test]
+fn wait_mode_prints_the_bot_commit_the_daemon_made() {
+    let s = setup(true);
+    let d = Daemon::start(&s.config);
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    let out = Command::new("git")
+        .args(["push", "origin", "main"])
+        .current_dir(&s.work)
+        .env("CLAIMD_DAEMON", &d.addr)
+        .env("CLAIMD_WAIT", "1")
+        .output()
+        .expect("push");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tip = String::from_utf8_lossy(&git(&s.bare, &["rev-parse", "main"]).stdout)
+        .trim()
+        .to_string();
+    assert!(
+        stderr.contains(&format!("remote: claimd: bot commit {tip} on main")),
+        "{stderr}"
+    );
+    assert_eq!(
+        bot_commits(&s.bare),
+        1,
+        "the bot commit is there when the push returns"
+    );
+    assert!(d.terminate().success());
+}

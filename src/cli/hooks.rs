@@ -195,15 +195,24 @@ pub fn post_receive() -> Result<ExitCode> {
                 .path()
                 .canonicalize()
                 .unwrap_or_else(|_| repo.path().to_path_buf());
-            match crate::server::hand_off(&addr, &path) {
-                Ok(true) => {
-                    writeln!(
-                        err,
+            let wait = std::env::var_os("CLAIMD_WAIT").is_some_and(|v| v != "0");
+            let handed = if wait {
+                crate::server::hand_off_and_wait(&addr, &path)
+                    .map(|r| r.map(|result| format!("claimd: {result}")))
+            } else {
+                crate::server::hand_off(&addr, &path).map(|queued| {
+                    queued.then(|| {
                         "claimd: queued for the claimd daemon; the bot commit follows shortly"
-                    )?;
+                            .to_string()
+                    })
+                })
+            };
+            match handed {
+                Ok(Some(line)) => {
+                    writeln!(err, "{line}")?;
                     continue;
                 }
-                Ok(false) => writeln!(
+                Ok(None) => writeln!(
                     err,
                     "claimd: the daemon at {addr} does not serve this repository; rendering here"
                 )?,

@@ -36,6 +36,10 @@ struct Slot {
     /// Reconciles finished (successfully or not).
     runs: AtomicU64,
     removed: AtomicBool,
+    /// Generation of the newest request; the worker publishes the generation each run
+    /// served, with a one-line result, so a caller can wait for "its" reconcile.
+    requested: AtomicU64,
+    served: watch::Sender<(u64, String)>,
 }
 
 /// The daemon's shared state.
@@ -104,6 +108,8 @@ impl Daemon {
                 wake: Notify::new(),
                 runs: AtomicU64::new(0),
                 removed: AtomicBool::new(false),
+                requested: AtomicU64::new(0),
+                served: watch::channel((0, String::new())).0,
             });
             slots.insert(path, slot.clone());
             tokio::spawn(worker(slot, self.stop.subscribe()));
@@ -112,18 +118,44 @@ impl Daemon {
 
     /// Routes an event to the slots it concerns. Returns false for an unknown repository.
     pub fn send(&self, event: Event) -> bool {
+        !self.enqueue(&event).is_empty()
+    }
+
+    fn enqueue(&self, event: &Event) -> Vec<(Arc<Slot>, u64)> {
         let slots = self.slots.lock().expect("slots lock");
-        let targets: Vec<&Arc<Slot>> = match &event {
+        let targets: Vec<&Arc<Slot>> = match event {
             Event::All => slots.values().collect(),
             Event::Push { repo } | Event::RefsChanged { repo } => {
                 slots.get(&canonical(repo)).into_iter().collect()
             }
         };
-        for slot in &targets {
-            slot.dirty.store(true, Ordering::SeqCst);
-            slot.wake.notify_one();
+        targets
+            .into_iter()
+            .map(|slot| {
+                let generation = slot.requested.fetch_add(1, Ordering::SeqCst) + 1;
+                slot.dirty.store(true, Ordering::SeqCst);
+                slot.wake.notify_one();
+                (slot.clone(), generation)
+            })
+            .collect()
+    }
+
+    /// Like [`Daemon::send`] for one repository, then waits for the reconcile that serves
+    /// this request and returns its one-line result (None: unknown repository).
+    pub async fn send_and_wait(&self, repo: PathBuf) -> Option<String> {
+        let (slot, generation) = self.enqueue(&Event::Push { repo }).into_iter().next()?;
+        let mut served = slot.served.subscribe();
+        loop {
+            {
+                let (done, result) = &*served.borrow_and_update();
+                if *done >= generation {
+                    return Some(result.clone());
+                }
+            }
+            if served.changed().await.is_err() {
+                return Some("daemon stopping".into());
+            }
         }
-        !targets.is_empty()
     }
 
     /// Every repository has been reconciled at least once since start-up.
@@ -157,6 +189,7 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
                 _ = stop.changed() => return,
             }
         }
+        let serving = slot.requested.load(Ordering::SeqCst);
         let (repo, options) = (slot.repo.clone(), slot.options.clone());
         let result = tokio::task::spawn_blocking(move || {
             let r = Repo::open(&repo).map_err(reconcile::Error::from)?;
@@ -165,6 +198,18 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
         .await;
         slot.runs.fetch_add(1, Ordering::SeqCst);
         let repo = slot.repo.display().to_string();
+        let summary = match &result {
+            Ok(Ok(report)) => match &report.outcome {
+                Outcome::Committed { commit, .. } => {
+                    format!("bot commit {commit} on {}", report.branch)
+                }
+                Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
+                Outcome::NoBranch => format!("branch {} does not exist", report.branch),
+            },
+            Ok(Err(e)) => format!("reconcile failed: {e}"),
+            Err(e) => format!("reconcile failed: {e}"),
+        };
+        slot.served.send_replace((serving, summary));
         match result {
             Ok(Ok(report)) => {
                 failures = 0;

@@ -16,6 +16,9 @@ use warp::Filter;
 #[derive(Debug, Deserialize)]
 struct PushBody {
     repo: PathBuf,
+    /// Answer only when the reconcile for this push is done, with its result.
+    #[serde(default)]
+    wait: bool,
 }
 
 /// Serves on `listener` until `shutdown` resolves.
@@ -38,11 +41,26 @@ pub async fn run(
         .and(warp::post())
         .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::json())
-        .map(move |body: PushBody| {
-            if d.send(Event::Push { repo: body.repo }) {
-                warp::reply::with_status("queued", StatusCode::ACCEPTED)
-            } else {
-                warp::reply::with_status("unknown repository", StatusCode::NOT_FOUND)
+        .then(move |body: PushBody| {
+            let d = d.clone();
+            async move {
+                if body.wait {
+                    return match d.send_and_wait(body.repo).await {
+                        Some(result) => warp::reply::with_status(result, StatusCode::OK),
+                        None => warp::reply::with_status(
+                            "unknown repository".to_string(),
+                            StatusCode::NOT_FOUND,
+                        ),
+                    };
+                }
+                if d.send(Event::Push { repo: body.repo }) {
+                    warp::reply::with_status("queued".to_string(), StatusCode::ACCEPTED)
+                } else {
+                    warp::reply::with_status(
+                        "unknown repository".to_string(),
+                        StatusCode::NOT_FOUND,
+                    )
+                }
             }
         });
     warp::serve(health.or(ready).or(push))
@@ -55,6 +73,22 @@ pub async fn run(
 /// The hooks' side of the hand-off: a tiny HTTP/1.1 POST over loopback, with short
 /// timeouts (the push must not wait on a stuck daemon). Ok(true) when queued.
 pub fn hand_off(addr: &str, repo: &std::path::Path) -> std::io::Result<bool> {
+    Ok(post_push(addr, repo, false, std::time::Duration::from_secs(2))?.0 == 202)
+}
+
+/// Hands off and waits for the reconcile (`--wait`): the daemon's one-line result, or
+/// None when the daemon does not serve this repository.
+pub fn hand_off_and_wait(addr: &str, repo: &std::path::Path) -> std::io::Result<Option<String>> {
+    let (status, body) = post_push(addr, repo, true, std::time::Duration::from_secs(120))?;
+    Ok((status == 200).then_some(body))
+}
+
+fn post_push(
+    addr: &str,
+    repo: &std::path::Path,
+    wait: bool,
+    read_timeout: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     use std::net::{TcpStream, ToSocketAddrs};
     let timeout = std::time::Duration::from_secs(2);
@@ -63,9 +97,9 @@ pub fn hand_off(addr: &str, repo: &std::path::Path) -> std::io::Result<bool> {
         .next()
         .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
     let mut stream = TcpStream::connect_timeout(&target, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
+    stream.set_read_timeout(Some(read_timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let body = serde_json::json!({ "repo": repo }).to_string();
+    let body = serde_json::json!({ "repo": repo, "wait": wait }).to_string();
     write!(
         stream,
         "POST /v1/push HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -73,5 +107,14 @@ pub fn hand_off(addr: &str, repo: &std::path::Path) -> std::io::Result<bool> {
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    Ok(response.starts_with("HTTP/1.1 202"))
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
