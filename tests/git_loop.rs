@@ -118,6 +118,17 @@ fn write_examples(work: &Path) {
     }
 }
 
+/// A clone whose example claims are pushed (and the bot commit pulled back).
+fn pushed_examples(s: &Server) -> PathBuf {
+    let work = s.clone("work");
+    write_examples(&work);
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "add claims"]);
+    s.ok(&work, &["push", "-q", "origin", "main"]);
+    s.ok(&work, &["pull", "-q", "--rebase"]);
+    work
+}
+
 #[test]
 fn accepted_push_gets_exactly_one_bot_commit_and_a_repush_none() {
     let s = Server::new();
@@ -175,12 +186,7 @@ fn accepted_push_gets_exactly_one_bot_commit_and_a_repush_none() {
 #[test]
 fn broken_claim_is_refused_and_the_ref_is_unchanged() {
     let s = Server::new();
-    let work = s.clone("work");
-    write_examples(&work);
-    s.ok(&work, &["add", "-A"]);
-    s.ok(&work, &["commit", "-qm", "add claims"]);
-    s.ok(&work, &["push", "-q", "origin", "main"]);
-    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let work = pushed_examples(&s);
     let before = s.tip();
     std::fs::write(
         work.join("claims/bad.yaml"),
@@ -200,12 +206,7 @@ fn broken_claim_is_refused_and_the_ref_is_unchanged() {
 #[test]
 fn human_edit_of_a_generated_file_is_reverted_by_the_next_bot_commit() {
     let s = Server::new();
-    let work = s.clone("work");
-    write_examples(&work);
-    s.ok(&work, &["add", "-A"]);
-    s.ok(&work, &["commit", "-qm", "add claims"]);
-    s.ok(&work, &["push", "-q", "origin", "main"]);
-    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let work = pushed_examples(&s);
     let path = "environments/prod/prod/applications/payment-service/values.yaml";
     let original = std::fs::read_to_string(work.join(path)).expect("generated file in the clone");
     std::fs::write(
@@ -411,12 +412,7 @@ fn bot_commit_pushed_through_the_server_ends_there() {
 #[test]
 fn pre_receive_warns_about_hand_edits_of_generated_files() {
     let s = Server::new();
-    let work = s.clone("work");
-    write_examples(&work);
-    s.ok(&work, &["add", "-A"]);
-    s.ok(&work, &["commit", "-qm", "add claims"]);
-    s.ok(&work, &["push", "-q", "origin", "main"]);
-    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let work = pushed_examples(&s);
     let path = work.join("appsets/prod/apps/prod-appset.yaml");
     let original = std::fs::read_to_string(&path).expect("read");
     std::fs::write(&path, original.replace("selfHeal: true", "selfHeal: false")).expect("write");
