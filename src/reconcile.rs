@@ -74,12 +74,17 @@ pub struct Report {
     pub kept: usize,
 }
 
-pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
-    let branch = opts
-        .branch
+/// The branch claimd renders: the configured one, else the repository's HEAD branch,
+/// else `main`.
+pub fn branch_of(repo: &Repo, opts: &Options) -> String {
+    opts.branch
         .clone()
         .or_else(|| repo.head_branch())
-        .unwrap_or_else(|| "main".to_string());
+        .unwrap_or_else(|| "main".to_string())
+}
+
+pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
+    let branch = branch_of(repo, opts);
     for attempt in 0..opts.attempts.max(1) {
         let Some(tip) = repo.branch_tip(&branch)? else {
             return Ok(Report {
@@ -132,6 +137,26 @@ pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
     })
 }
 
+/// A BootstrapClaim whose `gitOps.branch` is not the branch claimd renders: Argo CD
+/// would follow a branch that never gets the generated files.
+fn branch_mismatches(claims: &[claims::Claim], branch: &str) -> Vec<Diagnostic> {
+    claims
+        .iter()
+        .filter_map(|c| match &c.spec {
+            claims::Spec::Bootstrap(b) if b.branch != branch => Some(Diagnostic {
+                file: c.source.clone(),
+                pos: c.name.pos,
+                severity: Severity::Warning,
+                message: format!(
+                    "BootstrapClaim `{}` names branch `{}`, but claimd renders `{branch}` (the repository's HEAD or CLAIMD_BRANCH); Argo CD would not see the generated files",
+                    c.name.value, b.branch
+                ),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The output folders whose content differs between two commits (a hand edit, unless the
 /// new commit is claimd's own).
 pub fn edited_outputs(repo: &Repo, old: ObjectId, new: ObjectId) -> Result<Vec<String>, Error> {
@@ -145,11 +170,16 @@ pub fn edited_outputs(repo: &Repo, old: ObjectId, new: ObjectId) -> Result<Vec<S
 }
 
 /// Validates the claims of a commit (what pre-receive checks). Returns every diagnostic.
-pub fn validate_commit(repo: &Repo, commit: ObjectId) -> Result<Vec<Diagnostic>, Error> {
+pub fn validate_commit(
+    repo: &Repo,
+    commit: ObjectId,
+    branch: &str,
+) -> Result<Vec<Diagnostic>, Error> {
     let files = repo.read_files(commit, &["claims"])?;
     let (claim_files, mut diags) = claim_texts(files);
     let loaded = claims::load(&claim_files, &Limits::default());
     diags.extend(loaded.diagnostics);
+    diags.extend(branch_mismatches(&loaded.claims, branch));
     Ok(diags)
 }
 
@@ -188,6 +218,7 @@ pub fn plan_at(
     for d in &diagnostics {
         loaded.failed_files.push(d.file.clone());
     }
+    diagnostics.extend(branch_mismatches(&loaded.claims, &branch_of(repo, opts)));
     let refs = render::chart_refs(&loaded.claims, &opts.settings);
     let charts = opts.charts.resolve(&refs);
     let mut rendered =

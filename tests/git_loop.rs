@@ -430,3 +430,24 @@ fn pre_receive_warns_about_hand_edits_of_generated_files() {
     );
     assert_eq!(on_main, original, "reverted by the bot commit");
 }
+
+#[test]
+fn a_bootstrap_claim_naming_another_branch_gets_a_warning() {
+    let s = Server::new();
+    let work = s.clone("work");
+    write_examples(&work);
+    let boot = work.join("claims/bootstrap-prod.yaml");
+    for file in [boot, work.join("claims/bootstrap-nonprod.yaml")] {
+        let claim = std::fs::read_to_string(&file).expect("read");
+        std::fs::write(&file, claim.replace("branch: main", "branch: release")).expect("write");
+    }
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "claims for release"]);
+    let push = s.git(&work, &["push", "origin", "main"]);
+    assert!(push.status.success());
+    let stderr = text(&push.stderr);
+    assert!(
+        stderr.contains("warning: BootstrapClaim `platform-bootstrap-prod` names branch `release`, but claimd renders `main`"),
+        "{stderr}"
+    );
+}

@@ -123,18 +123,12 @@ fn hook_repo_path() -> PathBuf {
     std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
-fn rendered_branch(repo: &Repo, opts: &Options) -> String {
-    opts.branch
-        .clone()
-        .or_else(|| repo.head_branch())
-        .unwrap_or_else(|| "main".into())
-}
-
 pub fn pre_receive() -> Result<ExitCode> {
     let opts = options_from_env();
     let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
     let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
-    let branch_ref = format!("refs/heads/{}", rendered_branch(&repo, &opts));
+    let branch = reconcile::branch_of(&repo, &opts);
+    let branch_ref = format!("refs/heads/{branch}");
     let mut refused = false;
     let mut err = std::io::stderr().lock();
     for (old, new, name) in read_updates()? {
@@ -154,7 +148,7 @@ pub fn pre_receive() -> Result<ExitCode> {
                 )?;
             }
         }
-        let diags = reconcile::validate_commit(&repo, id)?;
+        let diags = reconcile::validate_commit(&repo, id, &branch)?;
         let errors = diags.iter().filter(|d| d.is_error()).count();
         if errors > 0 {
             refused = true;
@@ -180,7 +174,7 @@ pub fn pre_receive() -> Result<ExitCode> {
 pub fn post_receive() -> Result<ExitCode> {
     let opts = options_from_env();
     let repo = Repo::open(&hook_repo_path())?;
-    let branch_ref = format!("refs/heads/{}", rendered_branch(&repo, &opts));
+    let branch_ref = format!("refs/heads/{}", reconcile::branch_of(&repo, &opts));
     let mut err = std::io::stderr().lock();
     for (_, new, name) in read_updates()? {
         if name != branch_ref || new == ZERO {
