@@ -321,3 +321,47 @@ fn wait_mode_prints_the_bot_commit_the_daemon_made() {
     );
     assert!(d.terminate().success());
 }
+
+#[test]
+fn pre_receive_validates_through_the_daemon_and_refuses_bad_claims() {
+    let s = setup(true);
+    let d = Daemon::start(&s.config);
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    std::fs::write(
+        s.work.join("claims/bad.yaml"),
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {name: bad}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: Bad\n      chart: {name: microservice, version: \"1.0.0\"}\n",
+    )
+    .expect("write");
+    git(&s.work, &["add", "-A"]);
+    git(&s.work, &["commit", "-qm", "bad"]);
+    // The daemon's answer for a commit it can see (pushed to a branch claimd ignores).
+    git(&s.work, &["push", "-q", "origin", "HEAD:refs/heads/side"]);
+    let commit = String::from_utf8_lossy(&git(&s.work, &["rev-parse", "HEAD"]).stdout)
+        .trim()
+        .to_string();
+    let repo = s.bare.canonicalize().expect("canonical");
+    let (errors, lines) = claimd::server::validate_remote(&d.addr, &repo, &commit, None)
+        .expect("reachable")
+        .expect("served");
+    assert_eq!(errors, 1, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("claims/bad.yaml:8:13: `Bad` is not a valid name")),
+        "{lines:?}"
+    );
+    // And the real push to main is refused.
+    let out = Command::new("git")
+        .args(["push", "origin", "main"])
+        .current_dir(&s.work)
+        .env("CLAIMD_DAEMON", &d.addr)
+        .output()
+        .expect("push");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("remote: claims/bad.yaml:8:13: `Bad` is not a valid name"),
+        "{stderr}"
+    );
+    assert!(d.terminate().success());
+}

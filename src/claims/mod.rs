@@ -226,21 +226,41 @@ impl Loaded {
     }
 }
 
+/// One parsed claim file: what [`parse_file`] returns, kept for [`combine`].
+#[derive(Debug, Clone)]
+pub struct ParsedFile {
+    pub path: String,
+    pub claims: Vec<Claim>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
 /// Parses and validates claim files `(path, text)`, then checks them against each other.
 /// Files are processed in path order, so the result does not depend on input order.
 pub fn load(files: &[(String, String)], limits: &Limits) -> Loaded {
-    let mut sorted: Vec<&(String, String)> = files.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
     // Files are independent: parse them on all cores, then combine in path order.
-    let parsed = crate::par::map(&sorted, 16, |(path, text)| parse_file(path, text, limits));
-    let mut out = Loaded::default();
-    for ((path, _), (claims, diags)) in sorted.iter().zip(parsed) {
-        if diags.iter().any(Diagnostic::is_error) {
-            out.failed_files.push(path.clone());
-        } else {
-            out.claims.extend(claims);
+    let parsed = crate::par::map(files, 16, |(path, text)| {
+        let (claims, diagnostics) = parse_file(path, text, limits);
+        ParsedFile {
+            path: path.clone(),
+            claims,
+            diagnostics,
         }
-        out.diagnostics.extend(diags);
+    });
+    combine(parsed)
+}
+
+/// Combines parsed files (in any order) and checks them against each other: a file with
+/// an error contributes no claims.
+pub fn combine(mut files: Vec<ParsedFile>) -> Loaded {
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut out = Loaded::default();
+    for f in files {
+        if f.diagnostics.iter().any(Diagnostic::is_error) {
+            out.failed_files.push(f.path);
+        } else {
+            out.claims.extend(f.claims);
+        }
+        out.diagnostics.extend(f.diagnostics);
     }
     let cross = check::check_set(&out.claims);
     for d in &cross {
@@ -249,7 +269,7 @@ pub fn load(files: &[(String, String)], limits: &Limits) -> Loaded {
         }
     }
     out.diagnostics.extend(cross);
-    let failed = out.failed_files.clone();
+    let failed: std::collections::BTreeSet<String> = out.failed_files.iter().cloned().collect();
     out.claims.retain(|c| !failed.contains(&c.source));
     out.failed_files.sort();
     out.diagnostics.sort();

@@ -148,8 +148,24 @@ pub fn pre_receive() -> Result<ExitCode> {
                 )?;
             }
         }
-        let diags = reconcile::validate_commit(&repo, id, &branch)?;
-        let errors = diags.iter().filter(|d| d.is_error()).count();
+        // With a daemon, it validates with its cache of parsed claims; else here.
+        let remote = std::env::var("CLAIMD_DAEMON").ok().and_then(|addr| {
+            let path = repo
+                .path()
+                .canonicalize()
+                .unwrap_or_else(|_| repo.path().to_path_buf());
+            crate::server::validate_remote(&addr, &path, &new, quarantine.as_deref())
+                .ok()
+                .flatten()
+        });
+        let (errors, lines) = match remote {
+            Some(answer) => answer,
+            None => {
+                let diags = reconcile::validate_commit(&repo, id, &branch)?;
+                let errors = diags.iter().filter(|d| d.is_error()).count();
+                (errors, diags.iter().map(ToString::to_string).collect())
+            }
+        };
         if errors > 0 {
             refused = true;
             writeln!(
@@ -157,8 +173,8 @@ pub fn pre_receive() -> Result<ExitCode> {
                 "claimd: push to {name} refused: {errors} problem(s) in claims/"
             )?;
         }
-        for d in &diags {
-            writeln!(err, "{d}")?;
+        for line in &lines {
+            writeln!(err, "{line}")?;
         }
     }
     if refused {

@@ -40,6 +40,8 @@ struct Slot {
     /// served, with a one-line result, so a caller can wait for "its" reconcile.
     requested: AtomicU64,
     served: watch::Sender<(u64, String)>,
+    /// Parsed claims and rendered applications of the last run (incremental rendering).
+    cache: Arc<Mutex<reconcile::Cache>>,
 }
 
 /// The daemon's shared state.
@@ -110,6 +112,7 @@ impl Daemon {
                 removed: AtomicBool::new(false),
                 requested: AtomicU64::new(0),
                 served: watch::channel((0, String::new())).0,
+                cache: Arc::new(Mutex::new(reconcile::Cache::default())),
             });
             slots.insert(path, slot.clone());
             tokio::spawn(worker(slot, self.stop.subscribe()));
@@ -158,6 +161,34 @@ impl Daemon {
         }
     }
 
+    /// Validates the claims of a pushed commit (pre-receive) with the repository's parse
+    /// cache. None: not a repository this daemon serves.
+    pub async fn validate(
+        &self,
+        repo: PathBuf,
+        commit: gix::ObjectId,
+        quarantine: Option<PathBuf>,
+    ) -> Option<Result<Vec<crate::claims::Diagnostic>, String>> {
+        let slot = self
+            .slots
+            .lock()
+            .expect("slots lock")
+            .get(&canonical(&repo))
+            .cloned()?;
+        let result = tokio::task::spawn_blocking(move || {
+            let r = Repo::open_for_hook(&slot.repo, quarantine.as_deref())
+                .map_err(|e| e.to_string())?;
+            let branch = reconcile::branch_of(&r, &slot.options);
+            let mut cache = slot
+                .cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            reconcile::validate_cached(&r, commit, &branch, &mut cache).map_err(|e| e.to_string())
+        })
+        .await;
+        Some(result.unwrap_or_else(|e| Err(e.to_string())))
+    }
+
     /// Every repository has been reconciled at least once since start-up.
     pub fn ready(&self) -> bool {
         let slots = self.slots.lock().expect("slots lock");
@@ -190,10 +221,13 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
             }
         }
         let serving = slot.requested.load(Ordering::SeqCst);
-        let (repo, options) = (slot.repo.clone(), slot.options.clone());
+        let (repo, options, cache) = (slot.repo.clone(), slot.options.clone(), slot.cache.clone());
         let result = tokio::task::spawn_blocking(move || {
             let r = Repo::open(&repo).map_err(reconcile::Error::from)?;
-            reconcile::reconcile(&r, &options)
+            let mut cache = cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            reconcile::reconcile_cached(&r, &options, &mut cache)
         })
         .await;
         slot.runs.fetch_add(1, Ordering::SeqCst);

@@ -111,6 +111,19 @@ pub fn chart_refs(claims: &[Claim], settings: &Settings) -> BTreeSet<ChartRef> {
 /// Renders every file. Deterministic: the same claims and charts give the same bytes,
 /// whatever order the claims come in.
 pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<Rendered, String> {
+    render_reusing(claims, charts, settings, &|_| false)
+}
+
+/// Like [`render`], but the applications and services of claims for which `reuse` says
+/// yes are not rendered: the caller has their files from an earlier render of the same
+/// claim file in the same context. Everything else (ApplicationSets, root apps, preview
+/// environments) is rendered as usual.
+pub fn render_reusing(
+    claims: &[Claim],
+    charts: &Charts,
+    settings: &Settings,
+    reuse: &dyn Fn(&Claim) -> bool,
+) -> Result<Rendered, String> {
     let mut sorted: Vec<&Claim> = claims.iter().collect();
     sorted.sort_by(|a, b| (&a.source, a.pos, a.kind()).cmp(&(&b.source, b.pos, b.kind())));
     let bootstraps = bootstraps(sorted.iter().copied());
@@ -171,6 +184,9 @@ pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<
             s.apps = true;
         } else {
             s.platform = true;
+        }
+        if reuse(c) {
+            continue;
         }
         for w in list {
             let at = workload::Placement {

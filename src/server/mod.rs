@@ -14,6 +14,14 @@ use warp::http::StatusCode;
 use warp::Filter;
 
 #[derive(Debug, Deserialize)]
+struct ValidateBody {
+    repo: PathBuf,
+    commit: String,
+    #[serde(default)]
+    quarantine: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
 struct PushBody {
     repo: PathBuf,
     /// Answer only when the reconcile for this push is done, with its result.
@@ -63,7 +71,43 @@ pub async fn run(
                 }
             }
         });
-    warp::serve(health.or(ready).or(push))
+    let d = daemon.clone();
+    let validate = warp::path!("v1" / "validate")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::body::json())
+        .then(move |body: ValidateBody| {
+            let d = d.clone();
+            async move {
+                let Ok(commit) = gix::ObjectId::from_hex(body.commit.as_bytes()) else {
+                    return warp::reply::with_status(
+                        warp::reply::json(&"bad commit id"),
+                        StatusCode::BAD_REQUEST,
+                    );
+                };
+                match d.validate(body.repo, commit, body.quarantine).await {
+                    None => warp::reply::with_status(
+                        warp::reply::json(&"unknown repository"),
+                        StatusCode::NOT_FOUND,
+                    ),
+                    Some(Err(e)) => warp::reply::with_status(
+                        warp::reply::json(&e),
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                    ),
+                    Some(Ok(diags)) => {
+                        let errors = diags.iter().filter(|d| d.is_error()).count();
+                        let lines: Vec<String> = diags.iter().map(ToString::to_string).collect();
+                        warp::reply::with_status(
+                            warp::reply::json(
+                                &serde_json::json!({"errors": errors, "lines": lines}),
+                            ),
+                            StatusCode::OK,
+                        )
+                    }
+                }
+            }
+        });
+    warp::serve(health.or(ready).or(push).or(validate))
         .incoming(listener)
         .graceful(shutdown)
         .run()
@@ -83,10 +127,51 @@ pub fn hand_off_and_wait(addr: &str, repo: &std::path::Path) -> std::io::Result<
     Ok((status == 200).then_some(body))
 }
 
+/// pre-receive's side: the daemon validates with its cache. Ok(Some((errors, lines))), or
+/// None when the daemon does not serve this repository or failed (validate locally then).
+pub fn validate_remote(
+    addr: &str,
+    repo: &std::path::Path,
+    commit: &str,
+    quarantine: Option<&std::path::Path>,
+) -> std::io::Result<Option<(usize, Vec<String>)>> {
+    let body = serde_json::json!({ "repo": repo, "commit": commit, "quarantine": quarantine });
+    let (status, text) = post(
+        addr,
+        "/v1/validate",
+        &body,
+        std::time::Duration::from_secs(60),
+    )?;
+    if status != 200 {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let errors = v["errors"].as_u64().unwrap_or(0) as usize;
+    let lines = v["lines"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some((errors, lines)))
+}
+
 fn post_push(
     addr: &str,
     repo: &std::path::Path,
     wait: bool,
+    read_timeout: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
+    let body = serde_json::json!({ "repo": repo, "wait": wait });
+    post(addr, "/v1/push", &body, read_timeout)
+}
+
+fn post(
+    addr: &str,
+    path: &str,
+    body: &serde_json::Value,
     read_timeout: std::time::Duration,
 ) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
@@ -99,10 +184,10 @@ fn post_push(
     let mut stream = TcpStream::connect_timeout(&target, timeout)?;
     stream.set_read_timeout(Some(read_timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let body = serde_json::json!({ "repo": repo, "wait": wait }).to_string();
+    let body = body.to_string();
     write!(
         stream,
-        "POST /v1/push HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();

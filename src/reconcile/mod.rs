@@ -3,13 +3,17 @@
 //! the branch compare-and-swap. If someone pushed meanwhile, start again on the new tip.
 //! Every trigger (hook, webhook, start-up, file watch) ends here.
 
+mod incremental;
+
+pub use incremental::{plan_cached, validate_cached, Cache};
+
 use crate::charts;
 use crate::claims::{self, Diagnostic, Severity};
 use crate::git::{self, Cas, Identity, Repo, SOURCE_TRAILER};
-use crate::render::{self, parse_owners, ChangeKind, Plan, Settings, OUTPUT_ROOTS};
-use crate::yaml::{Limits, Pos};
+use crate::render::{parse_owners, ChangeKind, Plan, Settings, OUTPUT_ROOTS};
+
 use gix::ObjectId;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +88,13 @@ pub fn branch_of(repo: &Repo, opts: &Options) -> String {
 }
 
 pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
+    reconcile_cached(repo, opts, &mut Cache::default())
+}
+
+/// [`reconcile`] with a cache kept between runs (the daemon keeps one per repository):
+/// claim files and the applications of claim files that did not change since the last
+/// run are neither parsed nor merged again.
+pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Result<Report, Error> {
     let branch = branch_of(repo, opts);
     for attempt in 0..opts.attempts.max(1) {
         let Some(tip) = repo.branch_tip(&branch)? else {
@@ -94,7 +105,7 @@ pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
                 kept: 0,
             });
         };
-        let (plan, diagnostics) = plan_at(repo, tip, opts)?;
+        let (plan, diagnostics) = plan_cached(repo, tip, opts, cache)?;
         let kept = plan.kept.len();
         if plan.is_empty() {
             return Ok(Report {
@@ -139,7 +150,7 @@ pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
 
 /// A BootstrapClaim whose `gitOps.branch` is not the branch claimd renders: Argo CD
 /// would follow a branch that never gets the generated files.
-fn branch_mismatches(claims: &[claims::Claim], branch: &str) -> Vec<Diagnostic> {
+pub(crate) fn branch_mismatches(claims: &[claims::Claim], branch: &str) -> Vec<Diagnostic> {
     claims
         .iter()
         .filter_map(|c| match &c.spec {
@@ -175,33 +186,7 @@ pub fn validate_commit(
     commit: ObjectId,
     branch: &str,
 ) -> Result<Vec<Diagnostic>, Error> {
-    let files = repo.read_files(commit, &["claims"])?;
-    let (claim_files, mut diags) = claim_texts(files);
-    let loaded = claims::load(&claim_files, &Limits::default());
-    diags.extend(loaded.diagnostics);
-    diags.extend(branch_mismatches(&loaded.claims, branch));
-    Ok(diags)
-}
-
-/// Claim files as text; a file that is not UTF-8 is an error of its own.
-fn claim_texts(files: BTreeMap<String, Vec<u8>>) -> (Vec<(String, String)>, Vec<Diagnostic>) {
-    let mut texts = Vec::new();
-    let mut diags = Vec::new();
-    for (path, bytes) in files {
-        if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
-            continue;
-        }
-        match String::from_utf8(bytes) {
-            Ok(t) => texts.push((path, t)),
-            Err(_) => diags.push(Diagnostic {
-                file: path,
-                pos: Pos { line: 1, col: 1 },
-                severity: Severity::Error,
-                message: "not UTF-8 text; save the claim as UTF-8".into(),
-            }),
-        }
-    }
-    (texts, diags)
+    validate_cached(repo, commit, branch, &mut Cache::default())
 }
 
 /// The plan at `tip`: render its claims and compare with its generated files. Generated
@@ -211,42 +196,7 @@ pub fn plan_at(
     tip: ObjectId,
     opts: &Options,
 ) -> Result<(Plan, Vec<Diagnostic>), Error> {
-    let claim_files = repo.read_files(tip, &["claims"])?;
-    let mut entries = repo.read_entries(tip, &OUTPUT_ROOTS.map(|r| r.trim_end_matches('/')))?;
-    let (texts, mut diagnostics) = claim_texts(claim_files);
-    let mut loaded = claims::load(&texts, &Limits::default());
-    for d in &diagnostics {
-        loaded.failed_files.push(d.file.clone());
-    }
-    diagnostics.extend(branch_mismatches(&loaded.claims, &branch_of(repo, opts)));
-    let refs = render::chart_refs(&loaded.claims, &opts.settings);
-    let charts = opts.charts.resolve(&refs);
-    let mut rendered =
-        render::render(&loaded.claims, &charts, &opts.settings).map_err(Error::Render)?;
-    diagnostics.extend(loaded.diagnostics);
-    diagnostics.extend(rendered.failures.iter().map(|f| f.diagnostic.clone()));
-    // Unchanged files drop out of both sides: the plan sees only differences.
-    let hash = repo.object_hash();
-    let ids = crate::par::map(
-        &rendered.files.iter().collect::<Vec<_>>(),
-        256,
-        |(path, content)| (path.to_string(), git::blob_id(hash, content.as_bytes())),
-    );
-    for (path, id) in ids {
-        if entries.get(&path) == Some(&id?) {
-            entries.remove(&path);
-            rendered.files.remove(&path);
-        }
-    }
-    let mut existing = BTreeMap::new();
-    for (path, id) in entries {
-        // A non-UTF-8 file there is not ours: leave it alone.
-        if let Ok(text) = String::from_utf8(repo.read_blob(id)?) {
-            existing.insert(path, text);
-        }
-    }
-    let plan = render::plan(&existing, rendered, &loaded.failed_files);
-    Ok((plan, diagnostics))
+    plan_cached(repo, tip, opts, &mut Cache::default())
 }
 
 /// The claim files whose generated files change.

@@ -1,0 +1,278 @@
+//! Incremental rendering: only what changed since the last run is parsed and merged.
+//!
+//! The cache is keyed by claim file path and blob id. A claim file whose blob did not
+//! change keeps its parsed claims; its applications and services keep their rendered
+//! files (with their blob ids) as long as the context they depend on is the same: the
+//! settings, the charts (by digest), and the BootstrapClaims, Projects and Environments.
+//! Cross-file checks, ApplicationSets, root apps and previews are always recomputed.
+//! With an empty cache this is exactly a full render.
+
+use super::{branch_mismatches, branch_of, Error, Options};
+use crate::claims::{self, Diagnostic, ParsedFile, Severity, Spec};
+use crate::git::{self, Repo};
+use crate::render::{self, parse_owners, Failure, Plan, Rendered, OUTPUT_ROOTS};
+use crate::yaml::{Limits, Pos};
+use gix::ObjectId;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+
+type FileKey = (String, ObjectId);
+
+/// The tree ids of the output folders, and the blob ids of every file below them.
+type OutputEntries = (Vec<Option<ObjectId>>, BTreeMap<String, ObjectId>);
+
+/// What a previous run learned, reused by the next.
+#[derive(Default)]
+pub struct Cache {
+    parsed: HashMap<FileKey, ParsedFile>,
+    outputs: HashMap<FileKey, FileOutputs>,
+    context: Option<u64>,
+    entries: Option<OutputEntries>,
+}
+
+/// The generated files of one claim file's applications and services: their paths and
+/// blob ids (not their content: a file that differs is rendered again).
+#[derive(Clone, Default)]
+struct FileOutputs {
+    files: Vec<(String, ObjectId)>,
+    failures: Vec<Failure>,
+}
+
+/// [`super::plan_at`] with a cache.
+pub fn plan_cached(
+    repo: &Repo,
+    tip: ObjectId,
+    opts: &Options,
+    cache: &mut Cache,
+) -> Result<(Plan, Vec<Diagnostic>), Error> {
+    let t = std::time::Instant::now();
+    let hash = repo.object_hash();
+    let top = repo.top_level(tip)?;
+
+    let (claim_entries, loaded, mut diagnostics) = load_claims(repo, tip, cache)?;
+    let live: HashSet<&FileKey> = claim_entries.iter().collect();
+    diagnostics.extend(branch_mismatches(&loaded.claims, &branch_of(repo, opts)));
+    let refs = render::chart_refs(&loaded.claims, &opts.settings);
+    let charts = opts.charts.resolve(&refs);
+
+    // The context every application depends on; when it changes, nothing is reused.
+    let blob_of: HashMap<&str, ObjectId> = claim_entries
+        .iter()
+        .map(|(p, id)| (p.as_str(), *id))
+        .collect();
+    let mut h = DefaultHasher::new();
+    format!("{:?}", opts.settings).hash(&mut h);
+    for c in &loaded.claims {
+        if matches!(
+            c.spec,
+            Spec::Bootstrap(_) | Spec::Project(_) | Spec::Environment(_)
+        ) {
+            (c.source.as_str(), blob_of.get(c.source.as_str())).hash(&mut h);
+        }
+    }
+    for (r, chart) in &charts {
+        r.hash(&mut h);
+        match chart {
+            Ok(c) => c.digest.hash(&mut h),
+            Err(e) => e.hash(&mut h),
+        }
+    }
+    let context = h.finish();
+    if cache.context != Some(context) {
+        cache.outputs.clear();
+        cache.context = Some(context);
+    }
+    // The blob ids of the files there now (from the cache while the trees are the same).
+    let root_ids: Vec<Option<ObjectId>> = OUTPUT_ROOTS
+        .iter()
+        .map(|r| top.get(r.trim_end_matches('/')).copied())
+        .collect();
+    let mut entries = match &cache.entries {
+        Some((ids, entries)) if *ids == root_ids => entries.clone(),
+        _ => {
+            let e = repo.read_entries(tip, &OUTPUT_ROOTS.map(|r| r.trim_end_matches('/')))?;
+            cache.entries = Some((root_ids, e.clone()));
+            e
+        }
+    };
+
+    // A claim file's applications are reused when its blob, the context and every one of
+    // its generated files are as they were (a hand-edited file makes it render again).
+    let failed: HashSet<&str> = loaded.failed_files.iter().map(String::as_str).collect();
+    let reusable: HashSet<String> = claim_entries
+        .iter()
+        .filter(|k| !failed.contains(k.0.as_str()))
+        .filter(|k| {
+            cache.outputs.get(*k).is_some_and(|out| {
+                out.files
+                    .iter()
+                    .all(|(path, id)| entries.get(path) == Some(id))
+            })
+        })
+        .map(|k| k.0.clone())
+        .collect();
+    tracing::debug!(elapsed = ?t.elapsed(), reused = reusable.len(), "entries read");
+    let rendered = render::render_reusing(&loaded.claims, &charts, &opts.settings, &|c| {
+        matches!(c.spec, Spec::Application(_) | Spec::Platform(_)) && reusable.contains(&c.source)
+    })
+    .map_err(Error::Render)?;
+    diagnostics.extend(loaded.diagnostics.iter().cloned());
+
+    tracing::debug!(elapsed = ?t.elapsed(), "rendered");
+    // Freshly rendered files: hash them, remember the applications' ones per claim file.
+    let Rendered { files, failures } = rendered;
+    let fresh: Vec<(String, String)> = files.into_iter().collect();
+    let ids = crate::par::map(&fresh, 256, |(_, content)| {
+        git::blob_id(hash, content.as_bytes())
+    });
+    let mut new_outputs: HashMap<String, FileOutputs> = HashMap::new();
+    let mut differing = BTreeMap::new();
+    for ((path, content), id) in fresh.into_iter().zip(ids) {
+        let id = id?;
+        if let Some(source) = workload_source(&path, &content) {
+            new_outputs
+                .entry(source)
+                .or_default()
+                .files
+                .push((path.clone(), id));
+        }
+        if entries.get(&path) == Some(&id) {
+            entries.remove(&path);
+        } else {
+            differing.insert(path, content);
+        }
+    }
+    let mut all_failures = Vec::new();
+    for f in failures {
+        if is_workload_failure(&f) {
+            new_outputs
+                .entry(f.diagnostic.file.clone())
+                .or_default()
+                .failures
+                .push(f.clone());
+        }
+        all_failures.push(f);
+    }
+    // Reused files are unchanged by construction.
+    for source in &reusable {
+        let key = (source.clone(), blob_of[source.as_str()]);
+        if let Some(out) = cache.outputs.get(&key) {
+            for (path, _) in &out.files {
+                entries.remove(path);
+            }
+            all_failures.extend(out.failures.iter().cloned());
+        }
+    }
+    for (source, outputs) in new_outputs {
+        if let Some(id) = blob_of.get(source.as_str()) {
+            cache.outputs.insert((source, *id), outputs);
+        }
+    }
+    cache.outputs.retain(|k, _| live.contains(k));
+    diagnostics.extend(all_failures.iter().map(|f| f.diagnostic.clone()));
+
+    let mut existing = BTreeMap::new();
+    for (path, id) in entries {
+        // A non-UTF-8 file there is not ours: leave it alone.
+        if let Ok(text) = String::from_utf8(repo.read_blob(id)?) {
+            existing.insert(path, text);
+        }
+    }
+    let rendered = Rendered {
+        files: differing,
+        failures: all_failures,
+    };
+    let plan = render::plan(&existing, rendered, &loaded.failed_files);
+    tracing::debug!(elapsed = ?t.elapsed(), changes = plan.changes.len(), "planned");
+    Ok((plan, diagnostics))
+}
+
+/// The claim file an application's or service's generated file comes from (not previews,
+/// which depend on two claims and are always rendered).
+fn workload_source(path: &str, content: &str) -> Option<String> {
+    if !path.starts_with("environments/")
+        || path.starts_with(&format!("environments/{}/", render::CATALYST_CLUSTER_TYPE))
+    {
+        return None;
+    }
+    let owners = parse_owners(content)?;
+    let first = owners.first()?;
+    Some(first.split('#').next().unwrap_or(first).to_string())
+}
+
+fn is_workload_failure(f: &Failure) -> bool {
+    f.keep.as_deref().is_some_and(|k| {
+        k.starts_with("environments/")
+            && !k.starts_with(&format!("environments/{}/", render::CATALYST_CLUSTER_TYPE))
+    })
+}
+
+/// The claims at `commit`, parsing only claim files whose blob is not in the cache.
+/// Returns the claim files (path, blob id), the loaded claims and file-level problems.
+fn load_claims(
+    repo: &Repo,
+    commit: ObjectId,
+    cache: &mut Cache,
+) -> Result<(Vec<FileKey>, claims::Loaded, Vec<Diagnostic>), Error> {
+    // Claims: parse only files whose blob is new.
+    let claim_entries: Vec<FileKey> = repo
+        .read_entries(commit, &["claims"])?
+        .into_iter()
+        .filter(|(p, _)| p.ends_with(".yaml") || p.ends_with(".yml"))
+        .collect();
+    let mut diagnostics = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut to_parse = Vec::new();
+    for key in &claim_entries {
+        if !cache.parsed.contains_key(key) {
+            match String::from_utf8(repo.read_blob(key.1)?) {
+                Ok(text) => to_parse.push((key.clone(), text)),
+                Err(_) => unreadable.push(key.0.clone()),
+            }
+        }
+    }
+    let fresh = crate::par::map(&to_parse, 16, |((path, id), text)| {
+        let (claims, diagnostics) = claims::parse_file(path, text, &Limits::default());
+        (
+            (path.clone(), *id),
+            ParsedFile {
+                path: path.clone(),
+                claims,
+                diagnostics,
+            },
+        )
+    });
+    cache.parsed.extend(fresh);
+    let live: HashSet<&FileKey> = claim_entries.iter().collect();
+    cache.parsed.retain(|k, _| live.contains(k));
+    let parsed: Vec<ParsedFile> = claim_entries
+        .iter()
+        .filter_map(|k| cache.parsed.get(k).cloned())
+        .collect();
+    tracing::debug!(parsed = to_parse.len(), "claims parsed");
+    let mut loaded = claims::combine(parsed);
+    for path in unreadable {
+        diagnostics.push(Diagnostic {
+            file: path.clone(),
+            pos: Pos { line: 1, col: 1 },
+            severity: Severity::Error,
+            message: "not UTF-8 text; save the claim as UTF-8".into(),
+        });
+        loaded.failed_files.push(path);
+    }
+    Ok((claim_entries, loaded, diagnostics))
+}
+
+/// What pre-receive checks, with the cache: every diagnostic of the claims at `commit`.
+pub fn validate_cached(
+    repo: &Repo,
+    commit: ObjectId,
+    branch: &str,
+    cache: &mut Cache,
+) -> Result<Vec<Diagnostic>, Error> {
+    let (_, loaded, mut diagnostics) = load_claims(repo, commit, cache)?;
+    diagnostics.extend(loaded.diagnostics.iter().cloned());
+    diagnostics.extend(branch_mismatches(&loaded.claims, branch));
+    Ok(diagnostics)
+}

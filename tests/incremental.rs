@@ -1,0 +1,155 @@
+//! The incremental path (cache kept between reconciles, as the daemon does) must give
+//! exactly what a full render gives, step after step of real changes.
+
+use claimd::git::Repo;
+use claimd::reconcile::{self, Cache, Options};
+use std::path::Path;
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn app_claim(name: &str, env: &str, tag: &str) -> String {
+    format!(
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {{name: {name}}}\nspec:\n  environment: {env}\n  clusterType: nonprod\n  applications:\n    - name: {name}\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: example.com/{name}, tag: {tag}}}\n"
+    )
+}
+
+#[test]
+fn incremental_plans_equal_full_plans() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    git(root, &["clone", "-q", "server.git", "work"]);
+    let work = root.join("work");
+    let bare = root.join("server.git");
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    let opts = Options::default();
+    let mut cache = Cache::default();
+
+    type Step = Box<dyn Fn(&Path)>;
+    let steps: Vec<(&str, Step)> = vec![
+        ("initial claims", Box::new(|_| {})),
+        (
+            "add a claim file",
+            Box::new(|w| {
+                std::fs::write(w.join("claims/a.yaml"), app_claim("app-a", "dev", "v1")).expect("w")
+            }),
+        ),
+        (
+            "change it",
+            Box::new(|w| {
+                std::fs::write(w.join("claims/a.yaml"), app_claim("app-a", "dev", "v2")).expect("w")
+            }),
+        ),
+        (
+            "add another",
+            Box::new(|w| {
+                std::fs::write(w.join("claims/b.yaml"), app_claim("app-b", "qa", "v1")).expect("w")
+            }),
+        ),
+        (
+            "break one (invalid)",
+            Box::new(|w| std::fs::write(w.join("claims/b.yaml"), "kind: [").expect("w")),
+        ),
+        (
+            "conflict across files",
+            Box::new(|w| {
+                std::fs::write(
+                    w.join("claims/c.yaml"),
+                    app_claim("app-a", "dev", "v9").replace("name: app-a}", "name: app-c}"),
+                )
+                .expect("w")
+            }),
+        ),
+        (
+            "fix both",
+            Box::new(|w| {
+                std::fs::write(w.join("claims/b.yaml"), app_claim("app-b", "qa", "v3")).expect("w");
+                std::fs::remove_file(w.join("claims/c.yaml")).expect("rm");
+            }),
+        ),
+        (
+            "change a bootstrap (context)",
+            Box::new(|w| {
+                let p = w.join("claims/bootstrap-nonprod.yaml");
+                let t = std::fs::read_to_string(&p).expect("r");
+                std::fs::write(
+                    &p,
+                    t.replace(
+                        "url: oci://ghcr.io/nimbusprotch",
+                        "url: oci://registry.example.com/charts",
+                    ),
+                )
+                .expect("w");
+            }),
+        ),
+        (
+            "hand edit of a generated file",
+            Box::new(|w| {
+                let p = w.join("environments/nonprod/dev/applications/app-a/values.yaml");
+                let t = std::fs::read_to_string(&p).expect("r");
+                std::fs::write(&p, t.replace("replicaCount: 1", "replicaCount: 7")).expect("w");
+            }),
+        ),
+        (
+            "delete a claim file",
+            Box::new(|w| std::fs::remove_file(w.join("claims/a.yaml")).expect("rm")),
+        ),
+        ("nothing changed", Box::new(|_| {})),
+    ];
+    for (what, step) in steps {
+        step(&work);
+        git(&work, &["add", "-A"]);
+        let _ = Command::new("git")
+            .args(["commit", "-qm", what])
+            .current_dir(&work)
+            .env("GIT_AUTHOR_NAME", "Dev")
+            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+            .env("GIT_COMMITTER_NAME", "Dev")
+            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+            .output();
+        git(&work, &["push", "-q", "origin", "main"]);
+        let repo = Repo::open(&bare).expect("open");
+        let tip = repo.branch_tip("main").expect("tip").expect("main");
+        let (full, full_diags) = reconcile::plan_at(&repo, tip, &opts).expect("full");
+        let (inc, inc_diags) =
+            reconcile::plan_cached(&repo, tip, &opts, &mut cache).expect("incremental");
+        assert_eq!(
+            inc, full,
+            "step `{what}`: incremental plan differs from a full render"
+        );
+        assert_eq!(inc_diags, full_diags, "step `{what}`: diagnostics differ");
+        // Commit the render (with the same cache), as the daemon would, and pull it back.
+        reconcile::reconcile_cached(&repo, &opts, &mut cache).expect("reconcile");
+        git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
+        let tip = repo.branch_tip("main").expect("tip").expect("main");
+        assert!(
+            reconcile::plan_at(&repo, tip, &opts)
+                .expect("plan")
+                .0
+                .is_empty(),
+            "step `{what}`: not converged"
+        );
+    }
+}
