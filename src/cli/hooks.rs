@@ -125,7 +125,10 @@ fn hook_repo_path() -> PathBuf {
 
 pub fn pre_receive() -> Result<ExitCode> {
     let opts = options_from_env();
-    let quarantine = std::env::var_os("GIT_QUARANTINE_PATH").map(PathBuf::from);
+    // Absolute, since the daemon may be asked to read it from another working directory.
+    let quarantine = std::env::var_os("GIT_QUARANTINE_PATH")
+        .map(PathBuf::from)
+        .map(|q| q.canonicalize().unwrap_or(q));
     let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
     let branch = reconcile::branch_of(&repo, &opts);
     let branch_ref = format!("refs/heads/{branch}");
