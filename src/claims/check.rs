@@ -75,8 +75,8 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
     let mut names: BTreeMap<(String, String, String), (&Claim, Pos)> = BTreeMap::new();
     for c in claims {
         let (env, ct, workloads) = match &c.spec {
-            Spec::Application(a) => (&a.environment, &a.cluster_type, &a.applications),
-            Spec::Platform(p) => (&p.environment, &p.cluster_type, &p.services),
+            Spec::Application(a) => (&a.environment, &a.cluster_type, &a.applications[..]),
+            Spec::Platform(p) => (&p.environment, &p.cluster_type, &p.services[..]),
             _ => continue,
         };
         if ct.value == RESERVED_CLUSTER_TYPE {

@@ -255,7 +255,7 @@ fn read_application_claim(ctx: &mut Ctx, spec: Obj<'_>) -> Option<ApplicationCla
         environment: env?,
         cluster_type: ct?,
         namespace: ns,
-        applications: apps,
+        applications: apps.into(),
     })
 }
 
@@ -279,7 +279,7 @@ fn read_platform_claim(ctx: &mut Ctx, spec: Obj<'_>) -> Option<PlatformClaim> {
         environment: env?,
         cluster_type: ct?,
         namespace: ns,
-        services,
+        services: services.into(),
     })
 }
 

@@ -102,7 +102,8 @@ pub struct ApplicationClaim {
     pub environment: Spanned<String>,
     pub cluster_type: Spanned<String>,
     pub namespace: Option<Spanned<String>>,
-    pub applications: Vec<Workload>,
+    /// Shared: cloning a claim (the daemon's cache does, every run) stays cheap.
+    pub applications: std::sync::Arc<[Workload]>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +111,7 @@ pub struct PlatformClaim {
     pub environment: Spanned<String>,
     pub cluster_type: Spanned<String>,
     pub namespace: Option<Spanned<String>>,
-    pub services: Vec<Workload>,
+    pub services: std::sync::Arc<[Workload]>,
 }
 
 /// An application (ApplicationClaim) or a data service (PlatformApplicationClaim): what

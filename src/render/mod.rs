@@ -161,14 +161,14 @@ pub fn render_reusing(
                 &a.environment,
                 &a.namespace,
                 "applications",
-                &a.applications,
+                &a.applications[..],
             ),
             Spec::Platform(p) => (
                 &p.cluster_type,
                 &p.environment,
                 &p.namespace,
                 "platform",
-                &p.services,
+                &p.services[..],
             ),
             Spec::Environment(e) => {
                 render_environment(&mut ctx, c, e, claims);
@@ -226,8 +226,8 @@ fn bootstraps<'a>(
 fn workloads(claims: &[Claim]) -> impl Iterator<Item = (&Claim, &str, &Workload)> {
     claims.iter().flat_map(|c| {
         let (ct, list): (&str, &[Workload]) = match &c.spec {
-            Spec::Application(a) => (&a.cluster_type.value, &a.applications),
-            Spec::Platform(p) => (&p.cluster_type.value, &p.services),
+            Spec::Application(a) => (&a.cluster_type.value, &a.applications[..]),
+            Spec::Platform(p) => (&p.cluster_type.value, &p.services[..]),
             _ => ("", &[]),
         };
         list.iter().map(move |w| (c, ct, w))
