@@ -3,7 +3,7 @@
 use super::names::environment_namespace;
 use super::reader::Ctx;
 use super::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The clusterType folder claimd uses for Catalyst Environments.
 pub const RESERVED_CLUSTER_TYPE: &str = "catalyst";
@@ -72,7 +72,7 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
     }
 
     // Workloads: declared environments, unique names per environment.
-    let mut names: BTreeMap<(String, String, String), (&Claim, Pos)> = BTreeMap::new();
+    let mut names: HashMap<(&str, &str, &str), (&Claim, Pos)> = HashMap::new();
     for c in claims {
         let (env, ct, workloads) = match &c.spec {
             Spec::Application(a) => (&a.environment, &a.cluster_type, &a.applications[..]),
@@ -104,7 +104,7 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
             }
         }
         for w in workloads {
-            let key = (ct.value.clone(), env.value.clone(), w.name.value.clone());
+            let key = (ct.value.as_str(), env.value.as_str(), w.name.value.as_str());
             if let Some((first, pos)) = names.get(&key) {
                 report(
                     &c.source,
