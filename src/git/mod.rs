@@ -259,32 +259,38 @@ impl Repo {
         bot: &Identity,
     ) -> Result<ObjectId> {
         let tree = self.tree_of(parent)?;
+        // Blobs first, on all cores (compressing and writing them is most of the work).
+        let writes: Vec<&Change> = changes.iter().filter(|c| c.new.is_some()).collect();
+        let shared = self.repo.clone().into_sync();
+        let chunks: Vec<&[&Change]> = writes.chunks(512).collect();
+        let written = crate::par::map(&chunks, 1, |part| {
+            let repo = shared.to_thread_local();
+            part.iter()
+                .map(|c| {
+                    let content = c.new.as_deref().unwrap_or_default();
+                    repo.write_blob(content.as_bytes())
+                        .map(|id| id.detach())
+                        .map_err(git_err("writing a blob"))
+                })
+                .collect::<Result<Vec<ObjectId>>>()
+        });
+        let mut ids = Vec::with_capacity(writes.len());
+        for chunk in written {
+            ids.extend(chunk?);
+        }
         let mut editor = self
             .repo
             .edit_tree(tree)
             .map_err(git_err("editing the tree"))?;
-        for change in changes {
-            match (&change.kind, &change.new) {
-                (ChangeKind::Delete, _) => {
-                    editor
-                        .remove(change.path.as_str())
-                        .map_err(git_err(format!("removing {}", change.path)))?;
-                }
-                (_, Some(content)) => {
-                    let blob = self
-                        .repo
-                        .write_blob(content.as_bytes())
-                        .map_err(git_err("writing a blob"))?;
-                    editor
-                        .upsert(
-                            change.path.as_str(),
-                            gix::objs::tree::EntryKind::Blob,
-                            blob.detach(),
-                        )
-                        .map_err(git_err(format!("adding {}", change.path)))?;
-                }
-                (_, None) => {}
-            }
+        for (change, id) in writes.iter().zip(ids) {
+            editor
+                .upsert(change.path.as_str(), gix::objs::tree::EntryKind::Blob, id)
+                .map_err(git_err(format!("adding {}", change.path)))?;
+        }
+        for change in changes.iter().filter(|c| c.kind == ChangeKind::Delete) {
+            editor
+                .remove(change.path.as_str())
+                .map_err(git_err(format!("removing {}", change.path)))?;
         }
         let new_tree = editor
             .write()
