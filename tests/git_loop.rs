@@ -451,3 +451,44 @@ fn a_bootstrap_claim_naming_another_branch_gets_a_warning() {
         "{stderr}"
     );
 }
+
+/// A ref lock left by a process killed mid-update (kill -9) must not block the branch
+/// forever; a fresh lock (someone updating right now) must be respected.
+#[test]
+fn a_stale_ref_lock_is_cleared_and_a_fresh_one_respected() {
+    let s = Server::new();
+    let work = s.clone("work");
+    write_examples(&work);
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "add claims"]);
+    // Push to a side branch, then move main without hooks: nothing rendered yet.
+    s.ok(&work, &["push", "-q", "origin", "HEAD:refs/heads/side"]);
+    let head = s.ok(&work, &["rev-parse", "HEAD"]).trim().to_string();
+    s.ok(&s.bare, &["update-ref", "refs/heads/main", &head]);
+    let lock = s.bare.join("refs/heads/main.lock");
+    let reconcile = || {
+        Command::new(BIN)
+            .args(["reconcile", "--repo"])
+            .arg(&s.bare)
+            .output()
+            .expect("run")
+    };
+
+    std::fs::write(&lock, "").expect("lock");
+    let out = reconcile();
+    assert!(!out.status.success(), "a fresh lock is respected");
+    assert_eq!(s.tip(), head);
+
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .expect("open")
+        .set_modified(old)
+        .expect("mtime");
+    let out = reconcile();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!lock.exists());
+    assert_ne!(s.tip(), head, "the bot commit landed");
+    s.assert_converged();
+}

@@ -260,7 +260,7 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
             }
             Ok(Err(e)) => {
                 failures += 1;
-                let delay = Duration::from_millis(250u64 << failures.min(8));
+                let delay = Duration::from_millis(250u64 << failures.min(5)); // at most 8 s
                 tracing::error!(%repo, error = %e, retry_in = ?delay, "reconcile failed");
                 let slot = slot.clone();
                 tokio::spawn(async move {

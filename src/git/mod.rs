@@ -57,6 +57,9 @@ impl Default for Identity {
     }
 }
 
+/// Age after which a ref lock file is considered left behind by a crashed process.
+pub const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Trailer linking a bot commit to the commit it rendered.
 pub const SOURCE_TRAILER: &str = "Claimd-Source";
 
@@ -317,6 +320,21 @@ impl Repo {
             .detach())
     }
 
+    /// Removes `<ref>.lock` if it is older than [`STALE_LOCK`]. True if it removed one.
+    fn remove_stale_lock(&self, refname: &str) -> bool {
+        let lock = self.repo.path().join(format!("{refname}.lock"));
+        let stale = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE_LOCK);
+        if stale && std::fs::remove_file(&lock).is_ok() {
+            tracing::warn!(lock = %lock.display(), "removed a stale ref lock left by a crashed process");
+            return true;
+        }
+        false
+    }
+
     /// Moves `refs/heads/<branch>` from `expected` to `new`, only if it still points at
     /// `expected` (git's own ref lock protects against a concurrent push).
     pub fn update_branch(
@@ -346,7 +364,14 @@ impl Repo {
                 .map_err(git_err(format!("bad branch name {name}")))?,
             deref: false,
         };
-        match self.repo.edit_reference(edit) {
+        let result = match self.repo.edit_reference(edit.clone()) {
+            // A lock left behind by a process killed mid-update (git leaves them too)
+            // would block the branch forever: a ref lock older than a few seconds is
+            // stale, since ref transactions hold it for milliseconds.
+            Err(_) if self.remove_stale_lock(&name) => self.repo.edit_reference(edit),
+            other => other,
+        };
+        match result {
             Ok(_) => Ok(Cas::Updated),
             Err(e) => {
                 // Whatever went wrong, the ref now tells: if it moved, the caller re-renders.
