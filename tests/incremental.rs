@@ -4,27 +4,10 @@
 use claimd::git::Repo;
 use claimd::reconcile::{self, Cache, Options};
 use std::path::Path;
-use std::process::Command;
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .env("GIT_AUTHOR_NAME", "Dev")
-        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-        .env("GIT_COMMITTER_NAME", "Dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+#[path = "support/git.rs"]
+mod support_git;
+use support_git::git;
 
 fn app_claim(name: &str, env: &str, tag: &str) -> String {
     format!(
@@ -121,14 +104,7 @@ fn incremental_plans_equal_full_plans() {
     for (what, step) in steps {
         step(&work);
         git(&work, &["add", "-A"]);
-        let _ = Command::new("git")
-            .args(["commit", "-qm", what])
-            .current_dir(&work)
-            .env("GIT_AUTHOR_NAME", "Dev")
-            .env("GIT_AUTHOR_EMAIL", "dev@example.com")
-            .env("GIT_COMMITTER_NAME", "Dev")
-            .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-            .output();
+        git(&work, &["commit", "-q", "--allow-empty", "-m", what]);
         git(&work, &["push", "-q", "origin", "main"]);
         let repo = Repo::open(&bare).expect("open");
         let tip = repo.branch_tip("main").expect("tip").expect("main");

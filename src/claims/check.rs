@@ -74,11 +74,10 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
     // Workloads: declared environments, unique names per environment.
     let mut names: HashMap<(&str, &str, &str), (&Claim, Pos)> = HashMap::new();
     for c in claims {
-        let (env, ct, workloads) = match &c.spec {
-            Spec::Application(a) => (&a.environment, &a.cluster_type, &a.applications[..]),
-            Spec::Platform(p) => (&p.environment, &p.cluster_type, &p.services[..]),
-            _ => continue,
+        let Some((wc, _)) = c.workloads() else {
+            continue;
         };
+        let (env, ct, workloads) = (&wc.environment, &wc.cluster_type, &wc.workloads[..]);
         if ct.value == RESERVED_CLUSTER_TYPE {
             report(
                 &c.source,
@@ -146,7 +145,7 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
             );
             continue;
         };
-        let team = environment_team(c, pc, p);
+        let team = environment_team(c, p);
         let Some(team) = team else {
             report(
                 &c.source,
@@ -174,7 +173,7 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
 }
 
 /// The team of an environment: its `catalyst.dev/team` label, else its Project's namespace.
-pub fn environment_team(env: &Claim, _project_claim: &Claim, project: &Project) -> Option<String> {
+pub fn environment_team(env: &Claim, project: &Project) -> Option<String> {
     env.label("catalyst.dev/team")
         .map(str::to_string)
         .or_else(|| project.team.as_ref().map(|t| t.value.clone()))

@@ -55,8 +55,10 @@ pub fn read_claim(ctx: &mut Ctx, path: &str, doc: &Node) -> Option<Claim> {
     obj.finish(ctx);
     let spec = match (kind_name, spec_obj) {
         ("BootstrapClaim", Some(s)) => read_bootstrap(ctx, s).map(Spec::Bootstrap),
-        ("ApplicationClaim", Some(s)) => read_application_claim(ctx, s).map(Spec::Application),
-        ("PlatformApplicationClaim", Some(s)) => read_platform_claim(ctx, s).map(Spec::Platform),
+        ("ApplicationClaim", Some(s)) => read_workload_claim(ctx, s, false).map(Spec::Application),
+        ("PlatformApplicationClaim", Some(s)) => {
+            read_workload_claim(ctx, s, true).map(Spec::Platform)
+        }
         ("Project", Some(s)) => read_project(ctx, s).map(Spec::Project),
         ("Environment", Some(s)) => read_environment(ctx, s).map(Spec::Environment),
         _ => None,
@@ -235,51 +237,33 @@ fn read_placement(ctx: &mut Ctx, spec: &Obj<'_>) -> Placement {
     (env, ct, ns)
 }
 
-fn read_application_claim(ctx: &mut Ctx, spec: Obj<'_>) -> Option<ApplicationClaim> {
+/// An ApplicationClaim (`spec.applications`) or PlatformApplicationClaim (`spec.services`).
+fn read_workload_claim(ctx: &mut Ctx, spec: Obj<'_>, service: bool) -> Option<WorkloadClaim> {
     let (env, ct, ns) = read_placement(ctx, &spec);
-    let mut apps = Vec::new();
-    let list = spec.req_list(ctx, "applications");
+    let (field, what) = if service {
+        ("services", "service")
+    } else {
+        ("applications", "application")
+    };
+    let mut workloads = Vec::new();
+    let list = spec.req_list(ctx, field);
     for (p, node) in list.clone().unwrap_or_default() {
-        if let Some(w) = read_workload(ctx, node, &p, false) {
-            apps.push(w);
+        if let Some(w) = read_workload(ctx, node, &p, service) {
+            workloads.push(w);
         }
     }
     if list.is_some_and(|l| l.is_empty()) {
         ctx.error(
             spec.node.pos,
-            "`spec.applications` is empty; list at least one application",
+            format!("`spec.{field}` is empty; list at least one {what}"),
         );
     }
     spec.finish(ctx);
-    Some(ApplicationClaim {
+    Some(WorkloadClaim {
         environment: env?,
         cluster_type: ct?,
         namespace: ns,
-        applications: apps.into(),
-    })
-}
-
-fn read_platform_claim(ctx: &mut Ctx, spec: Obj<'_>) -> Option<PlatformClaim> {
-    let (env, ct, ns) = read_placement(ctx, &spec);
-    let mut services = Vec::new();
-    let list = spec.req_list(ctx, "services");
-    for (p, node) in list.clone().unwrap_or_default() {
-        if let Some(w) = read_workload(ctx, node, &p, true) {
-            services.push(w);
-        }
-    }
-    if list.is_some_and(|l| l.is_empty()) {
-        ctx.error(
-            spec.node.pos,
-            "`spec.services` is empty; list at least one service",
-        );
-    }
-    spec.finish(ctx);
-    Some(PlatformClaim {
-        environment: env?,
-        cluster_type: ct?,
-        namespace: ns,
-        services: services.into(),
+        workloads: workloads.into(),
     })
 }
 

@@ -10,7 +10,7 @@ pub mod names;
 pub mod quantity;
 mod reader;
 
-pub use check::RESERVED_CLUSTER_TYPE;
+pub use check::{environment_team, RESERVED_CLUSTER_TYPE};
 pub use diagnostic::{Diagnostic, Severity};
 pub use reader::Spanned;
 
@@ -49,6 +49,16 @@ impl Claim {
         format!("{}#{}/{}", self.source, self.kind(), self.name.value)
     }
 
+    /// The workloads of an ApplicationClaim or PlatformApplicationClaim, with the output
+    /// folder they go to (`applications` or `platform`).
+    pub fn workloads(&self) -> Option<(&WorkloadClaim, &'static str)> {
+        match &self.spec {
+            Spec::Application(w) => Some((w, "applications")),
+            Spec::Platform(w) => Some((w, "platform")),
+            _ => None,
+        }
+    }
+
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels
             .iter()
@@ -60,8 +70,8 @@ impl Claim {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Spec {
     Bootstrap(Bootstrap),
-    Application(ApplicationClaim),
-    Platform(PlatformClaim),
+    Application(WorkloadClaim),
+    Platform(WorkloadClaim),
     Project(Project),
     Environment(Environment),
 }
@@ -97,21 +107,15 @@ pub struct ChartsRepository {
     pub version: Option<Spanned<String>>,
 }
 
+/// An ApplicationClaim or a PlatformApplicationClaim: workloads of one environment.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApplicationClaim {
+pub struct WorkloadClaim {
     pub environment: Spanned<String>,
     pub cluster_type: Spanned<String>,
     pub namespace: Option<Spanned<String>>,
-    /// Shared: cloning a claim (the daemon's cache does, every run) stays cheap.
-    pub applications: std::sync::Arc<[Workload]>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlatformClaim {
-    pub environment: Spanned<String>,
-    pub cluster_type: Spanned<String>,
-    pub namespace: Option<Spanned<String>>,
-    pub services: std::sync::Arc<[Workload]>,
+    /// Applications or services. Shared: cloning a claim (the daemon's cache does, every
+    /// run) stays cheap.
+    pub workloads: std::sync::Arc<[Workload]>,
 }
 
 /// An application (ApplicationClaim) or a data service (PlatformApplicationClaim): what

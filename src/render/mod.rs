@@ -21,6 +21,7 @@ mod workload;
 pub use header::{parse_owners, Header, GENERATED_MARK};
 pub use plan::{plan, Change, ChangeKind, Plan, OUTPUT_ROOTS};
 
+use crate::claims::environment_team;
 use crate::claims::names::environment_namespace;
 use crate::claims::{Bootstrap, Claim, Diagnostic, Environment, Project, Severity, Spec, Workload};
 use crate::values::{self, Chart, ChartRef};
@@ -155,27 +156,19 @@ pub fn render_reusing(
     }
     let mut jobs = Vec::new();
     for &c in &sorted {
-        let (ct, env, ns, folder, list) = match &c.spec {
-            Spec::Application(a) => (
-                &a.cluster_type,
-                &a.environment,
-                &a.namespace,
-                "applications",
-                &a.applications[..],
-            ),
-            Spec::Platform(p) => (
-                &p.cluster_type,
-                &p.environment,
-                &p.namespace,
-                "platform",
-                &p.services[..],
-            ),
-            Spec::Environment(e) => {
-                render_environment(&mut ctx, c, e, claims);
-                continue;
-            }
-            Spec::Bootstrap(_) | Spec::Project(_) => continue,
+        if let Spec::Environment(e) = &c.spec {
+            render_environment(&mut ctx, c, e, claims);
+            continue;
+        }
+        let Some((wc, folder)) = c.workloads() else {
+            continue;
         };
+        let (ct, env, ns, list) = (
+            &wc.cluster_type,
+            &wc.environment,
+            &wc.namespace,
+            &wc.workloads[..],
+        );
         let s = ctx
             .appsets
             .entry((ct.value.clone(), env.value.clone()))
@@ -225,10 +218,9 @@ fn bootstraps<'a>(
 
 fn workloads(claims: &[Claim]) -> impl Iterator<Item = (&Claim, &str, &Workload)> {
     claims.iter().flat_map(|c| {
-        let (ct, list): (&str, &[Workload]) = match &c.spec {
-            Spec::Application(a) => (&a.cluster_type.value, &a.applications[..]),
-            Spec::Platform(p) => (&p.cluster_type.value, &p.services[..]),
-            _ => ("", &[]),
+        let (ct, list): (&str, &[Workload]) = match c.workloads() {
+            Some((wc, _)) => (&wc.cluster_type.value, &wc.workloads[..]),
+            None => ("", &[]),
         };
         list.iter().map(move |w| (c, ct, w))
     })
@@ -305,11 +297,7 @@ fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims:
         let msg = format!("Project `{}` is not defined", e.project_ref.value);
         return fail(ctx, claim, e.project_ref.pos, msg, None);
     };
-    let team = claim
-        .label("catalyst.dev/team")
-        .map(str::to_string)
-        .or_else(|| project.team.as_ref().map(|t| t.value.clone()));
-    let Some(team) = team else {
+    let Some(team) = environment_team(claim, project) else {
         let msg = "cannot tell the team: set the label catalyst.dev/team or the Project's metadata.namespace".to_string();
         return fail(ctx, claim, claim.name.pos, msg, None);
     };

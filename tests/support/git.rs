@@ -1,0 +1,27 @@
+// Running git in tests, isolated from the machine's configuration (no system config,
+// HOME in the test's folder, a fixed identity). Included with `#[path]` by the tests
+// that use it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Runs git in `dir` and asserts it succeeded.
+pub fn git(dir: &Path, args: &[&str]) -> Output {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
