@@ -131,7 +131,8 @@ fn run_case(c: &Case<'_>) {
         name: "t".into(),
         version: "1.0.0".into(),
     };
-    let chart = chart_from_files(&reference, &files, "test").expect("chart");
+    let chart = chart_from_files(&reference, &files, "test", claimd::charts::digest(&files))
+        .expect("chart");
     let env = c.env_file.map_or("dev", |(e, _)| e);
     let merged = values::merge(&Request {
         chart: &chart,

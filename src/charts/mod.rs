@@ -1,15 +1,21 @@
-//! Chart sources (adapter): the chart data claimd needs, from a local charts folder or
-//! the charts embedded in the binary (the embedded default). OCI registries come later.
+//! Chart sources (adapter): the chart data claimd needs, from an OCI registry (the
+//! chart repository a claim names), a local charts folder, or the charts embedded in
+//! the binary (the embedded default). Parsed charts are kept in memory by digest.
 
+pub mod archive;
+pub mod credentials;
 mod embedded;
+mod files;
+pub mod oci;
+pub mod publish;
+
+pub use files::{chart_from_files, digest, ChartFiles};
 
 use crate::render::Charts;
-use crate::values::{Chart, ChartRef, Mapping, MAPPING_FILE};
-use crate::yaml::{self, Limits};
-use serde_json::{Map, Value as Json};
-use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use crate::values::{Chart, ChartRef};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,10 +36,21 @@ pub enum Error {
         want: String,
         place: String,
     },
+    /// Anything that went wrong talking to a registry or with what it sent.
+    #[error("{reference}: {detail}")]
+    Registry { reference: String, detail: String },
 }
 
-/// The text files of one chart, by path inside the chart (`values.yaml`, …).
-pub type ChartFiles = BTreeMap<String, String>;
+impl Error {
+    /// Worth trying again later (a registry that did not answer), as opposed to a
+    /// problem that stays until someone changes a claim, a chart or the config.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Registry { detail, .. } => detail.starts_with(oci::UNREACHABLE),
+            _ => false,
+        }
+    }
+}
 
 /// Where charts come from.
 #[derive(Debug, Clone)]
@@ -42,13 +59,37 @@ pub enum Source {
     Embedded,
     /// A folder with one sub-folder per chart (`charts/microservice/Chart.yaml`, …).
     Dir(PathBuf),
+    /// The OCI registry each reference names (`oci://host/path`), with claimd's cache.
+    Oci(Arc<oci::Registry>),
+    /// A source that could not be set up (e.g. an unreadable CA file): every chart fails
+    /// with this reason, so claims fail and their files are kept.
+    Broken(String),
 }
 
 impl Source {
+    /// `embedded`, `oci` (with `registry` settings), or a charts folder.
+    pub fn parse(spec: &str, registry: &oci::Settings) -> Result<Source, Error> {
+        Ok(match spec {
+            "" | "embedded" => Source::Embedded,
+            "oci" => Source::Oci(Arc::new(oci::Registry::new(registry.clone())?)),
+            dir => Source::Dir(PathBuf::from(dir)),
+        })
+    }
+
+    /// Like [`Source::parse`]; a source that cannot be set up becomes [`Source::Broken`].
+    pub fn parse_or_broken(spec: &str, registry: &oci::Settings) -> Source {
+        Source::parse(spec, registry).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "chart source unavailable; every claim fails until fixed");
+            Source::Broken(e.to_string())
+        })
+    }
+
     fn place(&self) -> String {
         match self {
             Source::Embedded => "the charts embedded in claimd".into(),
             Source::Dir(d) => d.display().to_string(),
+            Source::Oci(_) => "the chart repository".into(),
+            Source::Broken(e) => e.clone(),
         }
     }
 
@@ -60,162 +101,111 @@ impl Source {
                 if !chart_dir.join("Chart.yaml").is_file() {
                     return Ok(None);
                 }
-                read_dir_files(&chart_dir).map(Some)
+                files::read_dir_files(&chart_dir).map(Some)
             }
+            Source::Oci(_) => Ok(None),
+            Source::Broken(e) => Err(Error::Invalid {
+                path: "chart source".into(),
+                detail: format!(" {e}"),
+            }),
         }
     }
 
     /// Loads every chart in `refs`; each reference gets its chart or the reason it has none.
-    /// The repository part of a reference is not checked: local charts stand in for it.
+    /// Local sources (embedded, folder) stand in for the repository part of a reference;
+    /// the OCI source pulls from it (several charts at once).
     pub fn resolve<'a>(&self, refs: impl IntoIterator<Item = &'a ChartRef>) -> Charts {
+        let refs: Vec<&ChartRef> = refs.into_iter().collect();
+        if let Source::Oci(registry) = self {
+            return registry
+                .resolve(&refs)
+                .into_iter()
+                .map(|(r, c)| (r, c.map_err(|e| e.to_string())))
+                .collect();
+        }
         refs.into_iter()
             .map(|r| (r.clone(), self.load(r).map_err(|e| e.to_string())))
             .collect()
     }
 
-    pub fn load(&self, reference: &ChartRef) -> Result<Chart, Error> {
+    /// Like [`Source::resolve`], and says whether a failure is worth retrying later.
+    pub fn resolve_retrying<'a>(
+        &self,
+        refs: impl IntoIterator<Item = &'a ChartRef>,
+    ) -> (Charts, bool) {
+        let refs: Vec<&ChartRef> = refs.into_iter().collect();
+        match self {
+            Source::Oci(registry) => {
+                let mut retry = false;
+                let charts = registry
+                    .resolve(&refs)
+                    .into_iter()
+                    .map(|(r, c)| {
+                        retry |= c.as_ref().is_err_and(Error::is_transient);
+                        (r, c.map_err(|e| e.to_string()))
+                    })
+                    .collect();
+                (charts, retry)
+            }
+            _ => (self.resolve(refs), false),
+        }
+    }
+
+    pub fn load(&self, reference: &ChartRef) -> Result<Arc<Chart>, Error> {
+        if let Source::Oci(registry) = self {
+            return registry
+                .resolve(&[reference])
+                .remove(reference)
+                .unwrap_or_else(|| {
+                    Err(Error::Missing {
+                        name: reference.name.clone(),
+                        place: self.place(),
+                    })
+                });
+        }
         let files = self.files(&reference.name)?.ok_or_else(|| Error::Missing {
             name: reference.name.clone(),
             place: self.place(),
         })?;
-        chart_from_files(reference, &files, &self.place())
+        let digest = digest(&files);
+        local_memo().get_or_parse(reference, &digest, || {
+            chart_from_files(reference, &files, &self.place(), digest.clone())
+        })
     }
 }
 
-fn read_dir_files(dir: &Path) -> Result<ChartFiles, Error> {
-    let mut out = ChartFiles::new();
-    {
-        let d = dir.to_path_buf();
-        let entries = std::fs::read_dir(&d).map_err(|source| Error::Io {
-            path: d.clone(),
-            source,
-        })?;
-        for entry in entries {
-            let entry = entry.map_err(|source| Error::Io {
-                path: d.clone(),
-                source,
-            })?;
-            let path = entry.path();
-            let ft = entry.file_type().map_err(|source| Error::Io {
-                path: path.clone(),
-                source,
-            })?;
-            if ft.is_file() && is_chart_data(&entry.file_name().to_string_lossy()) {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap_or(&path)
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let bytes = std::fs::read(&path).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                out.insert(rel, String::from_utf8_lossy(&bytes).into_owned());
-            }
+/// Parsed charts by (reference, digest): a chart is parsed once per content.
+#[derive(Default, Debug)]
+pub struct Memo(Mutex<HashMap<(ChartRef, String), Arc<Chart>>>);
+
+impl Memo {
+    pub fn get(&self, reference: &ChartRef, digest: &str) -> Option<Arc<Chart>> {
+        let memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        memo.get(&(reference.clone(), digest.to_string())).cloned()
+    }
+
+    pub fn get_or_parse(
+        &self,
+        reference: &ChartRef,
+        digest: &str,
+        parse: impl FnOnce() -> Result<Chart, Error>,
+    ) -> Result<Arc<Chart>, Error> {
+        if let Some(chart) = self.get(reference, digest) {
+            return Ok(chart);
         }
-    }
-    Ok(out)
-}
-
-/// The files claimd reads from a chart: metadata, values files, schema and mapping.
-fn is_chart_data(name: &str) -> bool {
-    name == "Chart.yaml"
-        || name == MAPPING_FILE
-        || name == "values.schema.json"
-        || (name.starts_with("values") && name.ends_with(".yaml"))
-}
-
-/// Content digest of a chart's files: sha256 over (path, length, bytes) in path order.
-pub fn digest(files: &ChartFiles) -> String {
-    let mut h = Sha256::new();
-    for (path, content) in files {
-        h.update(path.as_bytes());
-        h.update([0]);
-        h.update((content.len() as u64).to_be_bytes());
-        h.update(content.as_bytes());
-    }
-    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
-fn parse_map(name: &str, text: &str) -> Result<Map<String, Json>, Error> {
-    let invalid = |detail: String| Error::Invalid {
-        path: name.to_string(),
-        detail,
-    };
-    let docs =
-        yaml::parse_documents(text, &Limits::default()).map_err(|e| invalid(format!("{e}")))?;
-    match docs.first().map(yaml::Node::to_json) {
-        None | Some(Json::Null) => Ok(Map::new()),
-        Some(Json::Object(m)) => Ok(m),
-        Some(_) => Err(invalid("1:1: values must be a map".into())),
-    }
-}
-
-/// Builds the [`Chart`] claimd needs from a chart's files.
-pub fn chart_from_files(
-    reference: &ChartRef,
-    files: &ChartFiles,
-    place: &str,
-) -> Result<Chart, Error> {
-    let name = &reference.name;
-    let meta = parse_map(
-        &format!("{name}/Chart.yaml"),
-        files.get("Chart.yaml").map_or("", String::as_str),
-    )?;
-    let have = meta.get("version").and_then(Json::as_str).unwrap_or("");
-    if have != reference.version {
-        return Err(Error::Version {
-            name: name.clone(),
-            have: have.to_string(),
-            want: reference.version.clone(),
-            place: place.to_string(),
-        });
-    }
-    let defaults = match files.get("values.yaml") {
-        Some(t) => parse_map(&format!("{name}/values.yaml"), t)?,
-        None => Map::new(),
-    };
-    let production = files
-        .get("values-production.yaml")
-        .map(|t| parse_map(&format!("{name}/values-production.yaml"), t))
-        .transpose()?;
-    let mut env_values = BTreeMap::new();
-    for (path, text) in files {
-        let Some(env) = path
-            .strip_prefix("values-")
-            .and_then(|p| p.strip_suffix(".yaml"))
-        else {
-            continue;
-        };
-        if env != "production" && !path.contains('/') {
-            env_values.insert(env.to_string(), parse_map(&format!("{name}/{path}"), text)?);
+        let chart = Arc::new(parse()?);
+        let mut memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        // Old versions of a chart folder's content are not needed again.
+        if memo.len() > 256 {
+            memo.clear();
         }
+        memo.insert((reference.clone(), digest.to_string()), chart.clone());
+        Ok(chart)
     }
-    let mapping = match files.get(MAPPING_FILE) {
-        Some(text) => {
-            let path = format!("{name}/{MAPPING_FILE}");
-            let docs =
-                yaml::parse_documents(text, &Limits::default()).map_err(|e| Error::Invalid {
-                    path: path.clone(),
-                    detail: e.to_string(),
-                })?;
-            match docs.first() {
-                Some(doc) => Mapping::from_node(doc).map_err(|e| Error::Invalid {
-                    path,
-                    detail: e.to_string(),
-                })?,
-                None => Mapping::default(),
-            }
-        }
-        None => Mapping::default(),
-    };
-    Ok(Chart {
-        reference: reference.clone(),
-        digest: digest(files),
-        defaults,
-        production,
-        env_values,
-        mapping,
-    })
+}
+
+/// The memo of charts read from the binary or a folder (pure function of their content).
+fn local_memo() -> &'static Memo {
+    static MEMO: OnceLock<Memo> = OnceLock::new();
+    MEMO.get_or_init(Memo::default)
 }

@@ -337,7 +337,8 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
         .args(["serve", "--config"])
         .arg(&config)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        // The daemon's log, for a look at where the time goes (CLAIMD_LOG=debug).
+        .stderr(std::fs::File::create(root.join("daemon.log"))?)
         .spawn()?;
     let mut line = String::new();
     BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;

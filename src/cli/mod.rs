@@ -1,6 +1,7 @@
 //! Subcommands. clap types stay here; the core gets its own option types.
 
 mod bench;
+mod chart;
 mod demo;
 mod hooks;
 mod serve;
@@ -76,6 +77,16 @@ pub enum Command {
         #[arg(value_parser = ["pre-receive", "post-receive"])]
         name: String,
     },
+    /// Package, publish and pull charts (OCI registries).
+    Chart {
+        #[command(subcommand)]
+        action: chart::ChartAction,
+    },
+    /// Container images in registries.
+    Image {
+        #[command(subcommand)]
+        action: chart::ImageAction,
+    },
     /// Measure the push loop on a synthetic repository (numbers for BENCHMARKS.md).
     BenchPush {
         /// Number of applications.
@@ -122,9 +133,12 @@ pub struct RenderArgs {
     /// The GitOps repository (its claims/ folder is read).
     #[arg(long, default_value = ".")]
     pub repo: PathBuf,
-    /// Folder of charts (one sub-folder per chart); default: the charts built into claimd.
-    #[arg(long)]
-    pub charts: Option<PathBuf>,
+    /// Where charts come from: `embedded` (the charts built into claimd; default), `oci`
+    /// (pull from the chart repository the claims name), or a folder of charts.
+    #[arg(long, env = "CLAIMD_CHARTS", default_value = "embedded")]
+    pub charts: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Where to write the generated files (default: the repository itself).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -145,11 +159,40 @@ impl RenderArgs {
         }
     }
 
-    fn chart_source(&self) -> charts::Source {
-        match &self.charts {
-            Some(dir) => charts::Source::Dir(dir.clone()),
-            None => charts::Source::Embedded,
+    fn chart_source(&self) -> Result<charts::Source> {
+        Ok(charts::Source::parse(
+            &self.charts,
+            &self.registry.settings(),
+        )?)
+    }
+}
+
+/// How to reach OCI registries (also from `CLAIMD_CACHE`, `CLAIMD_OFFLINE`,
+/// `CLAIMD_REFRESH`, `CLAIMD_PLAIN_HTTP`; credentials from the Docker config file).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Chart cache folder (default: ~/.cache/claimd).
+    #[arg(long)]
+    pub chart_cache: Option<PathBuf>,
+    /// Use only the chart cache; never contact a registry.
+    #[arg(long)]
+    pub offline: bool,
+    /// Talk plain HTTP to this registry host (repeatable), e.g. 127.0.0.1:5000.
+    #[arg(long = "plain-http", value_name = "HOST")]
+    pub plain_http: Vec<String>,
+}
+
+impl RegistryArgs {
+    pub fn settings(&self) -> charts::oci::Settings {
+        let mut s = charts::oci::Settings::default().with_env();
+        if let Some(c) = &self.chart_cache {
+            s.cache = Some(c.clone());
         }
+        s.offline |= self.offline;
+        for host in &self.plain_http {
+            s.hosts.entry(host.clone()).or_default().plain_http = true;
+        }
+        s
     }
 }
 
@@ -177,6 +220,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             "pre-receive" => hooks::pre_receive(),
             _ => hooks::post_receive(),
         },
+        Command::Chart { action } => chart::run(action),
+        Command::Image { action } => chart::image(action),
         Command::BenchPush { apps, pushes, dir } => bench::push(apps, pushes, dir),
         Command::Bench { apps, runs, dir } => bench::render(apps, runs, dir),
     }
@@ -259,7 +304,7 @@ pub fn render_repo(
 
 fn render_cmd(args: &RenderArgs, dry_run: bool) -> Result<ExitCode> {
     let out = args.out.clone().unwrap_or_else(|| args.repo.clone());
-    let outcome = render_repo(&args.repo, &out, &args.chart_source(), &args.settings())?;
+    let outcome = render_repo(&args.repo, &out, &args.chart_source()?, &args.settings())?;
     print_diagnostics(&outcome.diagnostics);
     let mut stdout = std::io::stdout().lock();
     if dry_run {

@@ -13,9 +13,14 @@ pub struct Config {
     /// Repositories to keep rendered.
     #[serde(default)]
     pub repositories: Vec<RepoConfig>,
-    /// Folder of charts (default: the charts built into claimd).
+    /// Where charts come from: `embedded` (the charts built into claimd, the default),
+    /// `oci` (the chart repository each claim names), or a folder of charts.
     #[serde(default)]
-    pub charts: Option<PathBuf>,
+    pub charts: Option<String>,
+    /// OCI registries: cache, tag refresh interval, offline mode, per-host transport
+    /// and credentials (secrets from files or environment variables only).
+    #[serde(default)]
+    pub registries: crate::charts::oci::Settings,
     #[serde(default)]
     pub bot: Option<Bot>,
 }
@@ -63,6 +68,8 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
+    #[error("{path}: charts: {detail}")]
+    Charts { path: PathBuf, detail: String },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
     NotLoopback { path: PathBuf, addr: SocketAddr },
 }
@@ -88,12 +95,29 @@ impl Config {
                 addr: config.listen,
             });
         }
-        // Relative repository paths are relative to the config file.
+        // Relative paths are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
         for r in &mut config.repositories {
             if r.path.is_relative() {
                 r.path = base.join(&r.path);
             }
+        }
+        if let Some(spec) = &mut config.charts {
+            if !matches!(spec.as_str(), "embedded" | "oci") && Path::new(spec).is_relative() {
+                *spec = base.join(&*spec).display().to_string();
+            }
+        }
+        if let Some(cache) = &mut config.registries.cache {
+            if cache.is_relative() {
+                *cache = base.join(&*cache);
+            }
+        }
+        // A chart source that cannot be set up (an unreadable CA file) is a config error.
+        if let Some(spec) = &config.charts {
+            crate::charts::Source::parse(spec, &config.registries).map_err(|e| Error::Charts {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?;
         }
         Ok(config)
     }

@@ -59,8 +59,8 @@ fn options_for(config: &Config, branch: Option<String>) -> Options {
         branch,
         ..Options::default()
     };
-    if let Some(dir) = &config.charts {
-        o.charts = charts::Source::Dir(dir.clone());
+    if let Some(spec) = &config.charts {
+        o.charts = charts::Source::parse_or_broken(spec, &config.registries.clone().with_env());
     }
     if let Some(bot) = &config.bot {
         o.bot = Identity {
@@ -176,6 +176,7 @@ impl Daemon {
             .get(&canonical(&repo))
             .cloned()?;
         let result = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
             let r = Repo::open_for_hook(&slot.repo, quarantine.as_deref())
                 .map_err(|e| e.to_string())?;
             let branch = reconcile::branch_of(&r, &slot.options);
@@ -183,7 +184,9 @@ impl Daemon {
                 .cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            reconcile::validate_cached(&r, commit, &branch, &mut cache).map_err(|e| e.to_string())
+            let v = reconcile::validate_cached(&r, commit, &branch, &mut cache);
+            tracing::debug!(elapsed = ?t.elapsed(), "validated a pushed commit");
+            v.map_err(|e| e.to_string())
         })
         .await;
         Some(result.unwrap_or_else(|e| Err(e.to_string())))
@@ -246,7 +249,14 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
         slot.served.send_replace((serving, summary));
         match result {
             Ok(Ok(report)) => {
-                failures = 0;
+                if report.retry {
+                    failures += 1;
+                    let delay = Duration::from_millis(250u64 << failures.min(5)); // at most 8 s
+                    tracing::warn!(%repo, retry_in = ?delay, "a chart registry did not answer; the claims that need it keep their files");
+                    retry_later(&slot, delay);
+                } else {
+                    failures = 0;
+                }
                 for d in report.diagnostics.iter().filter(|d| d.is_error()) {
                     tracing::warn!(%repo, "{d}");
                 }
@@ -262,16 +272,20 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
                 failures += 1;
                 let delay = Duration::from_millis(250u64 << failures.min(5)); // at most 8 s
                 tracing::error!(%repo, error = %e, retry_in = ?delay, "reconcile failed");
-                let slot = slot.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    slot.dirty.store(true, Ordering::SeqCst);
-                    slot.wake.notify_one();
-                });
+                retry_later(&slot, delay);
             }
             Err(e) => tracing::error!(%repo, error = %e, "reconcile task panicked"),
         }
     }
+}
+
+fn retry_later(slot: &Arc<Slot>, delay: Duration) {
+    let slot = slot.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        slot.dirty.store(true, Ordering::SeqCst);
+        slot.wake.notify_one();
+    });
 }
 
 /// Watches the config file (reload) and the refs of repositories that ask for it.

@@ -11,16 +11,21 @@ use super::{branch_mismatches, branch_of, Error, Options};
 use crate::claims::{self, Diagnostic, ParsedFile, Severity, Spec};
 use crate::git::{self, Repo};
 use crate::render::{self, parse_owners, Failure, Plan, Rendered, OUTPUT_ROOTS};
+use crate::values::ChartRef;
 use crate::yaml::{Limits, Pos};
 use gix::ObjectId;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 type FileKey = (String, ObjectId);
 
 /// The tree ids of the output folders, and the blob ids of every file below them.
-type OutputEntries = (Vec<Option<ObjectId>>, BTreeMap<String, ObjectId>);
+type OutputEntries = (Vec<Option<ObjectId>>, Arc<BTreeMap<String, ObjectId>>);
+
+/// The `claims/` tree id and the settings' hash.
+type RefsKey = (ObjectId, u64);
 
 /// What a previous run learned, reused by the next.
 #[derive(Default)]
@@ -29,6 +34,65 @@ pub struct Cache {
     outputs: HashMap<FileKey, FileOutputs>,
     context: Option<u64>,
     entries: Option<OutputEntries>,
+    /// The combined claims of the last `claims/` tree seen (pre-receive validates the
+    /// pushed commit, then the reconcile of the same commit finds them here).
+    claims: Option<(ObjectId, Arc<Claims>)>,
+    /// The chart references of the last `claims/` tree rendered, with the settings' hash.
+    refs: Option<(RefsKey, Arc<BTreeSet<ChartRef>>)>,
+    /// Chart references per claim file, with the hash of the context they were made in.
+    file_refs: (u64, HashMap<FileKey, BTreeSet<ChartRef>>),
+    /// The last plan had a failure worth retrying (a chart registry did not answer).
+    pub retry: bool,
+}
+
+/// The claims of one `claims/` tree: its files (path, blob id), the combined claims
+/// and the file-level problems.
+struct Claims {
+    files: Vec<FileKey>,
+    loaded: claims::Loaded,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Cache {
+    /// Tells the cache that `commit` was made from `parent` with `changes`, so the next
+    /// run does not read every generated file's entry again.
+    pub fn committed(
+        &mut self,
+        repo: &Repo,
+        parent: ObjectId,
+        commit: ObjectId,
+        changes: &[render::Change],
+    ) -> Result<(), Error> {
+        let Some((ids, entries)) = &mut self.entries else {
+            return Ok(());
+        };
+        if *ids != output_root_ids(repo, parent)? {
+            self.entries = None;
+            return Ok(());
+        }
+        for change in changes {
+            match &change.new {
+                Some(content) => {
+                    let id = git::blob_id(repo.object_hash(), content.as_bytes())?;
+                    Arc::make_mut(entries).insert(change.path.clone(), id);
+                }
+                None => {
+                    Arc::make_mut(entries).remove(&change.path);
+                }
+            }
+        }
+        *ids = output_root_ids(repo, commit)?;
+        Ok(())
+    }
+}
+
+/// The tree ids of the output folders at `commit`.
+fn output_root_ids(repo: &Repo, commit: ObjectId) -> Result<Vec<Option<ObjectId>>, Error> {
+    let top = repo.top_level(commit)?;
+    Ok(OUTPUT_ROOTS
+        .iter()
+        .map(|r| top.get(r.trim_end_matches('/')).copied())
+        .collect())
 }
 
 /// The generated files of one claim file's applications and services: their paths and
@@ -48,13 +112,30 @@ pub fn plan_cached(
 ) -> Result<(Plan, Vec<Diagnostic>), Error> {
     let t = std::time::Instant::now();
     let hash = repo.object_hash();
-    let top = repo.top_level(tip)?;
 
-    let (claim_entries, loaded, mut diagnostics) = load_claims(repo, tip, cache)?;
+    let (tree, read) = load_claims(repo, tip, cache)?;
+    let (claim_entries, loaded) = (&read.files, &read.loaded);
+    let mut diagnostics = read.diagnostics.clone();
     let live: HashSet<&FileKey> = claim_entries.iter().collect();
     diagnostics.extend(branch_mismatches(&loaded.claims, &branch_of(repo, opts)));
-    let refs = render::chart_refs(&loaded.claims, &opts.settings);
-    let charts = opts.charts.resolve(&refs);
+    let settings_hash = {
+        let mut h = DefaultHasher::new();
+        format!("{:?}", opts.settings).hash(&mut h);
+        h.finish()
+    };
+    let refs = match (&cache.refs, tree) {
+        (Some((key, refs)), Some(tree)) if *key == (tree, settings_hash) => refs.clone(),
+        _ => {
+            let refs = Arc::new(chart_refs_by_file(cache, &read, opts, settings_hash));
+            if let Some(tree) = tree {
+                cache.refs = Some(((tree, settings_hash), refs.clone()));
+            }
+            refs
+        }
+    };
+    let (charts, retry) = opts.charts.resolve_retrying(refs.iter());
+    cache.retry = retry;
+    tracing::debug!(elapsed = ?t.elapsed(), "claims loaded, charts resolved");
 
     // The context every application depends on; when it changes, nothing is reused.
     let blob_of: HashMap<&str, ObjectId> = claim_entries
@@ -62,7 +143,7 @@ pub fn plan_cached(
         .map(|(p, id)| (p.as_str(), *id))
         .collect();
     let mut h = DefaultHasher::new();
-    format!("{:?}", opts.settings).hash(&mut h);
+    settings_hash.hash(&mut h);
     for c in &loaded.claims {
         if matches!(
             c.spec,
@@ -84,18 +165,18 @@ pub fn plan_cached(
         cache.context = Some(context);
     }
     // The blob ids of the files there now (from the cache while the trees are the same).
-    let root_ids: Vec<Option<ObjectId>> = OUTPUT_ROOTS
-        .iter()
-        .map(|r| top.get(r.trim_end_matches('/')).copied())
-        .collect();
-    let mut entries = match &cache.entries {
+    let root_ids = output_root_ids(repo, tip)?;
+    let entries: Arc<BTreeMap<String, ObjectId>> = match &cache.entries {
         Some((ids, entries)) if *ids == root_ids => entries.clone(),
         _ => {
             let e = repo.read_entries(tip, &OUTPUT_ROOTS.map(|r| r.trim_end_matches('/')))?;
+            let e = Arc::new(e);
             cache.entries = Some((root_ids, e.clone()));
             e
         }
     };
+    // Paths there now that the render accounts for (unchanged or reused).
+    let mut accounted: HashSet<&str> = HashSet::new();
 
     // A claim file's applications are reused when its blob, the context and every one of
     // its generated files are as they were (a hand-edited file makes it render again).
@@ -112,6 +193,16 @@ pub fn plan_cached(
         })
         .map(|k| k.0.clone())
         .collect();
+    // Every reused file is there (checked above): they account for this many entries.
+    let reused_files: usize = reusable
+        .iter()
+        .filter_map(|source| {
+            cache
+                .outputs
+                .get(&(source.clone(), blob_of[source.as_str()]))
+        })
+        .map(|out| out.files.len())
+        .sum();
     tracing::debug!(elapsed = ?t.elapsed(), reused = reusable.len(), "entries read");
     let rendered = render::render_reusing(&loaded.claims, &charts, &opts.settings, &|c| {
         matches!(c.spec, Spec::Application(_) | Spec::Platform(_)) && reusable.contains(&c.source)
@@ -128,20 +219,28 @@ pub fn plan_cached(
     });
     let mut new_outputs: HashMap<String, FileOutputs> = HashMap::new();
     let mut differing = BTreeMap::new();
+    let mut overlap = false;
+    // Files there that the render changes (the plan needs their old content).
+    let mut modified: Vec<(&str, ObjectId)> = Vec::new();
     for ((path, content), id) in fresh.into_iter().zip(ids) {
         let id = id?;
-        if let Some(source) = workload_source(&path, &content) {
+        let source = workload_source(&path, &content);
+        overlap |= source.as_ref().is_some_and(|s| reusable.contains(s));
+        if let Some(source) = source {
             new_outputs
                 .entry(source)
                 .or_default()
                 .files
                 .push((path.clone(), id));
         }
-        if entries.get(&path) == Some(&id) {
-            entries.remove(&path);
-        } else {
-            differing.insert(path, content);
+        if let Some((there, there_id)) = entries.get_key_value(&path) {
+            if *there_id == id {
+                accounted.insert(there.as_str());
+                continue;
+            }
+            modified.push((there.as_str(), *there_id));
         }
+        differing.insert(path, content);
     }
     let mut all_failures = Vec::new();
     for f in failures {
@@ -154,12 +253,19 @@ pub fn plan_cached(
         }
         all_failures.push(f);
     }
+    // Files there that the render does not account for are deleted or kept by the plan.
+    // When the counts add up, there are none, and the scan below is skipped.
+    let none_left = !overlap && entries.len() == accounted.len() + modified.len() + reused_files;
     // Reused files are unchanged by construction.
     for source in &reusable {
         let key = (source.clone(), blob_of[source.as_str()]);
         if let Some(out) = cache.outputs.get(&key) {
-            for (path, _) in &out.files {
-                entries.remove(path);
+            if !none_left {
+                for (path, _) in &out.files {
+                    if let Some((there, _)) = entries.get_key_value(path) {
+                        accounted.insert(there.as_str());
+                    }
+                }
             }
             all_failures.extend(out.failures.iter().cloned());
         }
@@ -172,11 +278,20 @@ pub fn plan_cached(
     cache.outputs.retain(|k, _| live.contains(k));
     diagnostics.extend(all_failures.iter().map(|f| f.diagnostic.clone()));
 
+    let left: Vec<(&str, ObjectId)> = if none_left {
+        modified
+    } else {
+        entries
+            .iter()
+            .filter(|(p, _)| !accounted.contains(p.as_str()))
+            .map(|(p, id)| (p.as_str(), *id))
+            .collect()
+    };
     let mut existing = BTreeMap::new();
-    for (path, id) in entries {
+    for (path, id) in left {
         // A non-UTF-8 file there is not ours: leave it alone.
         if let Ok(text) = String::from_utf8(repo.read_blob(id)?) {
-            existing.insert(path, text);
+            existing.insert(path.to_string(), text);
         }
     }
     let rendered = Rendered {
@@ -186,6 +301,43 @@ pub fn plan_cached(
     let plan = render::plan(&existing, rendered, &loaded.failed_files);
     tracing::debug!(elapsed = ?t.elapsed(), changes = plan.changes.len(), "planned");
     Ok((plan, diagnostics))
+}
+
+/// The chart references of all claims, reusing those of claim files seen before in the
+/// same context (settings and BootstrapClaims, which give default repositories).
+fn chart_refs_by_file(
+    cache: &mut Cache,
+    read: &Claims,
+    opts: &Options,
+    settings_hash: u64,
+) -> BTreeSet<ChartRef> {
+    let claims = &read.loaded.claims;
+    let mut h = DefaultHasher::new();
+    settings_hash.hash(&mut h);
+    let blob_of: HashMap<&str, ObjectId> =
+        read.files.iter().map(|(p, id)| (p.as_str(), *id)).collect();
+    for c in claims
+        .iter()
+        .filter(|c| matches!(c.spec, Spec::Bootstrap(_)))
+    {
+        (c.source.as_str(), blob_of.get(c.source.as_str())).hash(&mut h);
+    }
+    let context = h.finish();
+    if cache.file_refs.0 != context {
+        cache.file_refs = (context, HashMap::new());
+    }
+    let mut all = BTreeSet::new();
+    let mut fresh = HashMap::new();
+    for key in &read.files {
+        let refs = match cache.file_refs.1.get(key) {
+            Some(refs) => refs.clone(),
+            None => render::chart_refs_where(claims, &opts.settings, |c| c.source == key.0),
+        };
+        all.extend(refs.iter().cloned());
+        fresh.insert(key.clone(), refs);
+    }
+    cache.file_refs.1 = fresh;
+    all
 }
 
 /// The claim file an application's or service's generated file comes from (not previews,
@@ -214,7 +366,13 @@ fn load_claims(
     repo: &Repo,
     commit: ObjectId,
     cache: &mut Cache,
-) -> Result<(Vec<FileKey>, claims::Loaded, Vec<Diagnostic>), Error> {
+) -> Result<(Option<ObjectId>, Arc<Claims>), Error> {
+    let tree = repo.top_level(commit)?.get("claims").copied();
+    if let (Some((cached, claims)), Some(tree)) = (&cache.claims, tree) {
+        if *cached == tree {
+            return Ok((Some(tree), claims.clone()));
+        }
+    }
     // Claims: parse only files whose blob is new.
     let claim_entries: Vec<FileKey> = repo
         .read_entries(commit, &["claims"])?
@@ -261,7 +419,15 @@ fn load_claims(
         });
         loaded.failed_files.push(path);
     }
-    Ok((claim_entries, loaded, diagnostics))
+    let claims = Arc::new(Claims {
+        files: claim_entries,
+        loaded,
+        diagnostics,
+    });
+    if let Some(tree) = tree {
+        cache.claims = Some((tree, claims.clone()));
+    }
+    Ok((tree, claims))
 }
 
 /// What pre-receive checks, with the cache: every diagnostic of the claims at `commit`.
@@ -271,8 +437,9 @@ pub fn validate_cached(
     branch: &str,
     cache: &mut Cache,
 ) -> Result<Vec<Diagnostic>, Error> {
-    let (_, loaded, mut diagnostics) = load_claims(repo, commit, cache)?;
-    diagnostics.extend(loaded.diagnostics.iter().cloned());
-    diagnostics.extend(branch_mismatches(&loaded.claims, branch));
+    let (_, read) = load_claims(repo, commit, cache)?;
+    let mut diagnostics = read.diagnostics.clone();
+    diagnostics.extend(read.loaded.diagnostics.iter().cloned());
+    diagnostics.extend(branch_mismatches(&read.loaded.claims, branch));
     Ok(diagnostics)
 }

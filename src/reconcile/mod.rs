@@ -76,6 +76,9 @@ pub struct Report {
     pub diagnostics: Vec<Diagnostic>,
     /// Generated files left as they were because their claim failed.
     pub kept: usize,
+    /// Something failed that may work later (a registry that did not answer): the
+    /// daemon tries again with backoff.
+    pub retry: bool,
 }
 
 /// The branch claimd renders: the configured one, else the repository's HEAD branch,
@@ -103,9 +106,11 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
                 outcome: Outcome::NoBranch,
                 diagnostics: Vec::new(),
                 kept: 0,
+                retry: false,
             });
         };
         let (plan, diagnostics) = plan_cached(repo, tip, opts, cache)?;
+        let retry = cache.retry;
         let kept = plan.kept.len();
         if plan.is_empty() {
             return Ok(Report {
@@ -113,6 +118,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
                 outcome: Outcome::UpToDate { tip },
                 diagnostics,
                 kept,
+                retry,
             });
         }
         let claims = rendered_claims(&plan);
@@ -124,6 +130,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
         };
         match published {
             Cas::Updated => {
+                cache.committed(repo, tip, commit, &plan.changes)?;
                 return Ok(Report {
                     branch,
                     outcome: Outcome::Committed {
@@ -134,7 +141,8 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
                     },
                     diagnostics,
                     kept,
-                })
+                    retry,
+                });
             }
             Cas::Moved => {
                 tracing::info!(%branch, attempt, "branch moved while rendering; starting again on the new tip");

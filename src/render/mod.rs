@@ -27,7 +27,7 @@ use crate::claims::{Bootstrap, Claim, Diagnostic, Environment, Project, Severity
 use crate::values::{self, Chart, ChartRef};
 use crate::yaml::{self, Pos};
 use serde_json::{json, Map, Value as Json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// The clusterType folder of Catalyst Environments.
 pub const CATALYST_CLUSTER_TYPE: &str = crate::claims::RESERVED_CLUSTER_TYPE;
@@ -63,7 +63,7 @@ impl Default for Settings {
 }
 
 /// A chart that could not be had, by reference (filled in by the chart adapter).
-pub type Charts = BTreeMap<ChartRef, Result<Chart, String>>;
+pub type Charts = BTreeMap<ChartRef, Result<std::sync::Arc<Chart>, String>>;
 
 /// A piece of the output that could not be rendered. Its files are left as they are.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,14 +99,31 @@ struct Scaffold {
 
 /// The charts the claims need: resolve these before calling [`render`].
 pub fn chart_refs(claims: &[Claim], settings: &Settings) -> BTreeSet<ChartRef> {
+    chart_refs_where(claims, settings, |_| true)
+}
+
+/// [`chart_refs`] of the claims `pick` selects (BootstrapClaims are taken from all).
+pub fn chart_refs_where(
+    claims: &[Claim],
+    settings: &Settings,
+    pick: impl Fn(&Claim) -> bool,
+) -> BTreeSet<ChartRef> {
     let bootstraps = bootstraps(claims);
-    let mut refs = BTreeSet::new();
-    for (c, ct, w) in workloads(claims) {
-        if let Ok(r) = chart_ref(c, ct, w, &bootstraps, settings) {
-            refs.insert(r);
+    // Thousands of workloads share a few charts: collect borrowed, copy once each.
+    let mut parts = HashSet::new();
+    for (c, ct, w) in workloads(claims).filter(|(c, _, _)| pick(c)) {
+        if let Ok(p) = chart_ref_parts(c, ct, w, &bootstraps, settings) {
+            parts.insert(p);
         }
     }
-    refs
+    parts
+        .into_iter()
+        .map(|(repository, name, version)| ChartRef {
+            repository: repository.to_string(),
+            name: name.to_string(),
+            version: version.to_string(),
+        })
+        .collect()
 }
 
 /// Renders every file. Deterministic: the same claims and charts give the same bytes,
@@ -235,6 +252,23 @@ fn chart_ref(
     bootstraps: &BTreeMap<&str, (&Claim, &Bootstrap)>,
     settings: &Settings,
 ) -> Result<ChartRef, (Pos, String)> {
+    let (repository, name, version) =
+        chart_ref_parts(claim, cluster_type, w, bootstraps, settings)?;
+    Ok(ChartRef {
+        repository: repository.to_string(),
+        name: name.to_string(),
+        version: version.to_string(),
+    })
+}
+
+/// [`chart_ref`] without copying: (repository, name, version).
+fn chart_ref_parts<'a>(
+    claim: &Claim,
+    cluster_type: &str,
+    w: &'a Workload,
+    bootstraps: &BTreeMap<&str, (&'a Claim, &'a Bootstrap)>,
+    settings: &'a Settings,
+) -> Result<(&'a str, &'a str, &'a str), (Pos, String)> {
     let boot = bootstraps
         .get(cluster_type)
         .or_else(|| bootstraps.values().next())
@@ -243,9 +277,9 @@ fn chart_ref(
         .chart
         .repository
         .as_ref()
-        .map(|r| r.value.clone())
-        .or_else(|| boot.map(|r| r.url.value.clone()))
-        .or_else(|| settings.charts_repository.clone())
+        .map(|r| r.value.as_str())
+        .or_else(|| boot.map(|r| r.url.value.as_str()))
+        .or(settings.charts_repository.as_deref())
         .ok_or_else(|| {
             (
                 w.chart.name.pos,
@@ -259,8 +293,8 @@ fn chart_ref(
         .chart
         .version
         .as_ref()
-        .map(|v| v.value.clone())
-        .or_else(|| boot.and_then(|r| r.version.as_ref()).map(|v| v.value.clone()))
+        .map(|v| v.value.as_str())
+        .or_else(|| boot.and_then(|r| r.version.as_ref()).map(|v| v.value.as_str()))
         .ok_or_else(|| {
             (
                 w.name.pos,
@@ -270,11 +304,11 @@ fn chart_ref(
                 ),
             )
         })?;
-    Ok(ChartRef {
-        repository: repository.trim_end_matches('/').to_string(),
-        name: w.chart.name.value.clone(),
+    Ok((
+        repository.trim_end_matches('/'),
+        w.chart.name.value.as_str(),
         version,
-    })
+    ))
 }
 
 fn fail(ctx: &mut Ctx<'_>, claim: &Claim, pos: Pos, message: String, keep: Option<String>) {
