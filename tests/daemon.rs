@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_claimd");
 
+#[path = "support/registry.rs"]
+#[allow(dead_code)]
+mod registry;
 #[path = "support/git.rs"]
 mod support_git;
 use support_git::git;
@@ -348,4 +351,67 @@ fn pre_receive_validates_through_the_daemon_and_refuses_bad_claims() {
         "{stderr}"
     );
     assert!(d.terminate().success());
+}
+
+#[test]
+fn a_chart_registry_that_comes_back_is_retried_without_a_new_push() {
+    let s = setup(false);
+    let mut reg = registry::Registry::start(None);
+    let host = reg.host();
+    let repository = reg.oci("charts");
+    reg.stop();
+    // The claims take their charts from the (stopped) registry.
+    for (path, text) in claimd::examples::CLAIMS {
+        let text = text.replace("oci://ghcr.io/nimbusprotch", &repository);
+        std::fs::write(s.work.join(path), text).expect("write");
+    }
+    git(
+        &s.work,
+        &["commit", "-qam", "charts from the test registry"],
+    );
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    let root = s.config.parent().expect("root");
+    std::fs::write(
+        &s.config,
+        format!("listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\ncharts: oci\nregistries:\n  cache: chart-cache\n  refresh: 0\n  hosts:\n    \"{host}\": {{plainHttp: true}}\n"),
+    )
+    .expect("config");
+    let d = Daemon::start(&s.config);
+    wait_until("the first reconcile", || {
+        d.get("/readyz").starts_with("HTTP/1.1 200")
+    });
+    let values = "environments/nonprod/dev/applications/notification-service/values.yaml";
+    let rendered = || {
+        let out = Command::new("git")
+            .args(["show", &format!("main:{values}")])
+            .current_dir(&s.bare)
+            .output()
+            .expect("git show");
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&repository)
+    };
+    assert!(
+        !rendered(),
+        "nothing can be rendered while the registry is down"
+    );
+    // The registry comes back with the charts; no push: the daemon's retry renders.
+    reg.start_again();
+    let out = Command::new(BIN)
+        .args([
+            "chart",
+            "push",
+            "--all",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/charts"),
+        ])
+        .arg(&repository)
+        .env("CLAIMD_PLAIN_HTTP", &host)
+        .env("CLAIMD_CACHE", root.join("publish-cache"))
+        .output()
+        .expect("chart push");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the retried render", rendered);
+    d.terminate();
 }

@@ -12,30 +12,13 @@ use claimd::yaml::{self, Limits};
 use serde_json::{Map, Value as Json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+
+#[path = "support/helm.rs"]
+#[allow(dead_code)] // each test file uses part of it
+mod helm;
+use helm::helm_pythonpath;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-/// PYTHONPATH of the Helm library, installed once by tests/helm/setup.sh (cached).
-fn helm_pythonpath() -> &'static str {
-    static DIR: OnceLock<String> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(format!("{ROOT}/tests/helm/setup.sh"))
-            .output()
-            .expect("run tests/helm/setup.sh");
-        assert!(
-            out.status.success(),
-            "tests/helm/setup.sh failed (real Helm is required for this test):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("setup.sh prints the PYTHONPATH dir")
-            .to_string()
-    })
-}
 
 /// Helm's computed `.Values` for `chart` with `-f` files.
 fn helm_values(chart: &Path, files: &[PathBuf]) -> Json {

@@ -174,13 +174,24 @@ impl Source {
     }
 }
 
-/// Parsed charts by (reference, digest): a chart is parsed once per content.
-#[derive(Default, Debug)]
-pub struct Memo(Mutex<HashMap<(ChartRef, String), Arc<Chart>>>);
+/// Parsed charts by (reference, digest): a chart is parsed once per content. Holds at
+/// most `capacity` charts (then starts again empty: old contents are rarely needed).
+#[derive(Debug)]
+pub struct Memo {
+    charts: Mutex<HashMap<(ChartRef, String), Arc<Chart>>>,
+    capacity: usize,
+}
 
 impl Memo {
+    pub fn new(capacity: usize) -> Memo {
+        Memo {
+            charts: Mutex::new(HashMap::new()),
+            capacity,
+        }
+    }
+
     pub fn get(&self, reference: &ChartRef, digest: &str) -> Option<Arc<Chart>> {
-        let memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let memo = self.charts.lock().unwrap_or_else(|p| p.into_inner());
         memo.get(&(reference.clone(), digest.to_string())).cloned()
     }
 
@@ -194,9 +205,8 @@ impl Memo {
             return Ok(chart);
         }
         let chart = Arc::new(parse()?);
-        let mut memo = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        // Old versions of a chart folder's content are not needed again.
-        if memo.len() > 256 {
+        let mut memo = self.charts.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.len() >= self.capacity {
             memo.clear();
         }
         memo.insert((reference.clone(), digest.to_string()), chart.clone());
@@ -207,5 +217,6 @@ impl Memo {
 /// The memo of charts read from the binary or a folder (pure function of their content).
 fn local_memo() -> &'static Memo {
     static MEMO: OnceLock<Memo> = OnceLock::new();
-    MEMO.get_or_init(Memo::default)
+    // Old versions of a chart folder's content are not needed again.
+    MEMO.get_or_init(|| Memo::new(256))
 }

@@ -228,7 +228,8 @@ impl Registry {
             client,
             runtime: OnceLock::new(),
             tags: Mutex::new(HashMap::new()),
-            memo: Memo::default(),
+            // Every chart version in use stays parsed (a few KiB each).
+            memo: Memo::new(16 * 1024),
         })
     }
 
@@ -518,7 +519,7 @@ pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
 }
 
 /// A registry error in words a person can act on.
-fn describe(e: &OciDistributionError, at: &Location) -> String {
+pub(super) fn describe(e: &OciDistributionError, at: &Location) -> String {
     if is_not_found(e) {
         return format!(
             "tag {} not found in {}/{}: publish the chart version (claimd chart push) or fix chart.version",

@@ -95,7 +95,7 @@ pub async fn push(
             return Err(fail("the tag holds an image index, not a chart".into()))
         }
         Err(e) if oci::is_not_found(&e) => false,
-        Err(e) => return Err(fail(e.to_string())),
+        Err(e) => return Err(fail(oci::describe(&e, &at))),
     };
     let config = serde_json::to_vec(&package.metadata).map_err(|e| fail(e.to_string()))?;
     let mut annotations = BTreeMap::new();
@@ -121,7 +121,7 @@ pub async fn push(
     let response = client
         .push(&reference, &layers, config, &auth, Some(manifest))
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| fail(oci::describe(&e, &at)))?;
     let digest = client
         .fetch_manifest_digest(&reference, &auth)
         .await

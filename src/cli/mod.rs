@@ -1,6 +1,7 @@
 //! Subcommands. clap types stay here; the core gets its own option types.
 
 mod bench;
+mod bench_charts;
 mod chart;
 mod demo;
 mod hooks;
@@ -98,6 +99,18 @@ pub enum Command {
         /// Where to create the repositories (kept afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Measure chart pulls from an OCI registry (numbers for BENCHMARKS.md).
+    BenchCharts {
+        /// Registry host:port, spoken to over plain HTTP (a registry on loopback).
+        #[arg(long)]
+        registry: String,
+        /// Chart versions to publish and resolve.
+        #[arg(long, default_value_t = 1000)]
+        versions: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
     },
     /// Measure render on a synthetic repository (numbers for BENCHMARKS.md).
     Bench {
@@ -223,6 +236,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Chart { action } => chart::run(action),
         Command::Image { action } => chart::image(action),
         Command::BenchPush { apps, pushes, dir } => bench::push(apps, pushes, dir),
+        Command::BenchCharts {
+            registry,
+            versions,
+            runs,
+        } => bench_charts::run(&registry, versions, runs),
         Command::Bench { apps, runs, dir } => bench::render(apps, runs, dir),
     }
 }
