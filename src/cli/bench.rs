@@ -401,6 +401,27 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
         p1.push(start.elapsed());
     }
     p1.sort();
+    // The same pushes without claimd's hooks: git's own share of P1 (receive-pack with its
+    // connectivity check over the whole tree).
+    let hooks = bare.join("hooks");
+    for h in ["pre-receive", "post-receive"] {
+        std::fs::rename(hooks.join(h), hooks.join(format!("{h}.off")))?;
+    }
+    git(work, &["pull", "-q", "--rebase", "origin", "main"])?;
+    let mut plain = Vec::new();
+    for i in 0..20 {
+        let file = work.join(format!("claims/apps-{:05}.yaml", i % 7));
+        let text = std::fs::read_to_string(&file)?;
+        std::fs::write(&file, text.replacen("tag: ", &format!("tag: g{i}-"), 1))?;
+        git(work, &["commit", "-q", "-am", &format!("plain push {i}")])?;
+        let start = Instant::now();
+        git(work, &["push", "-q", "origin", "main"])?;
+        plain.push(start.elapsed());
+    }
+    plain.sort();
+    for h in ["pre-receive", "post-receive"] {
+        std::fs::rename(hooks.join(format!("{h}.off")), hooks.join(h))?;
+    }
     // The hook's own cost with a daemon: read the ref lines, hand off, return.
     let tip = crate::git::Repo::open(bare)?
         .branch_tip("main")?
@@ -441,6 +462,11 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
         "  P1 with the daemon (push returns when its bot commit is on the branch, 20 pushes): p50 {:.0} ms, p99 {:.0} ms",
         percentile(&p1, 0.5).as_secs_f64() * 1000.0,
         percentile(&p1, 0.99).as_secs_f64() * 1000.0
+    );
+    println!(
+        "  the same pushes with no hooks at all (git alone: receive-pack, connectivity check): p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&plain, 0.5).as_secs_f64() * 1000.0,
+        percentile(&plain, 0.99).as_secs_f64() * 1000.0
     );
     Ok((hwm, handoffs[handoffs.len() / 2]))
 }

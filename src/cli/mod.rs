@@ -193,6 +193,9 @@ pub struct RegistryArgs {
     /// Talk plain HTTP to this registry host (repeatable), e.g. 127.0.0.1:5000.
     #[arg(long = "plain-http", value_name = "HOST")]
     pub plain_http: Vec<String>,
+    /// Seconds before a tag is asked again (default 300; 0: ask now, tags can move).
+    #[arg(long, value_name = "SECONDS")]
+    pub refresh: Option<u64>,
 }
 
 impl RegistryArgs {
@@ -202,6 +205,9 @@ impl RegistryArgs {
             s.cache = Some(c.clone());
         }
         s.offline |= self.offline;
+        if self.refresh.is_some() {
+            s.refresh = self.refresh;
+        }
         for host in &self.plain_http {
             s.hosts.entry(host.clone()).or_default().plain_http = true;
         }

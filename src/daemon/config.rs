@@ -17,6 +17,9 @@ pub struct Config {
     /// `oci` (the chart repository each claim names), or a folder of charts.
     #[serde(default)]
     pub charts: Option<String>,
+    /// OCI chart repository (`oci://host/path`) for claims whose BootstrapClaim names none.
+    #[serde(default)]
+    pub charts_repository: Option<String>,
     /// OCI registries: cache, tag refresh interval, offline mode, per-host transport
     /// and credentials (secrets from files or environment variables only).
     #[serde(default)]

@@ -59,6 +59,7 @@ fn options_for(config: &Config, branch: Option<String>) -> Options {
         branch,
         ..Options::default()
     };
+    o.settings.charts_repository = config.charts_repository.clone();
     if let Some(spec) = &config.charts {
         o.charts = charts::Source::parse_or_broken(spec, &config.registries.clone().with_env());
     }
