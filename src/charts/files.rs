@@ -2,7 +2,7 @@
 //! claimd builds from them.
 
 use super::Error;
-use crate::values::{Chart, ChartRef, Mapping, MAPPING_FILE};
+use crate::values::{Chart, ChartRef, Mapping, Schema, MAPPING_FILE};
 use crate::yaml::{self, Limits};
 use serde_json::{Map, Value as Json};
 use sha2::{Digest, Sha256};
@@ -142,6 +142,21 @@ pub fn chart_from_files(
         }
         None => Mapping::default(),
     };
+    let schema = match files.get("values.schema.json") {
+        Some(text) => {
+            let invalid = |detail: String| Error::Invalid {
+                path: format!("{name}/values.schema.json"),
+                detail: format!(" {detail}"),
+            };
+            let json: Json = serde_json::from_str(text)
+                .map_err(|e| invalid(format!("{}:{}: {e}", e.line(), e.column())))?;
+            Some(
+                Schema::compile(json)
+                    .map_err(|e| invalid(format!("not a valid JSON Schema: {e}")))?,
+            )
+        }
+        None => None,
+    };
     Ok(Chart {
         reference: reference.clone(),
         digest,
@@ -149,5 +164,6 @@ pub fn chart_from_files(
         production,
         env_values,
         mapping,
+        schema,
     })
 }

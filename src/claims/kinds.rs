@@ -327,6 +327,9 @@ fn read_workload(ctx: &mut Ctx, node: &Node, path: &str, service: bool) -> Optio
             positions(v, f.to_string(), &mut field_pos);
         }
     }
+    if let Some(v) = obj.get("values") {
+        positions(v, "values".to_string(), &mut field_pos);
+    }
     obj.finish(ctx);
     Some(Workload {
         name: name?,

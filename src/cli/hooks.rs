@@ -166,7 +166,7 @@ pub fn pre_receive() -> Result<ExitCode> {
         let (errors, lines) = match remote {
             Some(answer) => answer,
             None => {
-                let diags = reconcile::validate_commit(&repo, id, &branch)?;
+                let diags = reconcile::validate_commit(&repo, id, &opts)?;
                 let errors = diags.iter().filter(|d| d.is_error()).count();
                 (errors, diags.iter().map(ToString::to_string).collect())
             }

@@ -31,10 +31,20 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Check claim files; prints one `file:line:col: message` per problem, exit 1 on errors.
+    /// Check claim files, and the values they make against each chart (its
+    /// values.schema.json, requests within limits); prints one `file:line:col: message`
+    /// per problem, exit 1 on errors.
     Validate {
         /// Claim files or folders (default: claims/).
         paths: Vec<PathBuf>,
+        /// Where charts come from: `embedded` (default), `oci`, or a folder of charts.
+        #[arg(long, env = "CLAIMD_CHARTS", default_value = "embedded")]
+        charts: String,
+        /// OCI charts repository when neither claims nor a BootstrapClaim name one.
+        #[arg(long)]
+        charts_repository: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Render the generated files into the repository's working tree.
     Render(RenderArgs),
@@ -217,7 +227,19 @@ impl RegistryArgs {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Validate { paths } => validate(&paths),
+        Command::Validate {
+            paths,
+            charts,
+            charts_repository,
+            registry,
+        } => {
+            let source = charts::Source::parse(&charts, &registry.settings())?;
+            let settings = Settings {
+                charts_repository,
+                ..Settings::default()
+            };
+            validate(&paths, &source, &settings)
+        }
         Command::Render(args) => render_cmd(&args, false),
         Command::Plan(args) => render_cmd(&args, true),
         Command::Demo { dir } => demo::run(dir),
@@ -258,7 +280,7 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
-fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
+fn validate(paths: &[PathBuf], source: &charts::Source, settings: &Settings) -> Result<ExitCode> {
     let default = [PathBuf::from("claims")];
     let paths = if paths.is_empty() {
         &default[..]
@@ -267,11 +289,37 @@ fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
     };
     let files = worktree::read_claim_files(paths)?;
     let loaded = claims::load(&files, &Limits::default());
-    print_diagnostics(&loaded.diagnostics);
-    let errors = loaded.errors().count();
+    // The values each valid claim makes, against its chart (as `helm install` would).
+    let charts = source.resolve(&render::chart_refs(&loaded.claims, settings));
+    let failures = match render::render(&loaded.claims, &charts, settings) {
+        Ok(rendered) => rendered.failures,
+        Err(why) => {
+            eprintln!("claimd: warning: the values were not checked against the charts: {why}");
+            Vec::new()
+        }
+    };
+    let mut diagnostics = loaded.diagnostics.clone();
+    // A chart that cannot be had (or no chart repository named, when validating some
+    // files only) is not the claim's fault: a warning.
+    diagnostics.extend(failures.iter().map(|f| {
+        let mut d = f.diagnostic.clone();
+        if f.chart_unavailable {
+            d.severity = claims::Severity::Warning;
+        }
+        d
+    }));
+    diagnostics.sort();
+    print_diagnostics(&diagnostics);
+    let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let docs = loaded.claims.len();
     if errors > 0 {
-        eprintln!("{errors} error(s) in {} file(s)", loaded.failed_files.len());
+        let mut failed: Vec<&str> = diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.file.as_str())
+            .collect();
+        failed.dedup();
+        eprintln!("{errors} error(s) in {} file(s)", failed.len());
         return Ok(ExitCode::from(1));
     }
     println!("{} file(s), {docs} claim(s): valid", files.len());

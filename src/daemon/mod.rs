@@ -180,12 +180,11 @@ impl Daemon {
             let t = std::time::Instant::now();
             let r = Repo::open_for_hook(&slot.repo, quarantine.as_deref())
                 .map_err(|e| e.to_string())?;
-            let branch = reconcile::branch_of(&r, &slot.options);
             let mut cache = slot
                 .cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let v = reconcile::validate_cached(&r, commit, &branch, &mut cache);
+            let v = reconcile::validate_cached(&r, commit, &slot.options, &mut cache);
             tracing::debug!(elapsed = ?t.elapsed(), "validated a pushed commit");
             v.map_err(|e| e.to_string())
         })

@@ -110,6 +110,16 @@ pub fn plan_cached(
     opts: &Options,
     cache: &mut Cache,
 ) -> Result<(Plan, Vec<Diagnostic>), Error> {
+    plan_with_failures(repo, tip, opts, cache).map(|(plan, diagnostics, _)| (plan, diagnostics))
+}
+
+/// [`plan_cached`], and the render's failures.
+fn plan_with_failures(
+    repo: &Repo,
+    tip: ObjectId,
+    opts: &Options,
+    cache: &mut Cache,
+) -> Result<(Plan, Vec<Diagnostic>, Vec<Failure>), Error> {
     let t = std::time::Instant::now();
     let hash = repo.object_hash();
 
@@ -294,13 +304,14 @@ pub fn plan_cached(
             existing.insert(path.to_string(), text);
         }
     }
+    let failures = all_failures.clone();
     let rendered = Rendered {
         files: differing,
         failures: all_failures,
     };
     let plan = render::plan(&existing, rendered, &loaded.failed_files);
     tracing::debug!(elapsed = ?t.elapsed(), changes = plan.changes.len(), "planned");
-    Ok((plan, diagnostics))
+    Ok((plan, diagnostics, failures))
 }
 
 /// The chart references of all claims, reusing those of claim files seen before in the
@@ -430,16 +441,23 @@ fn load_claims(
     Ok((tree, claims))
 }
 
-/// What pre-receive checks, with the cache: every diagnostic of the claims at `commit`.
+/// What pre-receive checks, with the cache: every diagnostic of the claims at `commit`,
+/// and of rendering them (values the chart's schema refuses, requests above limits, …).
+/// A chart that cannot be had is a warning: the push is accepted and the claim renders
+/// once the chart can be had.
 pub fn validate_cached(
     repo: &Repo,
     commit: ObjectId,
-    branch: &str,
+    opts: &Options,
     cache: &mut Cache,
 ) -> Result<Vec<Diagnostic>, Error> {
-    let (_, read) = load_claims(repo, commit, cache)?;
-    let mut diagnostics = read.diagnostics.clone();
-    diagnostics.extend(read.loaded.diagnostics.iter().cloned());
-    diagnostics.extend(branch_mismatches(&read.loaded.claims, branch));
+    let (_, mut diagnostics, failures) = plan_with_failures(repo, commit, opts, cache)?;
+    for f in failures.iter().filter(|f| f.chart_unavailable) {
+        if let Some(d) = diagnostics.iter_mut().find(|d| **d == f.diagnostic) {
+            d.severity = Severity::Warning;
+            d.message
+                .push_str(" (the push is accepted; the claim renders once the chart can be had)");
+        }
+    }
     Ok(diagnostics)
 }

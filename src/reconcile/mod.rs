@@ -188,13 +188,14 @@ pub fn edited_outputs(repo: &Repo, old: ObjectId, new: ObjectId) -> Result<Vec<S
         .collect())
 }
 
-/// Validates the claims of a commit (what pre-receive checks). Returns every diagnostic.
+/// Validates the claims of a commit and renders them (what pre-receive checks).
+/// Returns every diagnostic.
 pub fn validate_commit(
     repo: &Repo,
     commit: ObjectId,
-    branch: &str,
+    opts: &Options,
 ) -> Result<Vec<Diagnostic>, Error> {
-    validate_cached(repo, commit, branch, &mut Cache::default())
+    validate_cached(repo, commit, opts, &mut Cache::default())
 }
 
 /// The plan at `tip`: render its claims and compare with its generated files. Generated

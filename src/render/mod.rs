@@ -71,6 +71,9 @@ pub struct Failure {
     pub diagnostic: Diagnostic,
     /// Folder whose existing files must be kept untouched.
     pub keep: Option<String>,
+    /// The chart could not be had (registry, tag, archive): nothing the claim's values
+    /// did. A push is not refused for this; the render waits for the chart.
+    pub chart_unavailable: bool,
 }
 
 /// Everything a render produced.
@@ -320,6 +323,7 @@ fn fail(ctx: &mut Ctx<'_>, claim: &Claim, pos: Pos, message: String, keep: Optio
             message,
         },
         keep,
+        chart_unavailable: false,
     });
 }
 

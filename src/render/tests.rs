@@ -431,3 +431,72 @@ spec:
         .files
         .contains_key("appsets/catalyst/apps/environments-appset.yaml"));
 }
+
+#[test]
+fn values_refused_by_the_chart_schema_fail_at_the_claim_field() {
+    let text = APPS
+        .replace(
+            "image: {repository: example.com/api, tag: v1}",
+            "image: {repository: example.com/api, tag: v1}\n      replicas: 50",
+        )
+        .replace(
+            "image: {repository: example.com/web, tag: v1}",
+            "image: {repository: example.com/web, tag: v1}\n      values: {podLabels: 5}",
+        );
+    let loaded = load(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &text)]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let chart = dir.path().join("microservice");
+    std::fs::create_dir_all(&chart).expect("mkdir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: microservice\nversion: 1.0.0\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("values.yaml"),
+        "replicaCount: 1\nimage: {repository: x, tag: y}\npodLabels: {}\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("claimd-mapping.yaml"),
+        "fields:\n  image.repository: image.repository\n  image.tag: image.tag\n  replicas: replicaCount\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("values.schema.json"),
+        r#"{"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+            "properties": {"replicaCount": {"type": "integer", "maximum": 10},
+                           "podLabels": {"type": "object"}}}"#,
+    )
+    .expect("w");
+    let r = render_with(&loaded, &Source::Dir(dir.path().to_path_buf()));
+    let msgs: Vec<String> = r
+        .failures
+        .iter()
+        .map(|f| f.diagnostic.to_string())
+        .collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].starts_with("claims/apps.yaml:11:17: `api`: value `replicaCount` is refused by the values.schema.json of chart oci://registry.example.com/charts/microservice:1.0.0: 50 is greater than the maximum of 10; fix the claim field `replicas`"),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs[1].starts_with("claims/apps.yaml:15:27:")
+            && msgs[1].contains("`web`: value `podLabels` is refused")
+            && msgs[1].contains("under `values:`"),
+        "{msgs:?}"
+    );
+    // Their files are kept, nothing of theirs is written.
+    assert!(r.files.keys().all(|p| !p.contains("/applications/")));
+    // A broken schema fails the chart (every claim using it), with where and why.
+    std::fs::write(chart.join("values.schema.json"), "{\"type\": ").expect("w");
+    let r = render_with(&loaded, &Source::Dir(dir.path().to_path_buf()));
+    assert!(
+        r.failures.iter().all(|f| f
+            .diagnostic
+            .message
+            .contains("microservice/values.schema.json: 1:")),
+        "{:?}",
+        r.failures
+    );
+}

@@ -85,20 +85,25 @@ fn render_one(
             message,
         },
         keep: Some(dir.clone()),
+        chart_unavailable: false,
+    };
+    let unavailable = |pos: Pos, message: String| Failure {
+        chart_unavailable: true,
+        ..fail(pos, message)
     };
     let reference = job
         .reference
         .as_ref()
-        .map_err(|(pos, msg)| vec![fail(*pos, msg.clone())])?;
+        .map_err(|(pos, msg)| vec![unavailable(*pos, msg.clone())])?;
     let chart = match charts.get(reference) {
         Some(Ok(chart)) => chart,
         Some(Err(e)) => {
             let msg = format!("chart {reference} for `{}`: {e}", w.name.value);
-            return Err(vec![fail(w.chart.name.pos, msg)]);
+            return Err(vec![unavailable(w.chart.name.pos, msg)]);
         }
         None => {
             let msg = format!("chart {reference} for `{}` was not loaded", w.name.value);
-            return Err(vec![fail(w.chart.name.pos, msg)]);
+            return Err(vec![unavailable(w.chart.name.pos, msg)]);
         }
     };
     let profile = profile(job);
@@ -131,6 +136,29 @@ fn render_one(
                 )
             })
             .collect());
+    }
+    if let Some(schema) = &chart.schema {
+        let violations = schema.check(&Json::Object(merged.final_values.clone()));
+        if !violations.is_empty() {
+            return Err(violations
+                .iter()
+                .map(|v| {
+                    let (pos, fix) = claim_field_for(w, &chart.mapping, &v.path);
+                    let at = if v.path.is_empty() {
+                        "the values".to_string()
+                    } else {
+                        format!("value `{}`", v.path)
+                    };
+                    fail(
+                        pos,
+                        format!(
+                            "`{}`: {at} is refused by the values.schema.json of chart {reference}: {}; {fix}",
+                            w.name.value, v.message
+                        ),
+                    )
+                })
+                .collect());
+        }
     }
     let namespace = w
         .namespace
@@ -174,6 +202,35 @@ fn render_one(
             header.render(&yaml::emit(&Json::Object(merged.file_values))),
         ),
     ])
+}
+
+/// Where to point for a schema violation at values path `path`: the claim field that
+/// the chart's mapping turns into it (or into a value inside it), else `values:`.
+fn claim_field_for(w: &Workload, mapping: &values::Mapping, path: &str) -> (Pos, String) {
+    if let Ok(at) = values::Path::parse(path) {
+        let mapped = mapping.fields.iter().find(|f| {
+            f.to.iter()
+                .any(|to| to.is_prefix_of(&at) || (!at.0.is_empty() && at.is_prefix_of(to)))
+        });
+        if let Some(f) = mapped {
+            let field = f.from.to_string();
+            if w.field_pos
+                .iter()
+                .any(|(p, _)| *p == field || p.starts_with(&field))
+            {
+                return (w.pos_of(&field), format!("fix the claim field `{field}`"));
+            }
+        }
+    }
+    let pos = if path.is_empty() {
+        w.name.pos
+    } else {
+        w.pos_of(&format!("values.{path}"))
+    };
+    (
+        pos,
+        "set a valid value under `values:` (or the claim field that maps to it)".to_string(),
+    )
 }
 
 /// Every `requests.X` above its `limits.X` in any `resources`-shaped map of the values:

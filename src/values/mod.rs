@@ -4,10 +4,12 @@
 mod mapping;
 mod merge;
 mod path;
+mod schema;
 
 pub use mapping::{FieldMapping, Mapping, MappingError, MAPPING_FILE};
 pub use merge::{coalesce, merge_maps, values_for_file};
 pub use path::{Path, Segment};
+pub use schema::{Schema, Violation};
 
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
@@ -46,6 +48,8 @@ pub struct Chart {
     /// `values-<env>.yaml` files, by environment name.
     pub env_values: BTreeMap<String, Map<String, Json>>,
     pub mapping: Mapping,
+    /// `values.schema.json`, when the chart has one: the final values must satisfy it.
+    pub schema: Option<Schema>,
 }
 
 /// Which overlay applies.
@@ -201,6 +205,7 @@ mod tests {
                     },
                 ],
             },
+            schema: None,
         }
     }
 
