@@ -579,3 +579,168 @@ fn credentials_come_from_the_docker_config_file() {
         assert!(!text(o).contains("s3cret-pw"));
     }
 }
+
+/// A registry over HTTPS with a certificate from a CA of our own (openssl).
+struct TlsRegistry {
+    child: std::process::Child,
+    host: String,
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_registry() -> TlsRegistry {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", text(&out));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=claimd test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        d.join("config.yml"),
+        format!(
+            "version: 0.1\nlog: {{level: error}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp:\n  addr: 127.0.0.1:{port}\n  tls: {{certificate: {}, key: {}}}\n",
+            d.join("data").display(),
+            d.join("srv.pem").display(),
+            d.join("srv.key").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(registry::registry_binary())
+        .arg("serve")
+        .arg(d.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    let host = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&host).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TLS registry did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    TlsRegistry {
+        child,
+        host,
+        ca: d.join("ca.pem"),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn https_with_a_custom_ca_from_the_registry_config() {
+    let reg = tls_registry();
+    let tmp = tempfile::tempdir().unwrap();
+    let repository = format!("oci://{}/charts", reg.host);
+    let redis = format!("{ROOT}/charts/redis");
+    let run = |args: &[&str], config: Option<&Path>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_claimd"));
+        c.args(args)
+            .env("CLAIMD_CACHE", tmp.path().join("cache"))
+            .env("DOCKER_CONFIG", tmp.path())
+            .env_remove("CLAIMD_PLAIN_HTTP");
+        if let Some(config) = config {
+            c.env("CLAIMD_REGISTRY_CONFIG", config);
+        }
+        c.output().unwrap()
+    };
+    // HTTPS by default; a certificate from an unknown CA is refused.
+    let untrusted = run(&["chart", "push", &redis, &repository], None);
+    assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    assert!(
+        text(&untrusted).contains("certificate of") && text(&untrusted).contains("caFile"),
+        "{}",
+        text(&untrusted)
+    );
+    // The CA named per host in the registry settings makes it trusted.
+    let config = tmp.path().join("registries.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "hosts:\n  \"{}\": {{caFile: {}}}\n",
+            reg.host,
+            reg.ca.display()
+        ),
+    )
+    .unwrap();
+    let pushed = run(&["chart", "push", &redis, &repository], Some(&config));
+    assert!(pushed.status.success(), "{}", text(&pushed));
+    let pulled = run(
+        &[
+            "chart",
+            "pull",
+            &format!("{repository}/redis"),
+            "--version",
+            "1.0.0",
+        ],
+        Some(&config),
+    );
+    assert!(pulled.status.success(), "{}", text(&pulled));
+}

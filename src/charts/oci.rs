@@ -532,6 +532,11 @@ pub(super) fn describe(e: &OciDistributionError, at: &Location) -> String {
             "the registry {} refused the credentials (or none were given): set them in claimd's config (registries.hosts.\"{}\") or the Docker config file",
             at.host, at.host
         ),
+        OciDistributionError::RequestError(r) if is_certificate_problem(r) => format!(
+            "the TLS certificate of {} is not trusted ({}): name its CA as caFile for the host in the registry settings (or plainHttp for a plain HTTP registry)",
+            at.host,
+            chain(r)
+        ),
         OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
             format!("{UNREACHABLE}: {} did not answer ({r}); will retry", at.host)
         }
@@ -540,6 +545,23 @@ pub(super) fn describe(e: &OciDistributionError, at: &Location) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// An error and its sources, as one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+fn is_certificate_problem(e: &dyn std::error::Error) -> bool {
+    let text = chain(e);
+    text.contains("certificate") || text.contains("UnknownIssuer")
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -75,7 +75,7 @@ pub fn run(action: ChartAction) -> Result<ExitCode> {
             force,
             registry,
         } => {
-            let registry = Registry::new(registry.settings())?;
+            let registry = Registry::new(registry.settings()?)?;
             let charts = if all {
                 chart_dirs(&chart)?
             } else {
@@ -124,7 +124,7 @@ pub fn run(action: ChartAction) -> Result<ExitCode> {
                 name: name.to_string(),
                 version,
             };
-            let registry = Registry::new(registry.settings())?;
+            let registry = Registry::new(registry.settings()?)?;
             let chart = registry.block_on(registry.pull(&reference))?;
             println!("{reference} {}", chart.digest);
             Ok(ExitCode::SUCCESS)
@@ -134,7 +134,7 @@ pub fn run(action: ChartAction) -> Result<ExitCode> {
 
 pub fn image(action: ImageAction) -> Result<ExitCode> {
     let ImageAction::Exists { image, registry } = action;
-    let registry = Registry::new(registry.settings())?;
+    let registry = Registry::new(registry.settings()?)?;
     if registry.block_on(registry.image_exists(&image))? {
         println!("{image}: exists");
         Ok(ExitCode::SUCCESS)

@@ -19,15 +19,19 @@ const ZERO: &str = "0000000000000000000000000000000000000000";
 
 /// Options every hook and `claimd reconcile` share, from the environment:
 /// `CLAIMD_BRANCH`, `CLAIMD_CHARTS` (`embedded`, `oci` or a charts folder; registry
-/// settings from `CLAIMD_CACHE`, `CLAIMD_OFFLINE`, `CLAIMD_REFRESH`, `CLAIMD_PLAIN_HTTP`), `CLAIMD_BOT_NAME`, `CLAIMD_BOT_EMAIL`.
+/// settings from `CLAIMD_REGISTRY_CONFIG`, `CLAIMD_CACHE`, `CLAIMD_OFFLINE`,
+/// `CLAIMD_REFRESH`, `CLAIMD_PLAIN_HTTP`), `CLAIMD_BOT_NAME`, `CLAIMD_BOT_EMAIL`.
 pub fn options_from_env() -> Options {
     let mut o = Options::default();
     if let Ok(b) = std::env::var("CLAIMD_BRANCH") {
         o.branch = Some(b);
     }
     if let Ok(c) = std::env::var("CLAIMD_CHARTS") {
-        let registries = crate::charts::oci::Settings::default().with_env();
-        o.charts = crate::charts::Source::parse_or_broken(&c, &registries);
+        let registries = crate::cli::RegistryArgs::default().settings();
+        o.charts = match registries {
+            Ok(r) => crate::charts::Source::parse_or_broken(&c, &r),
+            Err(e) => crate::charts::Source::Broken(format!("{e:#}")),
+        };
     }
     let default = Identity::default();
     o.bot = Identity {

@@ -185,7 +185,7 @@ impl RenderArgs {
     fn chart_source(&self) -> Result<charts::Source> {
         Ok(charts::Source::parse(
             &self.charts,
-            &self.registry.settings(),
+            &self.registry.settings()?,
         )?)
     }
 }
@@ -194,6 +194,10 @@ impl RenderArgs {
 /// `CLAIMD_REFRESH`, `CLAIMD_PLAIN_HTTP`; credentials from the Docker config file).
 #[derive(Args, Debug, Clone, Default)]
 pub struct RegistryArgs {
+    /// Registry settings file: the daemon config's `registries:` section on its own
+    /// (cache, refresh, offline, hosts with plainHttp, caFile and credential files).
+    #[arg(long, env = "CLAIMD_REGISTRY_CONFIG", value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
     /// Chart cache folder (default: ~/.cache/claimd).
     #[arg(long)]
     pub chart_cache: Option<PathBuf>,
@@ -209,8 +213,18 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    pub fn settings(&self) -> charts::oci::Settings {
-        let mut s = charts::oci::Settings::default().with_env();
+    pub fn settings(&self) -> Result<charts::oci::Settings> {
+        // Without clap (the hooks), the file comes from the environment only.
+        let from_env = std::env::var_os("CLAIMD_REGISTRY_CONFIG").map(PathBuf::from);
+        let base = match self.registry_config.as_ref().or(from_env.as_ref()) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_yaml::from_str(&text).with_context(|| format!("{}", path.display()))?
+            }
+            None => charts::oci::Settings::default(),
+        };
+        let mut s = base.with_env();
         if let Some(c) = &self.chart_cache {
             s.cache = Some(c.clone());
         }
@@ -221,7 +235,7 @@ impl RegistryArgs {
         for host in &self.plain_http {
             s.hosts.entry(host.clone()).or_default().plain_http = true;
         }
-        s
+        Ok(s)
     }
 }
 
@@ -233,7 +247,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             charts_repository,
             registry,
         } => {
-            let source = charts::Source::parse(&charts, &registry.settings())?;
+            let source = charts::Source::parse(&charts, &registry.settings()?)?;
             let settings = Settings {
                 charts_repository,
                 ..Settings::default()
