@@ -1,4 +1,5 @@
-//! Differential test: claimd's values merge against real Helm (v4.3.0, `tests/helm`).
+//! Differential test: claimd's values merge against real Helm (v4.3.0, `tests/helm`),
+//! installing into a real kube-apiserver and reading Helm's values back.
 //!
 //! For every case, two things must hold:
 //! 1. what Argo CD will do — Helm over the chart's defaults plus the ONE values file
@@ -16,11 +17,16 @@ use std::process::Command;
 #[path = "support/helm.rs"]
 #[allow(dead_code)] // each test file uses part of it
 mod helm;
+#[path = "support/kube.rs"]
+#[allow(dead_code)]
+mod kube;
 use helm::helm_pythonpath;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// Helm's computed `.Values` for `chart` with `-f` files.
+/// Helm's computed values for `chart` with `-f` files: a real `helm install` into the
+/// real API server (tests/support/kube.rs), then `GetValues(all=True)`; coalesce.py
+/// also checks them against what the chart's templates saw (`.Values | toJson`).
 fn helm_values(chart: &Path, files: &[PathBuf]) -> Json {
     let mut cmd = Command::new("python3");
     cmd.arg(format!("{ROOT}/tests/helm/coalesce.py")).arg(chart);
@@ -29,6 +35,7 @@ fn helm_values(chart: &Path, files: &[PathBuf]) -> Json {
     }
     let out = cmd
         .env("PYTHONPATH", helm_pythonpath())
+        .env("CLAIMD_KUBECONFIG", kube::Cluster::shared().kubeconfig())
         .output()
         .expect("run coalesce.py");
     assert!(

@@ -44,6 +44,23 @@ How it works (no Kubernetes cluster is needed or contacted):
 * As a self-check the result is compared with Helm's `get values --all` for
   the same (in-memory) release; a mismatch is reported on stderr.
 
+Optional real-API-server mode: if the environment variable CLAIMD_KUBECONFIG
+names a kubeconfig file (e.g. the one tests/support/kube.rs writes for its
+kube-apiserver 1.20.2), there is no stand-in server: both installs go to that
+API server, into a fresh namespace per call (`claimd-coalesce-<random>`,
+created by Helm's create-namespace and left behind), with Helm's default
+release store (Secrets in that namespace, HELM_DRIVER=secret).  The chart is
+prepared exactly as above, so the server receives only the namespace and the
+release Secrets.  The printed JSON is then Helm's `get values --all` for the
+release, read back from the server and serialised the way Go's
+encoding/json (Helm's toJson) does; the NOTES.txt render becomes the
+self-check (a mismatch is reported on stderr).  For the same chart and files
+both modes print the same bytes, with one known exception: a float -0 (YAML
+`-0.0`) prints as `0` in this mode, because helm-sdkpy parses the `get values`
+JSON with Python's json.loads.  Helm sees the real server's version
+(v1.20.2) as .Capabilities.KubeVersion instead of the stand-in's v1.34.0, so
+a chart whose Chart.yaml `kubeVersion` excludes 1.20 fails in this mode.
+
 Exit status: 0 on success (JSON on stdout), 1 if Helm or the harness failed,
 2 on bad usage.  Errors go to stderr, prefixed with "coalesce.py: error:".
 """
@@ -53,17 +70,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PROG = "coalesce.py"
 WORKER_ENV = "CLAIMD_COALESCE_WORKER_TMP"  # set only in the worker process
+KUBECONFIG_ENV = "CLAIMD_KUBECONFIG"  # optional: use this real API server
 RESULT_FILE = "result.json"
 FAKE_KUBE_VERSION = {"major": "1", "minor": "34", "gitVersion": "v1.34.0",
                      "platform": "linux/amd64"}
@@ -291,7 +312,8 @@ def worker_environment(tmp: str) -> dict[str, str]:
     """
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HELM_") and k not in ("KUBECONFIG", "KUBECACHEDIR")}
-    env["HELM_DRIVER"] = "memory"
+    # A real API server keeps the release where Helm normally does (Secrets).
+    env["HELM_DRIVER"] = "secret" if env.get(KUBECONFIG_ENV) else "memory"
     for key, sub in (("HELM_CACHE_HOME", "cache"), ("HELM_CONFIG_HOME", "config"),
                      ("HELM_DATA_HOME", "data"), ("KUBECACHEDIR", "kubecache")):
         env[key] = os.path.join(tmp, "helm-home", sub)
@@ -312,6 +334,50 @@ def notes_of(release: dict, what: str) -> str:
     return notes
 
 
+def _go_float(f: float) -> str:
+    """strconv.FormatFloat as encoding/json uses it for a float64."""
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    d = Decimal(repr(f))  # repr: the shortest digits that round-trip, like Go's -1
+    if 1e-6 <= abs(f) < 1e21:
+        text = format(d, "f")
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    sign, digits, exp = d.as_tuple()
+    digits_text = "".join(map(str, digits)).rstrip("0") or "0"
+    exp10 = exp + len(digits) - 1
+    mantissa = digits_text[0] + ("." + digits_text[1:] if len(digits_text) > 1 else "")
+    text = f"{'-' if sign else ''}{mantissa}e{'+' if exp10 >= 0 else '-'}{abs(exp10):02d}"
+    # Go shortens a negative two-digit exponent "e-07" to "e-7".
+    return text[:-2] + text[-1] if text[-4:-1] == "e-0" else text
+
+
+def go_json(value) -> str:
+    """Serialise like Go's json.Marshal (Helm's toJson): sorted map keys, no
+    spaces, <, > and & escaped as \\u003c etc., float64 formatting."""
+    if isinstance(value, dict):
+        return "{" + ",".join(go_json(str(k)) + ":" + go_json(value[k])
+                              for k in sorted(value, key=str)) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(go_json(v) for v in value) + "]"
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
+                        ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+            text = text.replace(ch, esc)
+        return text
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _go_float(value)
+    raise HarnessError(f"cannot serialise {type(value).__name__} as JSON")
+
+
 def run(chart_dir: str, value_files: list[str], tmp: str) -> str:
     try:
         import helm_sdkpy
@@ -320,17 +386,28 @@ def run(chart_dir: str, value_files: list[str], tmp: str) -> str:
             f"cannot import helm_sdkpy ({e}); run tests/helm/setup.sh and put the "
             "directory it prints last on PYTHONPATH") from e
 
-    server, kubeconfig = start_fake_api()
+    real_kubeconfig = os.environ.get(KUBECONFIG_ENV) or None
+    server = None
+    if real_kubeconfig:
+        namespace = "claimd-coalesce-" + secrets.token_hex(5)
+        kubeconfig = real_kubeconfig
+    else:
+        namespace = "default"
+        server, kubeconfig = start_fake_api()
     try:
-        cfg = helm_sdkpy.Configuration(namespace="default", kubeconfig=kubeconfig)
+        cfg = helm_sdkpy.Configuration(namespace=namespace, kubeconfig=kubeconfig)
 
         def install(release: str, chart: str, values: dict | None, what: str) -> dict:
             try:
                 return asyncio.run(helm_sdkpy.Install(cfg).run(
-                    release, chart, values=values or None, wait=False, timeout=60))
+                    release, chart, values=values or None, wait=False, timeout=60,
+                    create_namespace=bool(real_kubeconfig)))
             except helm_sdkpy.HelmError as e:
                 extra = ""
-                if _FakeApiHandler.unexpected:
+                if real_kubeconfig:
+                    extra = (f" (real API server from ${KUBECONFIG_ENV}={real_kubeconfig}, "
+                             f"namespace {namespace})")
+                elif _FakeApiHandler.unexpected:
                     extra = (" (Helm made requests the harness does not serve: "
                              + ", ".join(_FakeApiHandler.unexpected[:5]) + ")")
                 raise HarnessError(f"{what}: {helm_error_text(e)}{extra}") from e
@@ -389,6 +466,19 @@ def run(chart_dir: str, value_files: list[str], tmp: str) -> str:
         except json.JSONDecodeError as e:
             raise HarnessError(f"Helm's toJson output is not JSON ({e}): {text[:200]}") from e
 
+        # 3. Real API server: the answer is `helm get values --all`, read back
+        #    from the release stored there; the NOTES render is the check.
+        if real_kubeconfig:
+            try:
+                all_values = asyncio.run(helm_sdkpy.GetValues(cfg).run("claimd", all=True))
+            except helm_sdkpy.HelmError as e:
+                raise HarnessError(
+                    f"get values --all (namespace {namespace}): {helm_error_text(e)}") from e
+            if all_values != computed:
+                print(f"{PROG}: warning: .Values differs from `get values --all`: "
+                      f"{text}", file=sys.stderr)
+            return go_json(all_values)
+
         # 3. Self-check against `helm get values --all` for the same release.
         try:
             all_values = asyncio.run(helm_sdkpy.GetValues(cfg).run("claimd", all=True))
@@ -401,8 +491,9 @@ def run(chart_dir: str, value_files: list[str], tmp: str) -> str:
                       f"{json.dumps(all_values, sort_keys=True)}", file=sys.stderr)
         return text
     finally:
-        server.shutdown()
-        server.server_close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 def main(argv: list[str]) -> int:
@@ -420,6 +511,9 @@ def main(argv: list[str]) -> int:
         die(f"{args.chart_dir}: not a chart directory", 2)
     if not os.path.isfile(os.path.join(args.chart_dir, "Chart.yaml")):
         die(f"{args.chart_dir}: no Chart.yaml", 2)
+    real_kubeconfig = os.environ.get(KUBECONFIG_ENV)
+    if real_kubeconfig and not os.path.isfile(real_kubeconfig):
+        die(f"${KUBECONFIG_ENV}={real_kubeconfig}: no such file", 2)
 
     worker_tmp = os.environ.get(WORKER_ENV)
     if worker_tmp:
