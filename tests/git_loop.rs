@@ -140,6 +140,19 @@ fn accepted_push_gets_exactly_one_bot_commit_and_a_repush_none() {
     assert!(push.status.success(), "{}", text(&push.stderr));
     let stderr = text(&push.stderr);
     assert!(stderr.contains("remote: claimd: rendered"), "{stderr}");
+    // pre-receive rendered the push to check it and left the bot commit's blobs;
+    // post-receive committed those instead of rendering again, and took the file.
+    assert!(
+        stderr.contains("rendered while the push was checked"),
+        "{stderr}"
+    );
+    let prepared = s.bare.join("claimd/prepared");
+    assert_eq!(
+        std::fs::read_dir(&prepared).expect("prepared dir").count(),
+        0,
+        "nothing left in {}",
+        prepared.display()
+    );
     let log = s.log();
     assert_eq!(log.len(), 2, "{log:?}");
     assert!(

@@ -170,7 +170,14 @@ pub fn pre_receive() -> Result<ExitCode> {
         let (errors, lines) = match remote {
             Some(answer) => answer,
             None => {
-                let diags = reconcile::validate_commit(&repo, id, &opts)?;
+                // Rendered here anyway: leave the bot commit's blobs for post-receive.
+                let (diags, prepared) =
+                    reconcile::prepared::validate_and_prepare(&repo, id, &opts)?;
+                if let Some(p) = prepared {
+                    if let Err(e) = reconcile::prepared::save(&repo, &p) {
+                        tracing::warn!(error = %e, "could not keep the prepared bot commit; post-receive renders again");
+                    }
+                }
                 let errors = diags.iter().filter(|d| d.is_error()).count();
                 (errors, diags.iter().map(ToString::to_string).collect())
             }
@@ -241,7 +248,16 @@ pub fn post_receive() -> Result<ExitCode> {
                 )?,
             }
         }
-        let report = reconcile::reconcile(&repo, &opts)?;
+        // What pre-receive prepared for this very commit, else a render.
+        let prepared = match reconcile::prepared::take(&repo, id) {
+            Some(p) => reconcile::prepared::commit(&repo, &opts, &p)?,
+            None => None,
+        };
+        let at_push_time = prepared.is_some();
+        let report = match prepared {
+            Some(report) => report,
+            None => reconcile::reconcile(&repo, &opts)?,
+        };
         // Warnings were shown by pre-receive already; errors here are render failures.
         for d in report.diagnostics.iter().filter(|d| d.is_error()) {
             writeln!(err, "{d}")?;
@@ -255,9 +271,10 @@ pub fn post_receive() -> Result<ExitCode> {
             } => {
                 writeln!(
                     err,
-                    "claimd: rendered {} → bot commit {commit} on {} ({files} files); `git pull` to get it",
+                    "claimd: rendered {} → bot commit {commit} on {} ({files} files{}); `git pull` to get it",
                     if claims.is_empty() { "ApplicationSets".to_string() } else { claims.join(", ") },
-                    report.branch
+                    report.branch,
+                    if at_push_time { ", rendered while the push was checked" } else { "" }
                 )?;
             }
             Outcome::UpToDate { .. } => writeln!(err, "claimd: generated files are up to date")?,

@@ -63,6 +63,13 @@ pub const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(5);
 /// Trailer linking a bot commit to the commit it rendered.
 pub const SOURCE_TRAILER: &str = "Claimd-Source";
 
+/// A file of a bot commit whose blob is already written (None: the file is deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub path: String,
+    pub blob: Option<ObjectId>,
+}
+
 /// A repository opened for claimd (bare or not).
 pub struct Repo {
     repo: gix::Repository,
@@ -261,8 +268,13 @@ impl Repo {
         message: &str,
         bot: &Identity,
     ) -> Result<ObjectId> {
-        let tree = self.tree_of(parent)?;
-        // Blobs first, on all cores (compressing and writing them is most of the work).
+        let staged = self.write_blobs(changes)?;
+        self.commit_staged(parent, &staged, message, bot)
+    }
+
+    /// Writes the blobs of `changes` (on all cores: compressing and writing them is most
+    /// of a commit's work). Deletions come back with no blob.
+    pub fn write_blobs(&self, changes: &[Change]) -> Result<Vec<Staged>> {
         let writes: Vec<&Change> = changes.iter().filter(|c| c.new.is_some()).collect();
         let shared = self.repo.clone().into_sync();
         let chunks: Vec<&[&Change]> = writes.chunks(512).collect();
@@ -281,19 +293,48 @@ impl Repo {
         for chunk in written {
             ids.extend(chunk?);
         }
+        let mut staged: Vec<Staged> = writes
+            .iter()
+            .zip(ids)
+            .map(|(c, id)| Staged {
+                path: c.path.clone(),
+                blob: Some(id),
+            })
+            .collect();
+        staged.extend(
+            changes
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Delete)
+                .map(|c| Staged {
+                    path: c.path.clone(),
+                    blob: None,
+                }),
+        );
+        Ok(staged)
+    }
+
+    /// One commit on top of `parent` with the staged files (blobs already written).
+    pub fn commit_staged(
+        &self,
+        parent: ObjectId,
+        staged: &[Staged],
+        message: &str,
+        bot: &Identity,
+    ) -> Result<ObjectId> {
+        let tree = self.tree_of(parent)?;
         let mut editor = self
             .repo
             .edit_tree(tree)
             .map_err(git_err("editing the tree"))?;
-        for (change, id) in writes.iter().zip(ids) {
-            editor
-                .upsert(change.path.as_str(), gix::objs::tree::EntryKind::Blob, id)
-                .map_err(git_err(format!("adding {}", change.path)))?;
-        }
-        for change in changes.iter().filter(|c| c.kind == ChangeKind::Delete) {
-            editor
-                .remove(change.path.as_str())
-                .map_err(git_err(format!("removing {}", change.path)))?;
+        for s in staged {
+            match s.blob {
+                Some(id) => editor
+                    .upsert(s.path.as_str(), gix::objs::tree::EntryKind::Blob, id)
+                    .map_err(git_err(format!("adding {}", s.path)))?,
+                None => editor
+                    .remove(s.path.as_str())
+                    .map_err(git_err(format!("removing {}", s.path)))?,
+            };
         }
         let new_tree = editor
             .write()

@@ -114,7 +114,7 @@ pub fn plan_cached(
 }
 
 /// [`plan_cached`], and the render's failures.
-fn plan_with_failures(
+pub(super) fn plan_with_failures(
     repo: &Repo,
     tip: ObjectId,
     opts: &Options,
@@ -452,12 +452,15 @@ pub fn validate_cached(
     cache: &mut Cache,
 ) -> Result<Vec<Diagnostic>, Error> {
     let (_, mut diagnostics, failures) = plan_with_failures(repo, commit, opts, cache)?;
+    downgrade_chart_failures(&mut diagnostics, &failures);
+    Ok(diagnostics)
+}
+
+/// A chart that cannot be had does not refuse a push: its diagnostics become warnings.
+pub(super) fn downgrade_chart_failures(diagnostics: &mut [Diagnostic], failures: &[Failure]) {
     for f in failures.iter().filter(|f| f.chart_unavailable) {
         if let Some(d) = diagnostics.iter_mut().find(|d| **d == f.diagnostic) {
-            d.severity = Severity::Warning;
-            d.message
-                .push_str(" (the push is accepted; the claim renders once the chart can be had)");
+            super::prepared::warn(d);
         }
     }
-    Ok(diagnostics)
 }

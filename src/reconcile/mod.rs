@@ -5,6 +5,8 @@
 
 mod incremental;
 
+pub mod prepared;
+
 pub use incremental::{plan_cached, validate_cached, Cache};
 
 use crate::charts;

@@ -1,0 +1,149 @@
+//! A bot commit prepared at push time. Without a daemon, pre-receive renders the pushed
+//! commit anyway (to refuse values the charts would refuse); it also writes the blobs of
+//! the generated files and leaves the list in `$GIT_DIR/claimd/prepared/<commit>.json`.
+//! post-receive then only builds the tree and the commit on top of that very commit:
+//! the render is not done twice. Anything else (another tip, a missing file) falls back
+//! to a full reconcile.
+
+use super::incremental::plan_with_failures;
+use super::{commit_message, rendered_claims, Error, Options, Outcome, Report};
+use crate::claims::{Diagnostic, Severity};
+use crate::git::{Cas, Repo, Staged};
+use gix::ObjectId;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Prepared files older than this belong to pushes that were refused or never finished.
+const STALE: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Prepared {
+    /// The pushed commit the bot commit goes on top of.
+    pub tip: String,
+    pub message: String,
+    pub claims: Vec<String>,
+    /// (path, blob id) of written files; no blob id: the file is deleted.
+    pub files: Vec<(String, Option<String>)>,
+}
+
+/// What pre-receive does: every diagnostic of the claims at `commit` and of rendering
+/// them (see [`super::validate_cached`]), and, when nothing is wrong and something
+/// changes, the prepared bot commit (its blobs are written).
+pub fn validate_and_prepare(
+    repo: &Repo,
+    commit: ObjectId,
+    opts: &Options,
+) -> Result<(Vec<Diagnostic>, Option<Prepared>), Error> {
+    let (plan, mut diagnostics, failures) =
+        plan_with_failures(repo, commit, opts, &mut Default::default())?;
+    super::incremental::downgrade_chart_failures(&mut diagnostics, &failures);
+    if diagnostics.iter().any(Diagnostic::is_error)
+        || plan.is_empty()
+        || failures.iter().any(|f| f.chart_unavailable)
+    {
+        return Ok((diagnostics, None));
+    }
+    let staged = repo.write_blobs(&plan.changes)?;
+    let claims = rendered_claims(&plan);
+    let prepared = Prepared {
+        tip: commit.to_string(),
+        message: commit_message(&plan, &claims, commit),
+        claims,
+        files: staged
+            .into_iter()
+            .map(|s| (s.path, s.blob.map(|b| b.to_string())))
+            .collect(),
+    };
+    Ok((diagnostics, Some(prepared)))
+}
+
+fn dir(repo: &Repo) -> PathBuf {
+    repo.path().join("claimd/prepared")
+}
+
+/// Leaves `prepared` for post-receive, and clears out stale ones.
+pub fn save(repo: &Repo, prepared: &Prepared) -> std::io::Result<()> {
+    let dir = dir(repo);
+    std::fs::create_dir_all(&dir)?;
+    for entry in std::fs::read_dir(&dir)?.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    let json = serde_json::to_vec(prepared).map_err(std::io::Error::other)?;
+    let tmp = dir.join(format!(".{}.{}", prepared.tip, std::process::id()));
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(tmp, dir.join(format!("{}.json", prepared.tip)))
+}
+
+/// The prepared bot commit for `tip`, if pre-receive left one (it is removed).
+pub fn take(repo: &Repo, tip: ObjectId) -> Option<Prepared> {
+    let path = dir(repo).join(format!("{tip}.json"));
+    let bytes = std::fs::read(&path).ok()?;
+    let _ = std::fs::remove_file(&path);
+    serde_json::from_slice::<Prepared>(&bytes)
+        .ok()
+        .filter(|p| p.tip == tip.to_string())
+}
+
+/// Commits `prepared` if the branch is still at its commit. None: it is not (another push
+/// came first) or the prepared files do not fit; reconcile as usual then.
+pub fn commit(repo: &Repo, opts: &Options, prepared: &Prepared) -> Result<Option<Report>, Error> {
+    let branch = super::branch_of(repo, opts);
+    let Ok(tip) = ObjectId::from_hex(prepared.tip.as_bytes()) else {
+        return Ok(None);
+    };
+    if repo.branch_tip(&branch)? != Some(tip) {
+        return Ok(None);
+    }
+    let mut staged = Vec::with_capacity(prepared.files.len());
+    for (path, blob) in &prepared.files {
+        let blob = match blob {
+            Some(hex) => match ObjectId::from_hex(hex.as_bytes()) {
+                Ok(id) => Some(id),
+                Err(_) => return Ok(None),
+            },
+            None => None,
+        };
+        staged.push(Staged {
+            path: path.clone(),
+            blob,
+        });
+    }
+    let Ok(commit) = repo.commit_staged(tip, &staged, &prepared.message, &opts.bot) else {
+        return Ok(None);
+    };
+    let published = match &opts.push_url {
+        None => repo.update_branch(&branch, tip, commit, "claimd: render")?,
+        Some(url) => crate::git::push::push_cas(repo.path(), url, &branch, tip, commit)?,
+    };
+    Ok(match published {
+        Cas::Updated => Some(Report {
+            branch,
+            outcome: Outcome::Committed {
+                commit,
+                parent: tip,
+                files: staged.len(),
+                claims: prepared.claims.clone(),
+            },
+            diagnostics: Vec::new(),
+            kept: 0,
+            retry: false,
+        }),
+        Cas::Moved => None,
+    })
+}
+
+/// Diagnostics of a chart that cannot be had become warnings (see `validate_cached`).
+pub(super) fn warn(d: &mut Diagnostic) {
+    d.severity = Severity::Warning;
+    d.message
+        .push_str(" (the push is accepted; the claim renders once the chart can be had)");
+}
