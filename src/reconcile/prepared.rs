@@ -90,7 +90,7 @@ pub fn take(repo: &Repo, tip: ObjectId) -> Option<Prepared> {
     let _ = std::fs::remove_file(&path);
     serde_json::from_slice::<Prepared>(&bytes)
         .ok()
-        .filter(|p| p.tip == tip.to_string())
+        .filter(|p| ObjectId::from_hex(p.tip.as_bytes()).ok() == Some(tip))
 }
 
 /// Commits `prepared` if the branch is still at its commit. None: it is not (another push
