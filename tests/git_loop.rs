@@ -505,3 +505,38 @@ fn a_stale_ref_lock_is_cleared_and_a_fresh_one_respected() {
     assert_ne!(s.tip(), head, "the bot commit landed");
     s.assert_converged();
 }
+
+#[test]
+fn values_the_chart_schema_refuses_are_refused_at_push_time() {
+    let s = Server::new();
+    let work = pushed_examples(&s);
+    let before = s.tip();
+    // Valid as a claim; the microservice chart's values.schema.json refuses the values.
+    std::fs::write(
+        work.join("claims/odd.yaml"),
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {name: odd}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: odd\n      chart: {name: microservice, version: \"1.0.0\"}\n      image: {repository: ghcr.io/acme/odd, tag: v1}\n      values:\n        service: {type: Bogus}\n",
+    )
+    .expect("write");
+    s.ok(&work, &["add", "-A"]);
+    s.ok(&work, &["commit", "-qm", "odd values"]);
+    let push = s.git(&work, &["push", "origin", "main"]);
+    let stderr = text(&push.stderr);
+    assert!(!push.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("remote: claims/odd.yaml:12:25: `odd`: value `service.type` is refused by the values.schema.json of chart"),
+        "{stderr}"
+    );
+    assert_eq!(s.tip(), before, "the ref did not move");
+    // A claim without an image is refused the same way (the chart needs one).
+    std::fs::write(
+        work.join("claims/odd.yaml"),
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {name: odd}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: odd\n      chart: {name: microservice, version: \"1.0.0\"}\n",
+    )
+    .expect("write");
+    s.ok(&work, &["commit", "-qam", "no image"]);
+    let push = s.git(&work, &["push", "origin", "main"]);
+    let stderr = text(&push.stderr);
+    assert!(!push.status.success(), "{stderr}");
+    assert!(stderr.contains("value `image.repository` is refused"), "{stderr}");
+    assert_eq!(s.tip(), before);
+}
