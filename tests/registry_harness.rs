@@ -2,6 +2,9 @@
 //! CNCF Distribution registry, installed by `tests/registry/setup.sh`), and of
 //! `tests/helm/oci.py` (real Helm pushing to and loading from it).
 
+#[path = "support/helm.rs"]
+#[allow(dead_code)]
+mod helm;
 #[path = "support/registry.rs"]
 #[allow(dead_code)]
 mod registry;
@@ -10,7 +13,6 @@ use registry::{basic_auth, http_request, Registry};
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -153,32 +155,13 @@ fn registry_is_killed_on_drop() {
 // --------------------------------------------------------------------------
 // Real Helm (tests/helm/oci.py) against the harness's registry.
 
-fn helm_pythonpath() -> &'static str {
-    static DIR: OnceLock<String> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(format!("{ROOT}/tests/helm/setup.sh"))
-            .output()
-            .expect("run tests/helm/setup.sh");
-        assert!(
-            out.status.success(),
-            "tests/helm/setup.sh failed (real Helm is required for this test):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("setup.sh prints the PYTHONPATH dir")
-            .to_string()
-    })
-}
 
 /// Runs tests/helm/oci.py; Ok(JSON) on exit 0, Err(stderr) otherwise.
 fn oci_py(args: &[&str]) -> Result<serde_json::Value, String> {
     let out = Command::new("python3")
         .arg(format!("{ROOT}/tests/helm/oci.py"))
         .args(args)
-        .env("PYTHONPATH", helm_pythonpath())
+        .env("PYTHONPATH", helm::helm_pythonpath())
         .output()
         .expect("run oci.py");
     if !out.status.success() {

@@ -1,29 +1,15 @@
 // Test support: real Helm (v4.3.0, the helm-sdkpy wheel) installed once by
 // tests/helm/setup.sh into the test cache, for the Python helpers in tests/helm/.
 
+include!("setup.rs");
+
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// PYTHONPATH of the Helm library, installed once by tests/helm/setup.sh (cached).
 pub fn helm_pythonpath() -> &'static str {
     static DIR: OnceLock<String> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = env!("CARGO_MANIFEST_DIR");
-        let out = Command::new("bash")
-            .arg(format!("{root}/tests/helm/setup.sh"))
-            .output()
-            .expect("run tests/helm/setup.sh");
-        assert!(
-            out.status.success(),
-            "tests/helm/setup.sh failed (real Helm is required for this test):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("setup.sh prints the PYTHONPATH dir")
-            .to_string()
-    })
+    DIR.get_or_init(|| run_setup_script("tests/helm/setup.sh", "real Helm (helm-sdkpy)"))
 }
 
 /// Runs `python3 tests/helm/<script> <args>` with Helm on the path; returns its JSON.

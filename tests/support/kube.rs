@@ -49,6 +49,8 @@
 // Std only, plus `tempfile` and `serde_json` (already dependencies).
 // (Plain `//` comments rather than `//!`, so the file also works through `include!`.)
 
+include!("setup.rs");
+
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -69,28 +71,11 @@ const LOG_TAIL_LINES: usize = 60;
 pub fn assets_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kube/setup.sh");
         let started = Instant::now();
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed ({}); a real kube-apiserver + etcd is required for this test:\n{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let dir = PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("setup.sh prints the assets dir")
-                .trim(),
-        );
+        let dir = PathBuf::from(run_setup_script(
+            "tests/kube/setup.sh",
+            "a real kube-apiserver + etcd",
+        ));
         for bin in ["kube-apiserver", "etcd"] {
             assert!(
                 dir.join(bin).is_file(),

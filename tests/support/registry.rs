@@ -32,6 +32,8 @@
 // Std only, plus `tempfile` and `serde_json` (already dependencies).
 // (Plain `//` comments rather than `//!`, so the file also works through `include!`.)
 
+include!("setup.rs");
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -53,28 +55,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub fn registry_binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/registry/setup.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            out.status.success(),
-            "{} failed ({}); a real OCI registry (Debian package docker-registry) is \
-             required for this test:\n{}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let bin = PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("setup.sh prints the docker-registry path")
-                .trim(),
-        );
+        let bin = PathBuf::from(run_setup_script(
+            "tests/registry/setup.sh",
+            "a real OCI registry (Debian package docker-registry)",
+        ));
         assert!(
             bin.is_file(),
             "setup.sh printed {}, which is not a file",

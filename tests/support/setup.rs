@@ -1,0 +1,27 @@
+// Test support: runs one of the project's idempotent setup scripts (tests/*/setup.sh)
+// and returns the last line it prints (the path of what it provisioned). Included with
+// `include!` by the other support files, so each keeps one copy of this function.
+
+/// Runs `bash <CARGO_MANIFEST_DIR>/<script>`; panics with its stderr and `needed` (what
+/// the test requires) when it fails.
+pub fn run_setup_script(script: &str, needed: &str) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(script);
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed ({}); {needed} is required for this test:\n{}",
+        script.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("{} printed nothing", script.display()))
+        .trim()
+        .to_string()
+}
