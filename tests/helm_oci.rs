@@ -126,7 +126,7 @@ fn charts_pushed_by_claimd_are_consumed_by_helm() {
         // And lints the archive claimd packages. The microservice chart needs the image a
         // claim gives (its schema refuses an empty image.repository): lint it with one.
         let dir = tmp.path().join(chart);
-        copy_dir(Path::new(&format!("{ROOT}/charts/{chart}")), &dir);
+        registry::copy_dir(Path::new(&format!("{ROOT}/charts/{chart}")), &dir);
         if chart == "microservice" {
             let values = std::fs::read_to_string(dir.join("values.yaml")).unwrap();
             let set = values.replacen(
@@ -149,18 +149,5 @@ fn charts_pushed_by_claimd_are_consumed_by_helm() {
         let lint =
             helm::run_json("oci.py", &["lint", &path]).unwrap_or_else(|e| panic!("{chart}: {e}"));
         assert_eq!(lint["errors"], 0, "{chart}: {lint}");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, dest).unwrap();
-        }
     }
 }

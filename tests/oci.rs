@@ -99,13 +99,7 @@ fn small_repo(dir: &Path, repository: &str, a_version: &str, b_version: &str, re
 fn chart_version(dir: &Path, version: &str, extra_values: &str) -> PathBuf {
     let src = Path::new(ROOT).join("charts/microservice");
     let dst = dir.join(format!("microservice-{version}"));
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    registry::copy_dir(&src, &dst);
     let chart = std::fs::read_to_string(dst.join("Chart.yaml")).unwrap();
     let chart = chart.replace("version: \"1.0.0\"", &format!("version: \"{version}\""));
     assert!(
@@ -139,11 +133,7 @@ fn publish_skips_the_same_content_and_refuses_to_move_a_published_version() {
 
     // Same version, other content: refused, and the published chart is still the old one.
     let changed = tmp.path().join("redis");
-    std::fs::create_dir_all(&changed).unwrap();
-    for e in std::fs::read_dir(&redis).unwrap() {
-        let p = e.unwrap().path();
-        std::fs::copy(&p, changed.join(p.file_name().unwrap())).unwrap();
-    }
+    registry::copy_dir(Path::new(&redis), &changed);
     let values = std::fs::read_to_string(changed.join("values.yaml")).unwrap();
     std::fs::write(changed.join("values.yaml"), format!("{values}extra: 1\n")).unwrap();
     let refused = claimd(

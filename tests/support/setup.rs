@@ -25,3 +25,17 @@ pub fn run_setup_script(script: &str, needed: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Copies a folder tree (a chart, say) into `to`.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for e in std::fs::read_dir(from).expect("read folder") {
+        let p = e.expect("entry").path();
+        let dest = to.join(p.file_name().expect("name"));
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, dest).expect("copy file");
+        }
+    }
+}
