@@ -500,3 +500,48 @@ fn values_refused_by_the_chart_schema_fail_at_the_claim_field() {
         r.failures
     );
 }
+
+#[test]
+fn a_schema_error_in_a_value_set_under_values_points_there_not_at_the_claim_field() {
+    let text = APPS.replace(
+        "image: {repository: example.com/api, tag: v1}",
+        "image: {repository: example.com/api, tag: v1}\n      replicas: 2\n      values:\n        replicaCount: 50",
+    );
+    let loaded = load(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &text)]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let chart = dir.path().join("microservice");
+    std::fs::create_dir_all(&chart).expect("mkdir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: microservice\nversion: 1.0.0\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("values.yaml"),
+        "replicaCount: 1\nimage: {repository: x, tag: y}\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("claimd-mapping.yaml"),
+        "fields:\n  image.repository: image.repository\n  image.tag: image.tag\n  replicas: replicaCount\n",
+    )
+    .expect("w");
+    std::fs::write(
+        chart.join("values.schema.json"),
+        r#"{"type": "object", "properties": {"replicaCount": {"type": "integer", "maximum": 10}}}"#,
+    )
+    .expect("w");
+    let r = render_with(&loaded, &Source::Dir(dir.path().to_path_buf()));
+    let msgs: Vec<String> = r
+        .failures
+        .iter()
+        .map(|f| f.diagnostic.to_string())
+        .collect();
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    // replicas: 2 (line 11) is fine; replicaCount: 50 under values: (line 13) is refused.
+    assert!(
+        msgs[0].starts_with("claims/apps.yaml:13:23: `api`: value `replicaCount` is refused")
+            && msgs[0].ends_with("set a valid value under `values:`"),
+        "{msgs:?}"
+    );
+}

@@ -207,6 +207,10 @@ fn render_one(
 /// Where to point for a schema violation at values path `path`: the claim field that
 /// the chart's mapping turns into it (or into a value inside it), else `values:`.
 fn claim_field_for(w: &Workload, mapping: &values::Mapping, path: &str) -> (Pos, String) {
+    // `values:` is merged last: a value set there is the one the chart saw.
+    if let Some(pos) = raw_value_pos(w, path) {
+        return (pos, "set a valid value under `values:`".to_string());
+    }
     if let Ok(at) = values::Path::parse(path) {
         let mapped = mapping.fields.iter().find(|f| {
             f.to.iter()
@@ -231,6 +235,23 @@ fn claim_field_for(w: &Workload, mapping: &values::Mapping, path: &str) -> (Pos,
         pos,
         "set a valid value under `values:` (or the claim field that maps to it)".to_string(),
     )
+}
+
+/// Where the claim's `values:` sets `path` (or the map or list holding it), if it does.
+fn raw_value_pos(w: &Workload, path: &str) -> Option<Pos> {
+    if path.is_empty() {
+        return None;
+    }
+    let mut key = format!("values.{path}");
+    loop {
+        if let Some((_, pos)) = w.field_pos.iter().find(|(p, _)| *p == key) {
+            return Some(*pos);
+        }
+        match key.rfind(['.', '[']) {
+            Some(i) if &key[..i] != "values" => key.truncate(i),
+            _ => return None,
+        }
+    }
 }
 
 /// Every `requests.X` above its `limits.X` in any `resources`-shaped map of the values:
