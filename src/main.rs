@@ -2,6 +2,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CLAIMD_LOG")
@@ -24,5 +25,17 @@ fn main() -> ExitCode {
             eprintln!("claimd: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// glibc gives every thread that allocates its own malloc arena; with the render's
+/// worker threads and the daemon's blocking pool, freed memory is spread over arenas
+/// and not reused (10,000 applications: 177 MiB peak instead of 142 MiB). Two arenas
+/// are enough for two cores' worth of rendering.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc tunable; called first thing, before any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
