@@ -537,6 +537,9 @@ fn values_the_chart_schema_refuses_are_refused_at_push_time() {
     let push = s.git(&work, &["push", "origin", "main"]);
     let stderr = text(&push.stderr);
     assert!(!push.status.success(), "{stderr}");
-    assert!(stderr.contains("value `image.repository` is refused"), "{stderr}");
+    assert!(
+        stderr.contains("value `image.repository` is refused"),
+        "{stderr}"
+    );
     assert_eq!(s.tip(), before);
 }

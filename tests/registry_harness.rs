@@ -155,7 +155,6 @@ fn registry_is_killed_on_drop() {
 // --------------------------------------------------------------------------
 // Real Helm (tests/helm/oci.py) against the harness's registry.
 
-
 /// Runs tests/helm/oci.py; Ok(JSON) on exit 0, Err(stderr) otherwise.
 fn oci_py(args: &[&str]) -> Result<serde_json::Value, String> {
     let out = Command::new("python3")
