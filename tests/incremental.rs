@@ -129,3 +129,58 @@ fn incremental_plans_equal_full_plans() {
         );
     }
 }
+
+/// The reconcile renders claim files in batches (to bound memory); with many claim
+/// files, its plan into an empty output tree is exactly the pure, unbatched render.
+#[test]
+fn batched_render_equals_the_pure_render() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    git(root, &["clone", "-q", "server.git", "work"]);
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    let mut files = Vec::new();
+    for (path, text) in claimd::examples::CLAIMS {
+        files.push((path.to_string(), text.to_string()));
+    }
+    for i in 0..35 {
+        let env = ["dev", "qa"][i % 2];
+        files.push((
+            format!("claims/app-{i:02}.yaml"),
+            app_claim(&format!("app-{i:02}"), env, "v1"),
+        ));
+    }
+    // One file the render refuses (requests above limits), in a later batch.
+    files.push((
+        "claims/zz-bad.yaml".into(),
+        app_claim("zz-bad", "dev", "v1")
+            + "      resources: {requests: {memory: 64Gi}, limits: {memory: 1Gi}}\n",
+    ));
+    for (path, text) in &files {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "many claim files"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let repo = Repo::open(&root.join("server.git")).expect("open");
+    let tip = repo.branch_tip("main").expect("tip").expect("main");
+    let opts = Options::default();
+    let (plan, diags) = reconcile::plan_at(&repo, tip, &opts).expect("plan");
+
+    let loaded = claimd::claims::load(&files, &claimd::yaml::Limits::default());
+    let refs = claimd::render::chart_refs(&loaded.claims, &opts.settings);
+    let charts = opts.charts.resolve(&refs);
+    let pure = claimd::render::render(&loaded.claims, &charts, &opts.settings).expect("render");
+    let planned: std::collections::BTreeMap<String, String> = plan
+        .changes
+        .iter()
+        .map(|c| (c.path.clone(), c.new.clone().expect("only additions")))
+        .collect();
+    assert!(pure.files.len() > 70, "{} files", pure.files.len());
+    assert_eq!(planned, pure.files);
+    let failures: Vec<_> = pure.failures.iter().map(|f| &f.diagnostic).collect();
+    let errors: Vec<_> = diags.iter().filter(|d| d.is_error()).collect();
+    assert_eq!(errors, failures);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}

@@ -21,6 +21,9 @@ use std::sync::Arc;
 
 type FileKey = (String, ObjectId);
 
+/// Claim files whose applications are rendered together (see `plan_with_failures`).
+const BATCH_FILES: usize = 10;
+
 /// The tree ids of the output folders, and the blob ids of every file below them.
 type OutputEntries = (Vec<Option<ObjectId>>, Arc<BTreeMap<String, ObjectId>>);
 
@@ -214,55 +217,88 @@ pub(super) fn plan_with_failures(
         .map(|out| out.files.len())
         .sum();
     tracing::debug!(elapsed = ?t.elapsed(), reused = reusable.len(), "entries read");
-    let rendered = render::render_reusing(&loaded.claims, &charts, &opts.settings, &|c| {
-        matches!(c.spec, Spec::Application(_) | Spec::Platform(_)) && reusable.contains(&c.source)
-    })
-    .map_err(Error::Render)?;
     diagnostics.extend(loaded.diagnostics.iter().cloned());
-
-    tracing::debug!(elapsed = ?t.elapsed(), "rendered");
-    // Freshly rendered files: hash them, remember the applications' ones per claim file.
-    let Rendered { files, failures } = rendered;
-    let fresh: Vec<(String, String)> = files.into_iter().collect();
-    let ids = crate::par::map(&fresh, 256, |(_, content)| {
-        git::blob_id(hash, content.as_bytes())
-    });
+    // The applications of the claim files not reused are rendered in batches of claim
+    // files, and only what differs from the repository is kept: a start-up render of
+    // 10,000 applications does not hold all their files at once. ApplicationSets, root
+    // apps and previews come from the last batch.
+    let to_render: Vec<&str> = claim_entries
+        .iter()
+        .map(|k| k.0.as_str())
+        .filter(|p| !reusable.contains(*p))
+        .collect();
+    let mut batches: Vec<HashSet<&str>> = to_render
+        .chunks(BATCH_FILES)
+        .map(|c| c.iter().copied().collect())
+        .collect();
+    if batches.is_empty() {
+        batches.push(HashSet::new());
+    }
+    let last = batches.len() - 1;
     let mut new_outputs: HashMap<String, FileOutputs> = HashMap::new();
     let mut differing = BTreeMap::new();
     let mut overlap = false;
     // Files there that the render changes (the plan needs their old content).
     let mut modified: Vec<(&str, ObjectId)> = Vec::new();
-    for ((path, content), id) in fresh.into_iter().zip(ids) {
-        let id = id?;
-        let source = workload_source(&path, &content);
-        overlap |= source.as_ref().is_some_and(|s| reusable.contains(s));
-        if let Some(source) = source {
-            new_outputs
-                .entry(source)
-                .or_default()
-                .files
-                .push((path.clone(), id));
+    let mut all_failures = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        let rendered = render::render_reusing(&loaded.claims, &charts, &opts.settings, &|c| {
+            matches!(c.spec, Spec::Application(_) | Spec::Platform(_))
+                && !batch.contains(c.source.as_str())
+        })
+        .map_err(Error::Render)?;
+        let Rendered { files, failures } = rendered;
+        // This batch's applications; the files of no claim file's applications once.
+        let fresh: Vec<(String, String, Option<String>)> = files
+            .into_iter()
+            .filter_map(|(path, content)| {
+                let source = workload_source(&path, &content);
+                let keep = match &source {
+                    Some(src) => batch.contains(src.as_str()) || reusable.contains(src),
+                    None => i == last,
+                };
+                keep.then_some((path, content, source))
+            })
+            .collect();
+        let ids = crate::par::map(&fresh, 256, |(_, content, _)| {
+            git::blob_id(hash, content.as_bytes())
+        });
+        for ((path, content, source), id) in fresh.into_iter().zip(ids) {
+            let id = id?;
+            overlap |= source.as_ref().is_some_and(|s| reusable.contains(s));
+            if let Some(source) = source {
+                new_outputs
+                    .entry(source)
+                    .or_default()
+                    .files
+                    .push((path.clone(), id));
+            }
+            if let Some((there, there_id)) = entries.get_key_value(&path) {
+                if *there_id == id {
+                    accounted.insert(there.as_str());
+                    continue;
+                }
+                modified.push((there.as_str(), *there_id));
+            }
+            differing.insert(path, content);
         }
-        if let Some((there, there_id)) = entries.get_key_value(&path) {
-            if *there_id == id {
-                accounted.insert(there.as_str());
+        for f in failures {
+            if is_workload_failure(&f) {
+                if !batch.contains(f.diagnostic.file.as_str()) {
+                    continue;
+                }
+                new_outputs
+                    .entry(f.diagnostic.file.clone())
+                    .or_default()
+                    .failures
+                    .push(f.clone());
+            } else if i != last {
                 continue;
             }
-            modified.push((there.as_str(), *there_id));
+            all_failures.push(f);
         }
-        differing.insert(path, content);
     }
-    let mut all_failures = Vec::new();
-    for f in failures {
-        if is_workload_failure(&f) {
-            new_outputs
-                .entry(f.diagnostic.file.clone())
-                .or_default()
-                .failures
-                .push(f.clone());
-        }
-        all_failures.push(f);
-    }
+    tracing::debug!(elapsed = ?t.elapsed(), batches = batches.len(), "rendered");
     // Files there that the render does not account for are deleted or kept by the plan.
     // When the counts add up, there are none, and the scan below is skipped.
     let none_left = !overlap && entries.len() == accounted.len() + modified.len() + reused_files;
