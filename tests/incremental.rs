@@ -167,6 +167,16 @@ fn batched_render_equals_the_pure_render() {
     let tip = repo.branch_tip("main").expect("tip").expect("main");
     let opts = Options::default();
     let (plan, diags) = reconcile::plan_at(&repo, tip, &opts).expect("plan");
+    // Batches are used when the output tree has files (the daemon's start-up render).
+    let mut batched = Cache::batched();
+    reconcile::reconcile_cached(&repo, &opts, &mut batched).expect("commit the render");
+    let committed = repo.branch_tip("main").expect("tip").expect("main");
+    let (again, _) = reconcile::plan_cached(&repo, committed, &opts, &mut Cache::batched())
+        .expect("batched plan");
+    assert!(
+        again.is_empty(),
+        "a batched render of what is there changes nothing"
+    );
 
     let loaded = claimd::claims::load(&files, &claimd::yaml::Limits::default());
     let refs = claimd::render::chart_refs(&loaded.claims, &opts.settings);

@@ -113,7 +113,7 @@ impl Daemon {
                 removed: AtomicBool::new(false),
                 requested: AtomicU64::new(0),
                 served: watch::channel((0, String::new())).0,
-                cache: Arc::new(Mutex::new(reconcile::Cache::default())),
+                cache: Arc::new(Mutex::new(reconcile::Cache::batched())),
             });
             slots.insert(path, slot.clone());
             tokio::spawn(worker(slot, self.stop.subscribe()));

@@ -109,6 +109,10 @@ impl Repo {
         if let Some(q) = quarantine {
             let handle = gix::odb::at(q, repo.repo.object_hash())
                 .map_err(git_err(format!("opening quarantine {}", q.display())))?;
+            let mut handle = handle;
+            // Its content is fixed while the hook runs, and most lookups miss it (they
+            // are for objects already in the repository): a miss must not rescan it.
+            handle.refresh_never();
             repo.quarantine = Some(handle);
         }
         Ok(repo)

@@ -44,6 +44,9 @@ pub struct Cache {
     refs: Option<(RefsKey, Arc<BTreeSet<ChartRef>>)>,
     /// Chart references per claim file, with the hash of the context they were made in.
     file_refs: (u64, HashMap<FileKey, BTreeSet<ChartRef>>),
+    /// Render claim files in batches to bound memory (the daemon; a hook process renders
+    /// in one go, which is faster).
+    batched: bool,
     /// The last plan had a failure worth retrying (a chart registry did not answer).
     pub retry: bool,
 }
@@ -57,6 +60,15 @@ struct Claims {
 }
 
 impl Cache {
+    /// A cache for a long-lived process: the applications of many claim files are
+    /// rendered in batches, keeping only what differs, so the peak memory stays low.
+    pub fn batched() -> Cache {
+        Cache {
+            batched: true,
+            ..Cache::default()
+        }
+    }
+
     /// Tells the cache that `commit` was made from `parent` with `changes`, so the next
     /// run does not read every generated file's entry again.
     pub fn committed(
@@ -222,13 +234,20 @@ pub(super) fn plan_with_failures(
     // files, and only what differs from the repository is kept: a start-up render of
     // 10,000 applications does not hold all their files at once. ApplicationSets, root
     // apps and previews come from the last batch.
+    // Into an empty output tree everything is new and kept anyway: one batch. Batches
+    // are for a long-lived process (the daemon), where the peak stays.
+    let batch_files = if !cache.batched || entries.is_empty() {
+        usize::MAX
+    } else {
+        BATCH_FILES
+    };
     let to_render: Vec<&str> = claim_entries
         .iter()
         .map(|k| k.0.as_str())
         .filter(|p| !reusable.contains(*p))
         .collect();
     let mut batches: Vec<HashSet<&str>> = to_render
-        .chunks(BATCH_FILES)
+        .chunks(batch_files)
         .map(|c| c.iter().copied().collect())
         .collect();
     if batches.is_empty() {
