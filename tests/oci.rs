@@ -343,15 +343,21 @@ fn render_from_the_registry_equals_the_embedded_render_and_is_cached() {
     assert!(text(&offline).contains("offline"), "{}", text(&offline));
 }
 
-#[test]
-fn registry_down_fails_only_the_claims_it_cannot_serve_and_keeps_their_files() {
-    let mut reg = Registry::start(None);
+/// A small repository rendered from the registry, with microservice 1.0.0 published.
+struct Rendered {
+    tmp: tempfile::TempDir,
+    cache: PathBuf,
+    repository: String,
+    work: PathBuf,
+    beta_before: String,
+}
+
+fn rendered_small_repo(reg: &Registry) -> Rendered {
     let host = reg.host();
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let repository = reg.oci("charts");
     let v100 = chart_version(tmp.path(), "1.0.0", "");
-    let v101 = chart_version(tmp.path(), "1.0.1", "fromChart: \"1.0.1\"\n");
     ok(claimd(
         &cache,
         &host,
@@ -359,13 +365,40 @@ fn registry_down_fails_only_the_claims_it_cannot_serve_and_keeps_their_files() {
     ));
     let work = tmp.path().join("repo");
     small_repo(&work, &repository, "1.0.0", "1.0.0", 1);
-    let w = work.to_str().unwrap();
     ok(claimd(
         &cache,
         &host,
-        &["render", "--repo", w, "--charts", "oci"],
+        &[
+            "render",
+            "--repo",
+            work.to_str().unwrap(),
+            "--charts",
+            "oci",
+        ],
     ));
     let beta_before = values_of(&work, "beta");
+    Rendered {
+        tmp,
+        cache,
+        repository,
+        work,
+        beta_before,
+    }
+}
+
+#[test]
+fn registry_down_fails_only_the_claims_it_cannot_serve_and_keeps_their_files() {
+    let mut reg = Registry::start(None);
+    let host = reg.host();
+    let Rendered {
+        tmp,
+        cache,
+        repository,
+        work,
+        beta_before,
+    } = rendered_small_repo(&reg);
+    let v101 = chart_version(tmp.path(), "1.0.1", "fromChart: \"1.0.1\"\n");
+    let w = work.to_str().unwrap();
 
     // The registry goes away. alpha changes (its chart is cached: it renders, with the
     // digest last seen); beta moves to 1.0.1, never pulled: it fails, its files stay.
@@ -417,24 +450,14 @@ fn registry_down_fails_only_the_claims_it_cannot_serve_and_keeps_their_files() {
 fn a_missing_tag_and_a_corrupt_chart_fail_that_claim_with_a_clear_error() {
     let reg = Registry::start(None);
     let host = reg.host();
-    let tmp = tempfile::tempdir().unwrap();
-    let cache = tmp.path().join("cache");
-    let repository = reg.oci("charts");
-    let v100 = chart_version(tmp.path(), "1.0.0", "");
-    ok(claimd(
-        &cache,
-        &host,
-        &["chart", "push", v100.to_str().unwrap(), &repository],
-    ));
-    let work = tmp.path().join("repo");
-    small_repo(&work, &repository, "1.0.0", "1.0.0", 1);
+    let Rendered {
+        tmp,
+        cache,
+        repository,
+        work,
+        beta_before,
+    } = rendered_small_repo(&reg);
     let w = work.to_str().unwrap();
-    ok(claimd(
-        &cache,
-        &host,
-        &["render", "--repo", w, "--charts", "oci"],
-    ));
-    let beta_before = values_of(&work, "beta");
 
     // A version that was never published.
     small_repo(&work, &repository, "1.0.0", "9.9.9", 1);

@@ -292,24 +292,11 @@ fn unmapped_claim_field_fails_with_its_position() {
     );
     let loaded = load(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &text)]);
     // A chart whose mapping does not know `port`.
-    let dir = tempfile::tempdir().expect("tmp");
-    let chart = dir.path().join("microservice");
-    std::fs::create_dir_all(&chart).expect("mkdir");
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: microservice\nversion: 1.0.0\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("values.yaml"),
+    let dir = chart_dir(
         "image: {repository: x, tag: y}\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("claimd-mapping.yaml"),
         "fields:\n  image.repository: image.repository\n  image.tag: image.tag\n",
-    )
-    .expect("w");
+        None,
+    );
     let r = render_with(&loaded, &Source::Dir(dir.path().to_path_buf()));
     let msgs: Vec<String> = r
         .failures
@@ -444,31 +431,16 @@ fn values_refused_by_the_chart_schema_fail_at_the_claim_field() {
             "image: {repository: example.com/web, tag: v1}\n      values: {podLabels: 5}",
         );
     let loaded = load(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &text)]);
-    let dir = tempfile::tempdir().expect("tmp");
-    let chart = dir.path().join("microservice");
-    std::fs::create_dir_all(&chart).expect("mkdir");
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: microservice\nversion: 1.0.0\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("values.yaml"),
+    let dir = chart_dir(
         "replicaCount: 1\nimage: {repository: x, tag: y}\npodLabels: {}\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("claimd-mapping.yaml"),
         "fields:\n  image.repository: image.repository\n  image.tag: image.tag\n  replicas: replicaCount\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("values.schema.json"),
-        r#"{"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+        Some(
+            r#"{"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
             "properties": {"replicaCount": {"type": "integer", "maximum": 10},
                            "podLabels": {"type": "object"}}}"#,
-    )
-    .expect("w");
+        ),
+    );
+    let chart = dir.path().join("microservice");
     let r = render_with(&loaded, &Source::Dir(dir.path().to_path_buf()));
     let msgs: Vec<String> = r
         .failures
@@ -508,29 +480,11 @@ fn a_schema_error_in_a_value_set_under_values_points_there_not_at_the_claim_fiel
         "image: {repository: example.com/api, tag: v1}\n      replicas: 2\n      values:\n        replicaCount: 50",
     );
     let loaded = load(&[("claims/boot.yaml", BOOT), ("claims/apps.yaml", &text)]);
-    let dir = tempfile::tempdir().expect("tmp");
-    let chart = dir.path().join("microservice");
-    std::fs::create_dir_all(&chart).expect("mkdir");
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: microservice\nversion: 1.0.0\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("values.yaml"),
+    let dir = chart_dir(
         "replicaCount: 1\nimage: {repository: x, tag: y}\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("claimd-mapping.yaml"),
         "fields:\n  image.repository: image.repository\n  image.tag: image.tag\n  replicas: replicaCount\n",
-    )
-    .expect("w");
-    std::fs::write(
-        chart.join("values.schema.json"),
-        r#"{"type": "object", "properties": {"replicaCount": {"type": "integer", "maximum": 10}}}"#,
-    )
-    .expect("w");
+        Some(r#"{"type": "object", "properties": {"replicaCount": {"type": "integer", "maximum": 10}}}"#),
+    );
     let r = render_with(&loaded, &Source::Dir(dir.path().to_path_buf()));
     let msgs: Vec<String> = r
         .failures
@@ -544,4 +498,23 @@ fn a_schema_error_in_a_value_set_under_values_points_there_not_at_the_claim_fiel
             && msgs[0].ends_with("set a valid value under `values:`"),
         "{msgs:?}"
     );
+}
+
+/// A folder with one microservice chart made of the given values, mapping and (optional)
+/// schema; render with `Source::Dir(folder)`.
+fn chart_dir(values: &str, mapping: &str, schema: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    let chart = dir.path().join("microservice");
+    std::fs::create_dir_all(&chart).expect("mkdir");
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: microservice\nversion: 1.0.0\n",
+    )
+    .expect("w");
+    std::fs::write(chart.join("values.yaml"), values).expect("w");
+    std::fs::write(chart.join("claimd-mapping.yaml"), mapping).expect("w");
+    if let Some(schema) = schema {
+        std::fs::write(chart.join("values.schema.json"), schema).expect("w");
+    }
+    dir
 }
