@@ -233,10 +233,6 @@ impl Registry {
         })
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Runs a future to completion from synchronous code: on the daemon's runtime when
     /// called from one of its blocking threads, else on a runtime of our own.
     pub fn block_on<F: Future + Send>(&self, f: F) -> F::Output
