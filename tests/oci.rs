@@ -61,6 +61,11 @@ fn generated(dir: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// `claimd render --charts oci` of the repository at `dir`.
+fn render_oci(cache: &Path, host: &str, dir: &str) -> Output {
+    claimd(cache, host, &["render", "--repo", dir, "--charts", "oci"])
+}
+
 /// A repository with the example claims, charts pulled from `repository`.
 fn example_repo(dir: &Path, repository: &str) {
     let claims = dir.join("claims");
@@ -232,17 +237,7 @@ fn render_from_the_registry_equals_the_embedded_render_and_is_cached() {
     example_repo(&from_oci, &repository);
     example_repo(&embedded, &repository);
     let before = reg.requests().len();
-    ok(claimd(
-        &cache,
-        &host,
-        &[
-            "render",
-            "--repo",
-            from_oci.to_str().unwrap(),
-            "--charts",
-            "oci",
-        ],
-    ));
+    ok(render_oci(&cache, &host, from_oci.to_str().unwrap()));
     let pulls = reg.requests()[before..].to_vec();
     assert!(
         pulls
@@ -298,17 +293,7 @@ fn render_from_the_registry_equals_the_embedded_render_and_is_cached() {
     // A second render, in a new process, asks the registry nothing: the tags were
     // checked within the refresh interval and the blobs are in the cache.
     let before = reg.requests().len();
-    ok(claimd(
-        &cache,
-        &host,
-        &[
-            "render",
-            "--repo",
-            from_oci.to_str().unwrap(),
-            "--charts",
-            "oci",
-        ],
-    ));
+    ok(render_oci(&cache, &host, from_oci.to_str().unwrap()));
     assert_eq!(reg.requests()[before..].to_vec(), Vec::<String>::new());
     // Offline works from the cache alone; a chart never pulled is a clear error.
     let off = ok(claimd(
@@ -365,17 +350,7 @@ fn rendered_small_repo(reg: &Registry) -> Rendered {
     ));
     let work = tmp.path().join("repo");
     small_repo(&work, &repository, "1.0.0", "1.0.0", 1);
-    ok(claimd(
-        &cache,
-        &host,
-        &[
-            "render",
-            "--repo",
-            work.to_str().unwrap(),
-            "--charts",
-            "oci",
-        ],
-    ));
+    ok(render_oci(&cache, &host, work.to_str().unwrap()));
     let beta_before = values_of(&work, "beta");
     Rendered {
         tmp,
@@ -436,11 +411,7 @@ fn registry_down_fails_only_the_claims_it_cannot_serve_and_keeps_their_files() {
         &host,
         &["chart", "push", v101.to_str().unwrap(), &repository],
     ));
-    ok(claimd(
-        &cache,
-        &host,
-        &["render", "--repo", w, "--charts", "oci"],
-    ));
+    ok(render_oci(&cache, &host, w));
     let beta = values_of(&work, "beta");
     assert!(beta.contains("/microservice:1.0.1@sha256:"), "{beta}");
     assert!(beta.contains("replicaCount: 2"), "{beta}");
@@ -461,7 +432,7 @@ fn a_missing_tag_and_a_corrupt_chart_fail_that_claim_with_a_clear_error() {
 
     // A version that was never published.
     small_repo(&work, &repository, "1.0.0", "9.9.9", 1);
-    let out = claimd(&cache, &host, &["render", "--repo", w, "--charts", "oci"]);
+    let out = render_oci(&cache, &host, w);
     let t = text(&out);
     assert!(!out.status.success());
     assert!(t.contains("tag 9.9.9 not found"), "{t}");
@@ -476,7 +447,7 @@ fn a_missing_tag_and_a_corrupt_chart_fail_that_claim_with_a_clear_error() {
         b"this is not a tgz".to_vec(),
     );
     small_repo(&work, &repository, "1.0.0", "2.0.0", 1);
-    let out = claimd(&cache, &host, &["render", "--repo", w, "--charts", "oci"]);
+    let out = render_oci(&cache, &host, w);
     let t = text(&out);
     assert!(!out.status.success());
     assert!(t.contains("not a readable chart archive"), "{t}");
@@ -490,17 +461,7 @@ fn a_missing_tag_and_a_corrupt_chart_fail_that_claim_with_a_clear_error() {
     small_repo(&work, &repository, "1.0.0", "1.0.0", 3);
     let fresh = tmp.path().join("repo2");
     small_repo(&fresh, &repository, "1.0.0", "1.0.0", 3);
-    ok(claimd(
-        &cache,
-        &host,
-        &[
-            "render",
-            "--repo",
-            fresh.to_str().unwrap(),
-            "--charts",
-            "oci",
-        ],
-    ));
+    ok(render_oci(&cache, &host, fresh.to_str().unwrap()));
     assert!(values_of(&fresh, "alpha").contains("replicaCount: 3"));
 }
 

@@ -115,17 +115,7 @@ impl Source {
     /// Local sources (embedded, folder) stand in for the repository part of a reference;
     /// the OCI source pulls from it (several charts at once).
     pub fn resolve<'a>(&self, refs: impl IntoIterator<Item = &'a ChartRef>) -> Charts {
-        let refs: Vec<&ChartRef> = refs.into_iter().collect();
-        if let Source::Oci(registry) = self {
-            return registry
-                .resolve(&refs)
-                .into_iter()
-                .map(|(r, c)| (r, c.map_err(|e| e.to_string())))
-                .collect();
-        }
-        refs.into_iter()
-            .map(|r| (r.clone(), self.load(r).map_err(|e| e.to_string())))
-            .collect()
+        self.resolve_retrying(refs).0
     }
 
     /// Like [`Source::resolve`], and says whether a failure is worth retrying later.
@@ -147,7 +137,12 @@ impl Source {
                     .collect();
                 (charts, retry)
             }
-            _ => (self.resolve(refs), false),
+            _ => (
+                refs.into_iter()
+                    .map(|r| (r.clone(), self.load(r).map_err(|e| e.to_string())))
+                    .collect(),
+                false,
+            ),
         }
     }
 
