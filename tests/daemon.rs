@@ -359,6 +359,25 @@ fn a_chart_registry_that_comes_back_is_retried_without_a_new_push() {
     let mut reg = registry::Registry::start(None);
     let host = reg.host();
     let repository = reg.oci("charts");
+    let root = s.config.parent().expect("root");
+    // The charts are published, then the registry goes away before claimd ever saw it.
+    let out = Command::new(BIN)
+        .args([
+            "chart",
+            "push",
+            "--all",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/charts"),
+        ])
+        .arg(&repository)
+        .env("CLAIMD_PLAIN_HTTP", &host)
+        .env("CLAIMD_CACHE", root.join("publish-cache"))
+        .output()
+        .expect("chart push");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     reg.stop();
     // The claims take their charts from the (stopped) registry.
     for (path, text) in claimd::examples::CLAIMS {
@@ -370,7 +389,6 @@ fn a_chart_registry_that_comes_back_is_retried_without_a_new_push() {
         &["commit", "-qam", "charts from the test registry"],
     );
     git(&s.work, &["push", "-q", "origin", "main"]);
-    let root = s.config.parent().expect("root");
     std::fs::write(
         &s.config,
         format!("listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\ncharts: oci\nregistries:\n  cache: chart-cache\n  refresh: 0\n  hosts:\n    \"{host}\": {{plainHttp: true}}\n"),
@@ -393,25 +411,8 @@ fn a_chart_registry_that_comes_back_is_retried_without_a_new_push() {
         !rendered(),
         "nothing can be rendered while the registry is down"
     );
-    // The registry comes back with the charts; no push: the daemon's retry renders.
+    // The registry comes back (with the charts); no push: the daemon's retry renders.
     reg.start_again();
-    let out = Command::new(BIN)
-        .args([
-            "chart",
-            "push",
-            "--all",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/charts"),
-        ])
-        .arg(&repository)
-        .env("CLAIMD_PLAIN_HTTP", &host)
-        .env("CLAIMD_CACHE", root.join("publish-cache"))
-        .output()
-        .expect("chart push");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     wait_until("the retried render", rendered);
     d.terminate();
 }
