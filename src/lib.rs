@@ -9,6 +9,7 @@ pub mod cli;
 pub mod daemon;
 pub mod examples;
 pub mod git;
+pub mod kube;
 pub mod par;
 pub mod reconcile;
 pub mod render;

@@ -68,6 +68,15 @@ pub enum Command {
         #[arg(long)]
         push_url: Option<String>,
     },
+    /// The preview Environments the daemon manages: phase, URL, conditions.
+    Status {
+        /// The daemon's address.
+        #[arg(long, env = "CLAIMD_DAEMON", default_value = "127.0.0.1:7462")]
+        daemon: String,
+        /// Print JSON (as `GET /v1/status` returns it) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the daemon: keep the configured repositories rendered (hooks hand off to it).
     Serve {
         /// The configuration file (YAML).
@@ -258,6 +267,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => render_cmd(&args, true),
         Command::Demo { dir } => demo::run(dir),
         Command::Serve { config, listen } => serve::run(&config, listen),
+        Command::Status { daemon, json } => serve::status(&daemon, json),
         Command::Reconcile {
             repo,
             branch,

@@ -72,3 +72,29 @@ async fn shutdown_signal() {
         _ = term => {},
     }
 }
+
+/// `claimd status`: the daemon's `GET /v1/status`, as a table per repository or JSON.
+pub fn status(addr: &str, json: bool) -> Result<ExitCode> {
+    let (code, body) = crate::server::status(addr)
+        .with_context(|| format!("asking the daemon at {addr} (is `claimd serve` running?)"))?;
+    anyhow::ensure!(code == 200, "the daemon at {addr} answered {code}: {body}");
+    if json {
+        println!("{body}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).context("the daemon's answer")?;
+    let mut out = std::io::stdout().lock();
+    for r in v["repositories"].as_array().into_iter().flatten() {
+        let envs: Vec<crate::kube::EnvironmentStatus> =
+            serde_json::from_value(r["environments"].clone()).unwrap_or_default();
+        writeln!(out, "{}", r["repository"].as_str().unwrap_or_default())?;
+        if envs.is_empty() {
+            writeln!(out, "  (no preview environments)")?;
+            continue;
+        }
+        for line in crate::kube::status::table(&envs).lines() {
+            writeln!(out, "  {line}")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -26,6 +26,10 @@ pub struct Config {
     pub registries: crate::charts::oci::Settings,
     #[serde(default)]
     pub bot: Option<Bot>,
+    /// The cluster claimd manages namespaces and preview builds in (kubeconfig,
+    /// network policy, quota and build settings). No cluster found: dry-run.
+    #[serde(default)]
+    pub kubernetes: crate::kube::Settings,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

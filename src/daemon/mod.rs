@@ -4,6 +4,7 @@
 //! a crash or a missed event heals; failures retry with backoff; shutdown lets the
 //! running reconcile finish.
 
+mod cluster;
 pub mod config;
 
 use crate::charts;
@@ -42,6 +43,8 @@ struct Slot {
     served: watch::Sender<(u64, String)>,
     /// Parsed claims and rendered applications of the last run (incremental rendering).
     cache: Arc<Mutex<reconcile::Cache>>,
+    /// Namespaces and preview builds of this repository.
+    kube: Arc<cluster::Kube>,
 }
 
 /// The daemon's shared state.
@@ -70,6 +73,18 @@ fn options_for(config: &Config, branch: Option<String>) -> Options {
         };
     }
     o
+}
+
+fn kube_for(config: &Config) -> cluster::Kube {
+    let registry = match charts::oci::Registry::new(config.registries.clone().with_env()) {
+        Ok(r) => Some(Arc::new(r)),
+        Err(e) => {
+            tracing::warn!(error = %e, "preview images cannot be looked up");
+            None
+        }
+    };
+    let argocd = crate::render::Settings::default().argocd_namespace;
+    cluster::Kube::new(config.kubernetes.clone(), argocd, registry)
 }
 
 impl Daemon {
@@ -114,6 +129,7 @@ impl Daemon {
                 requested: AtomicU64::new(0),
                 served: watch::channel((0, String::new())).0,
                 cache: Arc::new(Mutex::new(reconcile::Cache::batched())),
+                kube: Arc::new(kube_for(config)),
             });
             slots.insert(path, slot.clone());
             tokio::spawn(worker(slot, self.stop.subscribe()));
@@ -203,6 +219,20 @@ impl Daemon {
         let _ = self.stop.send(true);
     }
 
+    /// Every repository's preview Environments, as the last Kubernetes step saw them.
+    pub fn statuses(&self) -> Vec<(PathBuf, Vec<crate::kube::EnvironmentStatus>)> {
+        let slots = self.slots.lock().expect("slots lock");
+        let mut v: Vec<_> = slots
+            .iter()
+            .map(|(path, slot)| {
+                let statuses = slot.kube.statuses.lock().unwrap_or_else(|p| p.into_inner());
+                (path.clone(), statuses.clone())
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
     pub fn repositories(&self) -> Vec<PathBuf> {
         let slots = self.slots.lock().expect("slots lock");
         let mut v: Vec<PathBuf> = slots.keys().cloned().collect();
@@ -224,7 +254,10 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
             }
         }
         let serving = slot.requested.load(Ordering::SeqCst);
-        let (repo, options, cache) = (slot.repo.clone(), slot.options.clone(), slot.cache.clone());
+        let (repo, mut options, cache) =
+            (slot.repo.clone(), slot.options.clone(), slot.cache.clone());
+        let step = slot.kube.step(&repo, &options, cache.clone()).await;
+        options.previews = step.previews;
         let result = tokio::task::spawn_blocking(move || {
             let r = Repo::open(&repo).map_err(reconcile::Error::from)?;
             let mut cache = cache
@@ -249,10 +282,10 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
         slot.served.send_replace((serving, summary));
         match result {
             Ok(Ok(report)) => {
-                if report.retry {
+                if report.retry || step.retry {
                     failures += 1;
                     let delay = Duration::from_millis(250u64 << failures.min(5)); // at most 8 s
-                    tracing::warn!(%repo, retry_in = ?delay, "a chart registry did not answer; the claims that need it keep their files");
+                    tracing::warn!(%repo, retry_in = ?delay, "a registry, the cluster or a build is not done; trying again");
                     retry_later(&slot, delay);
                 } else {
                     failures = 0;

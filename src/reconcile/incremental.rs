@@ -7,7 +7,7 @@
 //! Cross-file checks, ApplicationSets, root apps and previews are always recomputed.
 //! With an empty cache this is exactly a full render.
 
-use super::{branch_mismatches, branch_of, Error, Options};
+use super::{branch_mismatches, branch_of, Error, Options, Previews};
 use crate::claims::{self, Diagnostic, ParsedFile, Severity, Spec};
 use crate::git::{self, Repo};
 use crate::render::{self, parse_owners, Failure, Plan, Rendered, OUTPUT_ROOTS};
@@ -341,6 +341,12 @@ pub(super) fn plan_with_failures(
         }
     }
     cache.outputs.retain(|k, _| live.contains(k));
+    hold_previews(
+        &loaded.claims,
+        &opts.previews,
+        &mut differing,
+        &mut all_failures,
+    );
     diagnostics.extend(all_failures.iter().map(|f| f.diagnostic.clone()));
 
     let left: Vec<(&str, ObjectId)> = if none_left {
@@ -367,6 +373,50 @@ pub(super) fn plan_with_failures(
     let plan = render::plan(&existing, rendered, &loaded.failed_files);
     tracing::debug!(elapsed = ?t.elapsed(), changes = plan.changes.len(), "planned");
     Ok((plan, diagnostics, failures))
+}
+
+/// Previews whose image is not known to exist keep their files as they are: the
+/// values commit with `image.tag = <commitSha>` waits for the build.
+fn hold_previews(
+    claims: &[claims::Claim],
+    gate: &Previews,
+    differing: &mut BTreeMap<String, String>,
+    failures: &mut Vec<Failure>,
+) {
+    let Previews::Built(ready) = gate else {
+        return;
+    };
+    for c in claims {
+        let Spec::Environment(e) = &c.spec else {
+            continue;
+        };
+        let (Ok(t), Some(sha)) = (render::preview_target(c, e, claims), &e.commit_sha) else {
+            continue;
+        };
+        if ready.get(&t.namespace) == Some(&sha.value) {
+            continue;
+        }
+        let dir = format!(
+            "environments/{}/{}",
+            render::CATALYST_CLUSTER_TYPE,
+            t.namespace
+        );
+        let prefix = format!("{dir}/");
+        differing.retain(|path, _| !path.starts_with(&prefix));
+        failures.push(Failure {
+            diagnostic: Diagnostic {
+                file: c.source.clone(),
+                pos: c.name.pos,
+                severity: Severity::Warning,
+                message: format!(
+                    "Environment `{}` waits for the image of commit {}: its values are committed once the image exists",
+                    c.name.value, sha.value
+                ),
+            },
+            keep: Some(dir),
+            chart_unavailable: false,
+        });
+    }
 }
 
 /// The chart references of all claims, reusing those of claim files seen before in the
@@ -494,6 +544,21 @@ fn load_claims(
         cache.claims = Some((tree, claims.clone()));
     }
     Ok((tree, claims))
+}
+
+/// Calls `f` with the claims at the tip of the branch (parsed again only where the
+/// cache does not have them). None: the branch does not exist.
+pub fn with_claims<T>(
+    repo: &Repo,
+    opts: &Options,
+    cache: &mut Cache,
+    f: impl FnOnce(&claims::Loaded) -> T,
+) -> Result<Option<T>, Error> {
+    let Some(tip) = repo.branch_tip(&branch_of(repo, opts))? else {
+        return Ok(None);
+    };
+    let (_, read) = load_claims(repo, tip, cache)?;
+    Ok(Some(f(&read.loaded)))
 }
 
 /// What pre-receive checks, with the cache: every diagnostic of the claims at `commit`,

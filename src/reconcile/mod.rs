@@ -7,7 +7,7 @@ mod incremental;
 
 pub mod prepared;
 
-pub use incremental::{plan_cached, validate_cached, Cache};
+pub use incremental::{plan_cached, validate_cached, with_claims, Cache};
 
 use crate::charts;
 use crate::claims::{self, Diagnostic, Severity};
@@ -41,6 +41,18 @@ pub struct Options {
     /// Publish bot commits with `git push` to this URL (the git server, so its own hooks
     /// and events see them) instead of moving the ref in the repository directly.
     pub push_url: Option<String>,
+    /// Which preview Environments may have their values committed.
+    pub previews: Previews,
+}
+
+/// Which preview Environments may have their values committed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Previews {
+    /// All of them (no cluster: nothing builds images, so nothing is waited for).
+    #[default]
+    All,
+    /// Only these: namespace → the commit whose image exists.
+    Built(std::collections::BTreeMap<String, String>),
 }
 
 impl Default for Options {
@@ -52,6 +64,7 @@ impl Default for Options {
             bot: Identity::default(),
             attempts: 8,
             push_url: None,
+            previews: Previews::All,
         }
     }
 }

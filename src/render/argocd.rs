@@ -14,14 +14,12 @@ pub fn helm_oci_repo(repository: &str) -> String {
         .to_string()
 }
 
-fn sync_policy(create_namespace: bool) -> Json {
-    let mut options = vec![json!("ServerSideApply=true")];
-    if create_namespace {
-        options.insert(0, json!("CreateNamespace=true"));
-    }
+/// No `CreateNamespace`: claimd creates every namespace itself, with its labels, quota
+/// and network policy (see `kube/`).
+fn sync_policy() -> Json {
     json!({
         "automated": {"prune": true, "selfHeal": true},
-        "syncOptions": options,
+        "syncOptions": ["ServerSideApply=true"],
         "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "3m"}},
     })
 }
@@ -101,7 +99,7 @@ pub fn appset(s: &Settings, repo_url: &str, branch: &str, ct: &str, env: &str, k
                 values_source(repo_url, branch),
             ],
             "destination": {"server": s.destination_server, "namespace": "{{.namespace}}"},
-            "syncPolicy": sync_policy(true),
+            "syncPolicy": sync_policy(),
         },
     });
     appset_shell(
@@ -147,7 +145,7 @@ pub fn preview_appset(s: &Settings, repo_url: &str, branch: &str) -> Json {
                 values_source(repo_url, branch),
             ],
             "destination": {"server": s.destination_server, "namespace": "{{.namespace}}"},
-            "syncPolicy": sync_policy(false),
+            "syncPolicy": sync_policy(),
         },
     });
     appset_shell(

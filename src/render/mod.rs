@@ -327,19 +327,51 @@ fn fail(ctx: &mut Ctx<'_>, claim: &Claim, pos: Pos, message: String, keep: Optio
     });
 }
 
-fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims: &[Claim]) {
+/// Where a Catalyst Environment goes: its Project, team and namespace.
+pub struct PreviewTarget<'a> {
+    pub project_claim: &'a Claim,
+    pub project: &'a Project,
+    pub team: String,
+    pub namespace: String,
+}
+
+/// The Project, team and namespace of an Environment claim, or where and why they
+/// cannot be told.
+pub fn preview_target<'a>(
+    claim: &Claim,
+    e: &Environment,
+    claims: &'a [Claim],
+) -> Result<PreviewTarget<'a>, (Pos, String)> {
     let Some((pc, project)) = claims.iter().find_map(|c| match &c.spec {
         Spec::Project(p) if c.name.value == e.project_ref.value => Some((c, p)),
         _ => None,
     }) else {
         let msg = format!("Project `{}` is not defined", e.project_ref.value);
-        return fail(ctx, claim, e.project_ref.pos, msg, None);
+        return Err((e.project_ref.pos, msg));
     };
     let Some(team) = environment_team(claim, project) else {
         let msg = "cannot tell the team: set the label catalyst.dev/team or the Project's metadata.namespace".to_string();
-        return fail(ctx, claim, claim.name.pos, msg, None);
+        return Err((claim.name.pos, msg));
     };
     let namespace = environment_namespace(&team, &pc.name.value, &claim.name.value);
+    Ok(PreviewTarget {
+        project_claim: pc,
+        project,
+        team,
+        namespace,
+    })
+}
+
+fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims: &[Claim]) {
+    let PreviewTarget {
+        project_claim: pc,
+        project,
+        team,
+        namespace,
+    } = match preview_target(claim, e, claims) {
+        Ok(t) => t,
+        Err((pos, msg)) => return fail(ctx, claim, pos, msg, None),
+    };
     let dir = format!(
         "environments/{CATALYST_CLUSTER_TYPE}/{namespace}/applications/{}",
         pc.name.value

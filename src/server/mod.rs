@@ -3,7 +3,9 @@
 //! - `POST /v1/push` with body `{"repo": "<path of the bare repository>"}` → 202 (queued)
 //!   or 404 (not a configured repository: the hook renders inline instead);
 //! - `GET /healthz` → 200 while the process serves;
-//! - `GET /readyz` → 200 once every repository was reconciled since start-up, else 503.
+//! - `GET /readyz` → 200 once every repository was reconciled since start-up, else 503;
+//! - `GET /v1/status` → the preview Environments of every repository (phase, URL,
+//!   conditions) as JSON.
 
 use crate::daemon::{Daemon, Event};
 use serde::Deserialize;
@@ -107,7 +109,16 @@ pub async fn run(
                 }
             }
         });
-    warp::serve(health.or(ready).or(push).or(validate))
+    let d = daemon.clone();
+    let status = warp::path!("v1" / "status").and(warp::get()).map(move || {
+        let repos: Vec<serde_json::Value> = d
+            .statuses()
+            .into_iter()
+            .map(|(repo, envs)| serde_json::json!({"repository": repo, "environments": envs}))
+            .collect();
+        warp::reply::json(&serde_json::json!({ "repositories": repos }))
+    });
+    warp::serve(health.or(ready).or(push).or(validate).or(status))
         .incoming(listener)
         .graceful(shutdown)
         .run()
@@ -168,10 +179,31 @@ fn post_push(
     post(addr, "/v1/push", &body, read_timeout)
 }
 
+/// `GET /v1/status` of the daemon at `addr`: (HTTP status, JSON body).
+pub fn status(addr: &str) -> std::io::Result<(u16, String)> {
+    request(
+        addr,
+        "GET",
+        "/v1/status",
+        None,
+        std::time::Duration::from_secs(10),
+    )
+}
+
 fn post(
     addr: &str,
     path: &str,
     body: &serde_json::Value,
+    read_timeout: std::time::Duration,
+) -> std::io::Result<(u16, String)> {
+    request(addr, "POST", path, Some(body), read_timeout)
+}
+
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
     read_timeout: std::time::Duration,
 ) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
@@ -184,10 +216,10 @@ fn post(
     let mut stream = TcpStream::connect_timeout(&target, timeout)?;
     stream.set_read_timeout(Some(read_timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    let body = body.to_string();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
     write!(
         stream,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
     let mut response = String::new();

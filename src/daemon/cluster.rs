@@ -1,0 +1,142 @@
+//! The daemon's Kubernetes step, run before each reconcile of a repository: the
+//! namespaces its claims want are applied (and the unwanted ones deleted), preview
+//! builds started or watched, and the reconcile told which previews may be committed.
+
+use crate::charts::oci::Registry;
+use crate::claims::{Loaded, Spec};
+use crate::git::Repo;
+use crate::kube::{self, cluster, Cluster, EnvironmentStatus};
+use crate::reconcile::{self, Options, Previews};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OnceCell;
+
+/// One repository's view of the cluster.
+pub struct Kube {
+    settings: kube::Settings,
+    argocd_namespace: String,
+    /// Connected on first use; None inside: no cluster (dry-run).
+    cluster: OnceCell<Option<Cluster>>,
+    /// Where preview images are looked up.
+    registry: Option<Arc<Registry>>,
+    /// The Environments' status after the last step.
+    pub statuses: Mutex<Vec<EnvironmentStatus>>,
+}
+
+/// What the step decided.
+pub struct Step {
+    pub previews: Previews,
+    pub retry: bool,
+}
+
+impl Kube {
+    pub fn new(
+        settings: kube::Settings,
+        argocd_namespace: String,
+        registry: Option<Arc<Registry>>,
+    ) -> Kube {
+        Kube {
+            settings,
+            argocd_namespace,
+            cluster: OnceCell::new(),
+            registry,
+            statuses: Mutex::new(Vec::new()),
+        }
+    }
+
+    async fn cluster(&self) -> Result<Option<&Cluster>, kube::Error> {
+        let c = self
+            .cluster
+            .get_or_try_init(|| Cluster::connect(&self.settings, &self.argocd_namespace))
+            .await?;
+        Ok(c.as_ref())
+    }
+
+    /// Applies what the claims at the branch tip want. Never fails the reconcile: when
+    /// the cluster cannot be reached, previews wait and the step is retried.
+    pub async fn step(
+        &self,
+        repo: &Path,
+        options: &Options,
+        cache: Arc<Mutex<reconcile::Cache>>,
+    ) -> Step {
+        let (path, opts, settings) = (repo.to_path_buf(), options.clone(), self.settings.clone());
+        let desired = tokio::task::spawn_blocking(move || {
+            let r = Repo::open(&path).map_err(|e| e.to_string())?;
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            reconcile::with_claims(&r, &opts, &mut cache, |loaded| {
+                let name = repository_name(loaded, &opts, &path);
+                kube::desired(
+                    &loaded.claims,
+                    &loaded.failed_files,
+                    &name,
+                    &opts.settings.preview_domain,
+                    &settings,
+                )
+            })
+            .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        let desired = match desired {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                return Step {
+                    previews: Previews::All,
+                    retry: false,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(repo = %repo.display(), error = %e, "cannot read the claims for Kubernetes");
+                return Step {
+                    previews: Previews::Built(Default::default()),
+                    retry: true,
+                };
+            }
+        };
+        for (claim, problem) in &desired.problems {
+            tracing::warn!(%claim, "{problem}");
+        }
+        let (sync, gated) = match self.cluster().await {
+            Ok(Some(c)) => (c.sync(&desired, self.registry.as_deref()).await, true),
+            Ok(None) => (cluster::dry_run(&desired), false),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot connect to Kubernetes; previews wait");
+                return Step {
+                    previews: Previews::Built(Default::default()),
+                    retry: true,
+                };
+            }
+        };
+        for p in &sync.problems {
+            tracing::warn!(repo = %repo.display(), "{p}");
+        }
+        if sync.writes > 0 {
+            tracing::info!(repo = %repo.display(), writes = sync.writes, deleted = sync.deleted.len(), "Kubernetes objects applied");
+        }
+        *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = sync.statuses;
+        Step {
+            previews: if gated {
+                Previews::Built(sync.ready)
+            } else {
+                Previews::All
+            },
+            retry: sync.retry,
+        }
+    }
+}
+
+/// The repository named in namespace annotations: the BootstrapClaim's GitOps URL, else
+/// the configured repository URL, else the path on disk.
+fn repository_name(loaded: &Loaded, opts: &Options, path: &Path) -> String {
+    loaded
+        .claims
+        .iter()
+        .find_map(|c| match &c.spec {
+            Spec::Bootstrap(b) => Some(b.gitops_repo_url()),
+            _ => None,
+        })
+        .or_else(|| opts.settings.repo_url.clone())
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,539 @@
+//! The adapter to the API server (kube-rs): server-side apply, field manager `claimd`,
+//! of what differs from the live objects only (an unchanged namespace costs no write),
+//! deletion of the namespaces this repository's claims no longer want, and the preview
+//! builds. Without a cluster, [`dry_run`] logs what would be applied.
+
+use super::desired::{Desired, Managed, Preview};
+use super::objects::{self, CLAIM_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, REPOSITORY_ANNOTATION};
+use super::status::{EnvironmentStatus, Step};
+use super::{Error, Settings};
+use crate::charts::oci::Registry;
+use ::kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use ::kube::core::{ApiResource, GroupVersionKind};
+use serde_json::Value as Json;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+const FIELD_MANAGER: &str = "claimd";
+
+/// A connection to the cluster claimd manages namespaces in.
+#[derive(Clone)]
+pub struct Cluster {
+    client: ::kube::Client,
+    /// The namespace of Argo CD's Applications (their health is DeploymentReady).
+    argocd_namespace: String,
+}
+
+/// What one sync did and found.
+#[derive(Debug, Default)]
+pub struct Sync {
+    /// Write requests made (applies, creates, deletes).
+    pub writes: usize,
+    pub deleted: Vec<String>,
+    pub statuses: Vec<EnvironmentStatus>,
+    /// Preview namespace → commit whose image exists: these previews may be committed.
+    pub ready: BTreeMap<String, String>,
+    /// Something may work later (API server or registry down, a build running).
+    pub retry: bool,
+    /// What went wrong, for the log.
+    pub problems: Vec<String>,
+}
+
+fn resource(kind: &str) -> ApiResource {
+    let (group, version, plural) = match kind {
+        "Namespace" => ("", "v1", "namespaces"),
+        "ResourceQuota" => ("", "v1", "resourcequotas"),
+        "LimitRange" => ("", "v1", "limitranges"),
+        "NetworkPolicy" => ("networking.k8s.io", "v1", "networkpolicies"),
+        "Job" => ("batch", "v1", "jobs"),
+        "Application" => ("argoproj.io", "v1alpha1", "applications"),
+        other => unreachable!("claimd does not manage {other}"),
+    };
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+const CHILD_KINDS: [&str; 3] = ["ResourceQuota", "LimitRange", "NetworkPolicy"];
+
+fn managed() -> ListParams {
+    ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+}
+
+fn describe(e: &::kube::Error) -> String {
+    match e {
+        ::kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => format!("API server unreachable: {other}"),
+    }
+}
+
+fn not_found(e: &::kube::Error) -> bool {
+    matches!(e, ::kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether every field of `want` has the same value in `live` (what the server adds,
+/// defaults and status, does not count).
+pub fn contains(live: &Json, want: &Json) -> bool {
+    match (live, want) {
+        (Json::Object(l), Json::Object(w)) => w
+            .iter()
+            .all(|(k, v)| l.get(k).is_some_and(|lv| contains(lv, v))),
+        (Json::Array(l), Json::Array(w)) => {
+            l.len() == w.len() && l.iter().zip(w).all(|(a, b)| contains(a, b))
+        }
+        _ => live == want,
+    }
+}
+
+fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
+    obj.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(String::as_str)
+}
+
+impl Cluster {
+    /// Connects with the configured kubeconfig, else `KUBECONFIG` / `~/.kube/config` /
+    /// the in-cluster service account. `Ok(None)`: no cluster is configured (dry-run).
+    pub async fn connect(s: &Settings, argocd_namespace: &str) -> Result<Option<Cluster>, Error> {
+        if s.dry_run {
+            return Ok(None);
+        }
+        let config = match &s.kubeconfig {
+            Some(path) => {
+                let fail = |detail: String| Error::Config {
+                    path: path.display().to_string(),
+                    detail,
+                };
+                let kc =
+                    ::kube::config::Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
+                ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .map_err(|e| fail(e.to_string()))?
+            }
+            None => match ::kube::Config::infer().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(reason = %e, "no Kubernetes cluster configured: namespaces and builds are logged, not applied (dry-run)");
+                    return Ok(None);
+                }
+            },
+        };
+        let mut config = config;
+        config.connect_timeout = Some(Duration::from_secs(3));
+        config.read_timeout = Some(Duration::from_secs(30));
+        let client = ::kube::Client::try_from(config).map_err(|e| Error::Api(e.to_string()))?;
+        Ok(Some(Cluster {
+            client,
+            argocd_namespace: argocd_namespace.to_string(),
+        }))
+    }
+
+    fn api(&self, kind: &str, namespace: Option<&str>) -> Api<DynamicObject> {
+        let r = resource(kind);
+        match namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &r),
+            None => Api::all_with(self.client.clone(), &r),
+        }
+    }
+
+    async fn apply(&self, obj: &Json) -> Result<(), ::kube::Error> {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+        let ns = obj["metadata"]["namespace"].as_str();
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.api(kind, ns)
+            .patch(name, &params, &Patch::Apply(obj))
+            .await
+            .map(|_| ())
+    }
+
+    async fn list(
+        &self,
+        kind: &str,
+        params: &ListParams,
+    ) -> Result<Vec<DynamicObject>, ::kube::Error> {
+        Ok(self.api(kind, None).list(params).await?.items)
+    }
+
+    /// Applies what `desired` wants and differs from the cluster, deletes this
+    /// repository's namespaces nobody wants, and runs the preview builds.
+    pub async fn sync(&self, d: &Desired, registry: Option<&Registry>) -> Sync {
+        let mut out = Sync::default();
+        let live_ns: HashMap<String, DynamicObject> = match self.list("Namespace", &managed()).await
+        {
+            Ok(items) => items
+                .into_iter()
+                .map(|o| (o.metadata.name.clone().unwrap_or_default(), o))
+                .collect(),
+            Err(e) => {
+                // Nothing can be told: previews wait, nothing is deleted.
+                let why = describe(&e);
+                out.retry = true;
+                out.problems.push(why.clone());
+                for p in &d.previews {
+                    let ns = Step::Unknown("ApiServerUnavailable".into(), why.clone());
+                    let (build, deploy) = (
+                        Step::Unknown("ApiServerUnavailable".into(), String::new()),
+                        Step::Waiting("WaitingForBuild".into(), String::new()),
+                    );
+                    out.statuses.push(status(p, [&ns, &build, &deploy]));
+                }
+                return out;
+            }
+        };
+        let mut children: HashMap<(String, String, String), Json> = HashMap::new();
+        for kind in CHILD_KINDS {
+            match self.list(kind, &managed()).await {
+                Ok(items) => {
+                    for o in items {
+                        let key = (
+                            kind.to_string(),
+                            o.metadata.namespace.clone().unwrap_or_default(),
+                            o.metadata.name.clone().unwrap_or_default(),
+                        );
+                        children.insert(key, serde_json::to_value(&o).unwrap_or_default());
+                    }
+                }
+                Err(e) => {
+                    out.retry = true;
+                    out.problems.push(describe(&e));
+                }
+            }
+        }
+        let mut ns_steps: BTreeMap<&str, Step> = BTreeMap::new();
+        for m in &d.namespaces {
+            let step = self
+                .ensure(d, m, live_ns.get(&m.name), &children, &mut out)
+                .await;
+            ns_steps.insert(&m.name, step);
+        }
+        self.clean_up(d, &live_ns, &mut out).await;
+        self.builds(d, &ns_steps, registry, &mut out).await;
+        out
+    }
+
+    /// One namespace and its objects.
+    async fn ensure(
+        &self,
+        d: &Desired,
+        m: &Managed,
+        live: Option<&DynamicObject>,
+        children: &HashMap<(String, String, String), Json>,
+        out: &mut Sync,
+    ) -> Step {
+        let name = &m.name;
+        let live = match live {
+            Some(l) => l,
+            None => match self.api("Namespace", None).get_opt(name).await {
+                Ok(None) => {
+                    return self.apply_all(m, None, children, out).await;
+                }
+                Ok(Some(_)) => {
+                    let msg = format!("namespace `{name}` exists and is not managed by claimd (no label {MANAGED_BY_LABEL}={MANAGED_BY}); claimd leaves it alone: rename the Environment or remove that namespace");
+                    out.problems.push(msg.clone());
+                    return Step::Failed("NamespaceTaken".into(), msg);
+                }
+                Err(e) => {
+                    out.retry = true;
+                    return Step::Waiting("ApiServerUnavailable".into(), describe(&e));
+                }
+            },
+        };
+        let owner = annotation(live, REPOSITORY_ANNOTATION).unwrap_or("");
+        if owner != d.repository {
+            let msg = format!("namespace `{name}` belongs to another repository ({owner}); claimd does not take it over");
+            out.problems.push(msg.clone());
+            return Step::Failed("NamespaceTaken".into(), msg);
+        }
+        if live.metadata.deletion_timestamp.is_some() {
+            out.retry = true;
+            return Step::Waiting(
+                "NamespaceTerminating".into(),
+                format!("namespace `{name}` is being deleted; it is created again once it is gone"),
+            );
+        }
+        let live = serde_json::to_value(live).unwrap_or_default();
+        self.apply_all(m, Some(&live), children, out).await
+    }
+
+    async fn apply_all(
+        &self,
+        m: &Managed,
+        live_ns: Option<&Json>,
+        children: &HashMap<(String, String, String), Json>,
+        out: &mut Sync,
+    ) -> Step {
+        for obj in &m.objects {
+            let kind = obj["kind"].as_str().unwrap_or_default();
+            let live = if kind == "Namespace" {
+                live_ns
+            } else {
+                let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+                children.get(&(kind.to_string(), m.name.clone(), name.to_string()))
+            };
+            if live.is_some_and(|l| contains(l, obj)) {
+                continue;
+            }
+            out.writes += 1;
+            if let Err(e) = self.apply(obj).await {
+                out.retry = true;
+                let msg = format!("{kind} in namespace `{}`: {}", m.name, describe(&e));
+                out.problems.push(msg.clone());
+                return Step::Waiting("ApplyFailed".into(), msg);
+            }
+            tracing::info!(namespace = %m.name, kind, "applied");
+        }
+        Step::Done("Applied".into())
+    }
+
+    /// Deletes this repository's namespaces that no claim wants any more. Never one
+    /// without claimd's label (they are not listed), of another repository, of a claim
+    /// file that failed to read, or one already being deleted.
+    async fn clean_up(&self, d: &Desired, live: &HashMap<String, DynamicObject>, out: &mut Sync) {
+        let mut names: Vec<&String> = live.keys().collect();
+        names.sort();
+        for name in names {
+            let obj = &live[name];
+            if d.namespace(name).is_some()
+                || obj.metadata.deletion_timestamp.is_some()
+                || annotation(obj, REPOSITORY_ANNOTATION) != Some(d.repository.as_str())
+            {
+                continue;
+            }
+            let files: BTreeSet<&str> = annotation(obj, CLAIM_ANNOTATION)
+                .unwrap_or("")
+                .split(',')
+                .collect();
+            if files.iter().any(|f| d.kept_files.contains(*f)) {
+                tracing::info!(namespace = %name, "kept: its claim file does not read now");
+                continue;
+            }
+            out.writes += 1;
+            match self
+                .api("Namespace", None)
+                .delete(name, &DeleteParams::background())
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(namespace = %name, "deleted: no claim wants it any more");
+                    out.deleted.push(name.clone());
+                }
+                Err(e) if not_found(&e) => {}
+                Err(e) => {
+                    out.retry = true;
+                    out.problems
+                        .push(format!("deleting namespace `{name}`: {}", describe(&e)));
+                }
+            }
+        }
+    }
+
+    /// Each preview: its image exists, or a build Job makes it.
+    async fn builds(
+        &self,
+        d: &Desired,
+        ns_steps: &BTreeMap<&str, Step>,
+        registry: Option<&Registry>,
+        out: &mut Sync,
+    ) {
+        let params = managed().labels(&format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{}=true",
+            objects::BUILD_LABEL
+        ));
+        let jobs: HashMap<(String, String), DynamicObject> = match self.list("Job", &params).await {
+            Ok(items) => items
+                .into_iter()
+                .map(|o| {
+                    let key = (
+                        o.metadata.namespace.clone().unwrap_or_default(),
+                        o.metadata.name.clone().unwrap_or_default(),
+                    );
+                    (key, o)
+                })
+                .collect(),
+            Err(e) => {
+                out.retry = true;
+                out.problems.push(describe(&e));
+                HashMap::new()
+            }
+        };
+        for p in &d.previews {
+            let ns = ns_steps
+                .get(p.namespace.as_str())
+                .cloned()
+                .unwrap_or_else(|| Step::Waiting("NotApplied".into(), String::new()));
+            let build = self.build(p, &ns, &jobs, registry, out).await;
+            let deploy = match &build {
+                Step::Done(_) => self.deployment(p).await,
+                _ => Step::Waiting("WaitingForBuild".into(), String::new()),
+            };
+            if let (Step::Done(_), Some(commit)) = (&build, &p.commit) {
+                out.ready.insert(p.namespace.clone(), commit.clone());
+            }
+            out.statuses.push(status(p, [&ns, &build, &deploy]));
+        }
+    }
+
+    async fn build(
+        &self,
+        p: &Preview,
+        ns: &Step,
+        jobs: &HashMap<(String, String), DynamicObject>,
+        registry: Option<&Registry>,
+        out: &mut Sync,
+    ) -> Step {
+        let (Some(image), Some(job)) = (&p.image, &p.job) else {
+            let why = if p.commit.is_none() {
+                "spec.source.commitSha is not set"
+            } else {
+                "the Project's values name no image.repository"
+            };
+            return Step::Failed("NothingToBuild".into(), why.into());
+        };
+        let exists = match registry {
+            Some(r) => r.image_exists(image).await.map_err(|e| e.to_string()),
+            None => Ok(false),
+        };
+        if exists == Ok(true) {
+            return Step::Done("ImageExists".into());
+        }
+        let job_name = job["metadata"]["name"].as_str().unwrap_or_default();
+        if let Some(live) = jobs.get(&(p.namespace.clone(), job_name.to_string())) {
+            return job_step(job_name, live, out);
+        }
+        if let Err(e) = exists {
+            out.retry = true;
+            return Step::Waiting("RegistryUnavailable".into(), e);
+        }
+        if !matches!(ns, Step::Done(_)) {
+            return Step::Waiting("WaitingForNamespace".into(), String::new());
+        }
+        out.writes += 1;
+        out.retry = true;
+        match self.apply(job).await {
+            Ok(()) => {
+                tracing::info!(namespace = %p.namespace, job = job_name, %image, "build started");
+                Step::Waiting("Building".into(), format!("job {job_name} builds {image}"))
+            }
+            Err(e) => Step::Waiting("JobNotCreated".into(), describe(&e)),
+        }
+    }
+
+    /// DeploymentReady: the Argo CD Application of the preview (named after its
+    /// namespace) is Synced and Healthy.
+    async fn deployment(&self, p: &Preview) -> Step {
+        let api = self.api("Application", Some(&self.argocd_namespace));
+        match api.get_opt(&p.namespace).await {
+            Ok(Some(app)) => {
+                let health = app.data["status"]["health"]["status"]
+                    .as_str()
+                    .unwrap_or("Unknown");
+                let sync = app.data["status"]["sync"]["status"]
+                    .as_str()
+                    .unwrap_or("Unknown");
+                if health == "Healthy" && sync == "Synced" {
+                    Step::Done("Healthy".into())
+                } else if health == "Degraded" {
+                    Step::Failed(
+                        "Degraded".into(),
+                        format!("Argo CD: health {health}, sync {sync}"),
+                    )
+                } else {
+                    Step::Waiting(
+                        "Progressing".into(),
+                        format!("Argo CD: health {health}, sync {sync}"),
+                    )
+                }
+            }
+            Ok(None) => Step::Waiting(
+                "NoApplication".into(),
+                "Argo CD has not created the Application yet".into(),
+            ),
+            Err(e) if not_found(&e) => Step::Waiting(
+                "NoApplication".into(),
+                "Argo CD's Application resource is not installed".into(),
+            ),
+            Err(e) => Step::Unknown("ApiServerUnavailable".into(), describe(&e)),
+        }
+    }
+}
+
+/// A build Job's state: succeeded, failed (reported, not waited on), or running.
+fn job_step(name: &str, live: &DynamicObject, out: &mut Sync) -> Step {
+    let st = &live.data["status"];
+    if st["succeeded"].as_u64().unwrap_or(0) > 0 {
+        return Step::Done("Built".into());
+    }
+    let failed = st["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Failed" && c["status"] == "True");
+    if let Some(c) = failed {
+        let reason = c["reason"].as_str().unwrap_or("Failed");
+        let message = c["message"].as_str().unwrap_or("");
+        return Step::Failed(
+            "BuildFailed".into(),
+            format!("job {name} failed: {reason} {message}")
+                .trim_end()
+                .to_string(),
+        );
+    }
+    out.retry = true;
+    Step::Waiting("Building".into(), format!("job {name} is running"))
+}
+
+fn status(p: &Preview, steps: [&Step; 3]) -> EnvironmentStatus {
+    EnvironmentStatus::new(
+        p.claim.clone(),
+        p.environment.clone(),
+        p.namespace.clone(),
+        p.commit.clone(),
+        p.url.clone(),
+        steps,
+    )
+}
+
+/// Without a cluster: log every object claimd would apply; previews are not held.
+pub fn dry_run(d: &Desired) -> Sync {
+    let mut out = Sync::default();
+    for m in &d.namespaces {
+        for obj in &m.objects {
+            tracing::info!(
+                kind = obj["kind"].as_str().unwrap_or_default(),
+                namespace = %m.name,
+                name = obj["metadata"]["name"].as_str().unwrap_or_default(),
+                "dry-run: would apply"
+            );
+            tracing::debug!(object = %obj, "dry-run object");
+        }
+    }
+    for p in &d.previews {
+        if let Some(job) = &p.job {
+            tracing::info!(namespace = %p.namespace, job = job["metadata"]["name"].as_str().unwrap_or_default(), "dry-run: would build when the image is missing");
+        }
+        if let Some(c) = &p.commit {
+            out.ready.insert(p.namespace.clone(), c.clone());
+        }
+        let unknown = Step::Unknown("DryRun".into(), "no Kubernetes cluster configured".into());
+        out.statuses.push(status(p, [&unknown, &unknown, &unknown]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn contains_ignores_what_the_server_adds() {
+        let want = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"x": [1, {"y": 2}]}});
+        let live = json!({"metadata": {"labels": {"a": "1", "b": "2"}, "uid": "u"}, "spec": {"x": [1, {"y": 2, "z": 3}]}, "status": {}});
+        assert!(contains(&live, &want));
+        let changed = json!({"metadata": {"labels": {"a": "2"}}, "spec": {"x": [1, {"y": 2}]}});
+        assert!(!contains(&live, &changed));
+        let longer = json!({"metadata": {}, "spec": {"x": [1, {"y": 2}, 3]}});
+        assert!(!contains(&live, &longer));
+    }
+}

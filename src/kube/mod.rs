@@ -1,0 +1,104 @@
+//! Kubernetes, for exactly two things: the namespaces claimd manages (labels,
+//! ResourceQuota, LimitRange, NetworkPolicy) and the Kaniko build Jobs of preview
+//! environments. Everything else reaches the cluster through git and Argo CD.
+//!
+//! - `objects.rs` (pure): the objects, as JSON for server-side apply;
+//! - `desired.rs` (pure): claims → the namespaces and previews they want;
+//! - `status.rs` (pure): an Environment's phase and conditions;
+//! - `cluster.rs` (adapter, kube-rs): apply what differs, clean up, run builds.
+
+pub mod cluster;
+pub mod desired;
+pub mod objects;
+pub mod status;
+
+pub use cluster::{Cluster, Sync};
+pub use desired::{desired, Desired, Managed, Preview};
+pub use status::{Condition, EnvironmentStatus, Phase};
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The `kubernetes:` section of the daemon's configuration.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Settings {
+    /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, then the in-cluster
+    /// service account. None of them: dry-run (the objects are logged, not applied).
+    pub kubeconfig: Option<PathBuf>,
+    /// Never call the API server, only log what would be applied.
+    pub dry_run: bool,
+    /// `key=value` label of the ingress controller's namespace (allowed in).
+    pub ingress_namespace_label: String,
+    /// CIDRs every managed namespace may reach besides DNS and itself.
+    pub egress_allow: Vec<String>,
+    /// ResourceQuota counts (cpu and memory come from the Project's `defaultQuota`).
+    pub quota_pods: String,
+    pub quota_services: String,
+    /// LimitRange defaults for containers without requests or limits.
+    pub default_request_cpu: String,
+    pub default_request_memory: String,
+    pub default_limit_cpu: String,
+    pub default_limit_memory: String,
+    /// Secret (type kubernetes.io/dockerconfigjson) in the environment's namespace that
+    /// Kaniko pushes with.
+    pub registry_secret: String,
+    pub kaniko_image: String,
+    pub git_image: String,
+    pub dockerfile: String,
+    pub build_backoff_limit: u32,
+    pub build_deadline_seconds: u64,
+    pub build_request_cpu: String,
+    pub build_request_memory: String,
+    pub build_limit_cpu: String,
+    pub build_limit_memory: String,
+    /// Where build pods may connect (git server, registry), and on which TCP ports.
+    pub build_egress: Vec<String>,
+    pub build_egress_ports: Vec<u16>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            kubeconfig: None,
+            dry_run: false,
+            ingress_namespace_label: "kubernetes.io/metadata.name=ingress-nginx".into(),
+            egress_allow: Vec::new(),
+            quota_pods: "20".into(),
+            quota_services: "10".into(),
+            default_request_cpu: "50m".into(),
+            default_request_memory: "64Mi".into(),
+            default_limit_cpu: "500m".into(),
+            default_limit_memory: "512Mi".into(),
+            registry_secret: "claimd-registry".into(),
+            kaniko_image: "gcr.io/kaniko-project/executor:v1.23.2".into(),
+            git_image: "alpine/git:2.45.2".into(),
+            dockerfile: "Dockerfile".into(),
+            build_backoff_limit: 1,
+            build_deadline_seconds: 1800,
+            build_request_cpu: "250m".into(),
+            build_request_memory: "512Mi".into(),
+            build_limit_cpu: "1".into(),
+            build_limit_memory: "2Gi".into(),
+            build_egress: vec!["0.0.0.0/0".into()],
+            build_egress_ports: vec![22, 80, 443],
+        }
+    }
+}
+
+impl Settings {
+    /// The ingress controller namespace's label as (key, value).
+    pub fn ingress_namespace_label(&self) -> (&str, &str) {
+        self.ingress_namespace_label
+            .split_once('=')
+            .unwrap_or((self.ingress_namespace_label.as_str(), ""))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubeconfig {path}: {detail}")]
+    Config { path: String, detail: String },
+    #[error("Kubernetes API: {0}")]
+    Api(String),
+}
