@@ -83,6 +83,17 @@ pub fn contains(live: &Json, want: &Json) -> bool {
     }
 }
 
+/// Whether `live` already is what applying `obj` would make it (list items carry no
+/// `apiVersion` and `kind`).
+fn applied(live: &Json, obj: &Json) -> bool {
+    let mut want = obj.clone();
+    if let Some(m) = want.as_object_mut() {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    contains(live, &want)
+}
+
 fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
     obj.metadata
         .annotations
@@ -271,7 +282,7 @@ impl Cluster {
                 let name = obj["metadata"]["name"].as_str().unwrap_or_default();
                 children.get(&(kind.to_string(), m.name.clone(), name.to_string()))
             };
-            if live.is_some_and(|l| contains(l, obj)) {
+            if live.is_some_and(|l| applied(l, obj)) {
                 continue;
             }
             out.writes += 1;
