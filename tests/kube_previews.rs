@@ -1,0 +1,254 @@
+//! Preview builds end to end: `claimd serve` with a real kube-apiserver and a real OCI
+//! registry. An Environment whose image is missing gets a Kaniko Job and no values
+//! commit; the Job completing (its status set through the status subresource, as no
+//! controller runs here) lets the values commit with `image.tag = <commitSha>` follow;
+//! a failed Job is reported as Failed and commits nothing; an image that exists needs no
+//! Job. The status API shows each phase.
+
+#[path = "support/daemon.rs"]
+mod support_daemon;
+#[path = "support/git.rs"]
+mod support_git;
+#[path = "support/kube.rs"]
+#[allow(dead_code)]
+mod kube;
+#[path = "support/registry.rs"]
+#[allow(dead_code)]
+mod registry;
+
+use kube::Cluster;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use support_daemon::{wait_until, Daemon};
+use support_git::git;
+
+const SHA_BUILT: &str = "1111111111111111111111111111111111111111";
+const SHA_FAILS: &str = "2222222222222222222222222222222222222222";
+const SHA_THERE: &str = "3333333333333333333333333333333333333333";
+
+fn project(team: &str, image: &str) -> String {
+    format!(
+        r#"apiVersion: catalyst.catalyst.dev/v1alpha1
+kind: Project
+metadata:
+  name: shop
+  namespace: {team}
+spec:
+  source:
+    repositoryUrl: "https://git.example.com/org/shop.git"
+  deployment:
+    type: helm
+    path: ./chart
+    values:
+      image:
+        repository: {image}
+  resources:
+    defaultQuota: {{cpu: "1", memory: 1Gi}}
+"#
+    )
+}
+
+fn environment(name: &str, sha: &str) -> String {
+    format!(
+        r#"apiVersion: catalyst.catalyst.dev/v1alpha1
+kind: Environment
+metadata:
+  name: {name}
+spec:
+  projectRef:
+    name: shop
+  type: development
+  source:
+    commitSha: "{sha}"
+    branch: "feature/{name}"
+"#
+    )
+}
+
+/// Pushes a tiny image manifest so that `<host>/<repo>:<tag>` exists.
+fn push_image(r: &registry::Registry, repo: &str, tag: &str) {
+    let config = b"{}";
+    let digest = format!("sha256:{:x}", Sha256::digest(config));
+    let start = r.request("POST", &format!("/v2/{repo}/blobs/uploads/"), b"");
+    assert_eq!(start.status, 202, "{}", start.text());
+    let location = start.header("location").expect("upload location");
+    let path = location
+        .split_once("://")
+        .map_or(location, |(_, rest)| &rest[rest.find('/').unwrap_or(0)..]);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let resp = r.request("PUT", &format!("{path}{sep}digest={digest}"), config);
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": 2},
+        "layers": [],
+    })
+    .to_string();
+    let resp = registry::http_request(
+        &r.host(),
+        "PUT",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+        manifest.as_bytes(),
+    )
+    .expect("put manifest");
+    assert_eq!(resp.status, 201, "{}", resp.text());
+}
+
+fn show(bare: &Path, path: &str) -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["show", &format!("main:{path}")])
+        .current_dir(bare)
+        .output()
+        .expect("git show");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn values_path(ns: &str) -> String {
+    format!("environments/catalyst/{ns}/applications/shop/values.yaml")
+}
+
+fn job(c: &Cluster, ns: &str, name: &str) -> Option<Value> {
+    let (status, body) = c.kubectl_like(
+        "GET",
+        &format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}"),
+        None,
+    );
+    (status == 200).then(|| serde_json::from_str(&body).expect("job json"))
+}
+
+fn set_job_status(c: &Cluster, ns: &str, name: &str, status: Value) {
+    let (code, body) = c.kubectl_like(
+        "PATCH",
+        &format!("/apis/batch/v1/namespaces/{ns}/jobs/{name}/status"),
+        Some(&json!({ "status": status }).to_string()),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+fn phase_of(d: &Daemon, ns: &str) -> Option<String> {
+    let resp = d.get("/v1/status");
+    let body = resp.split_once("\r\n\r\n")?.1;
+    let v: Value = serde_json::from_str(body).ok()?;
+    v["repositories"][0]["environments"]
+        .as_array()?
+        .iter()
+        .find(|e| e["namespace"] == ns)
+        .map(|e| e["phase"].as_str().unwrap_or_default().to_string())
+}
+
+#[test]
+fn a_preview_is_committed_only_once_its_image_exists() {
+    let c = Cluster::shared();
+    let reg = registry::Registry::start(None);
+    let team = format!("pv{}", std::process::id());
+    let image = format!("{}/org/shop", reg.host());
+    push_image(&reg, "org/shop", SHA_THERE);
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    let bare = root.join("server.git");
+    git(root, &["clone", "-q", &format!("file://{}", bare.display()), "work"]);
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).unwrap();
+    let bootstrap = claimd::examples::CLAIMS
+        .iter()
+        .find(|(p, _)| p.ends_with("bootstrap-nonprod.yaml"))
+        .unwrap();
+    std::fs::write(work.join(bootstrap.0), bootstrap.1).unwrap();
+    std::fs::write(work.join("claims/project.yaml"), project(&team, &image)).unwrap();
+    std::fs::write(work.join("claims/pr-1.yaml"), environment("pr-1", SHA_BUILT)).unwrap();
+    std::fs::write(work.join("claims/pr-2.yaml"), environment("pr-2", SHA_FAILS)).unwrap();
+    std::fs::write(work.join("claims/pr-3.yaml"), environment("pr-3", SHA_THERE)).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "previews"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n    watchRefs: true\nregistries:\n  hosts:\n    \"{}\": {{plainHttp: true}}\nkubernetes:\n  kubeconfig: {}\n",
+            reg.host(),
+            c.kubeconfig().display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config);
+    let (ns1, ns2, ns3) = (
+        format!("{team}-shop-pr-1"),
+        format!("{team}-shop-pr-2"),
+        format!("{team}-shop-pr-3"),
+    );
+    let (job1, job2) = ("build-pr-1-1111111", "build-pr-2-2222222");
+
+    // Missing images: a Job each, in the environment's namespace; no values yet.
+    wait_until("the build Jobs", || {
+        job(c, &ns1, job1).is_some() && job(c, &ns2, job2).is_some()
+    });
+    // The image that exists needs no build: its values are committed at once.
+    wait_until("pr-3's values", || show(&bare, &values_path(&ns3)).is_some());
+    assert!(job(c, &ns3, "build-pr-3-3333333").is_none());
+    let values = show(&bare, &values_path(&ns3)).unwrap();
+    assert!(values.contains(SHA_THERE), "{values}");
+    assert_eq!(show(&bare, &values_path(&ns1)), None, "no values before the image exists");
+    assert_eq!(phase_of(&d, &ns1).as_deref(), Some("Building"));
+
+    let j = job(c, &ns1, job1).unwrap();
+    let pod = &j["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_eq!(j["spec"]["backoffLimit"], 1);
+    assert!(j["spec"]["activeDeadlineSeconds"].as_u64().unwrap() > 0);
+    let clone = &pod["initContainers"][0];
+    assert!(clone["env"].to_string().contains(SHA_BUILT), "{clone}");
+    assert!(clone["env"].to_string().contains("https://git.example.com/org/shop.git"));
+    let kaniko = &pod["containers"][0];
+    assert!(kaniko["image"].as_str().unwrap().contains("kaniko"));
+    assert!(kaniko["args"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(format!("--destination={image}:{SHA_BUILT}"))));
+    assert!(kaniko["resources"]["limits"]["memory"].is_string());
+    assert_eq!(pod["volumes"][1]["secret"]["secretName"], "claimd-registry");
+
+    // The build of pr-1 succeeds, the one of pr-2 fails.
+    let now = "2026-01-01T00:00:00Z";
+    set_job_status(
+        c,
+        &ns1,
+        job1,
+        json!({"succeeded": 1, "startTime": now, "completionTime": now,
+               "conditions": [{"type": "Complete", "status": "True", "lastProbeTime": now, "lastTransitionTime": now}]}),
+    );
+    set_job_status(
+        c,
+        &ns2,
+        job2,
+        json!({"failed": 2, "startTime": now,
+               "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                               "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now}]}),
+    );
+    wait_until("pr-1's values", || show(&bare, &values_path(&ns1)).is_some());
+    let values = show(&bare, &values_path(&ns1)).unwrap();
+    assert!(values.contains(&format!("tag: \"{SHA_BUILT}\"")) || values.contains(&format!("tag: {SHA_BUILT}")), "{values}");
+    wait_until("pr-2 failed", || phase_of(&d, &ns2).as_deref() == Some("Failed"));
+    // No Argo CD here: built and committed, the preview waits for its deployment.
+    assert_eq!(phase_of(&d, &ns1).as_deref(), Some("Deploying"));
+    assert_eq!(show(&bare, &values_path(&ns2)), None, "a failed build commits nothing");
+
+    // `claimd status` prints the same, as a table.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
+        .args(["status", "--daemon", &d.addr])
+        .output()
+        .expect("claimd status");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    let line = table.lines().find(|l| l.contains(&ns2)).expect("pr-2 listed");
+    assert!(line.contains("Failed") && line.contains("BackoffLimitExceeded"), "{table}");
+    assert!(d.terminate().success());
+}
