@@ -252,3 +252,89 @@ fn a_preview_is_committed_only_once_its_image_exists() {
     assert!(line.contains("Failed") && line.contains("BackoffLimitExceeded"), "{table}");
     assert!(d.terminate().success());
 }
+
+/// Forwards TCP connections from 127.0.0.1:`from` to 127.0.0.1:`to` (the API server
+/// "comes back" when this starts).
+fn forward(from: u16, to: u16) {
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    let listener = TcpListener::bind(("127.0.0.1", from)).expect("bind the forwarder");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                continue;
+            };
+            for (mut a, mut b) in [
+                (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                (server, client),
+            ] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+#[test]
+fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
+    let c = Cluster::shared();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    let kubeconfig = root.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: {}}}\n",
+            c.token()
+        ),
+    )
+    .unwrap();
+    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    let bare = root.join("server.git");
+    git(root, &["clone", "-q", &format!("file://{}", bare.display()), "work"]);
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).unwrap();
+    let bootstrap = claimd::examples::CLAIMS
+        .iter()
+        .find(|(p, _)| p.ends_with("bootstrap-nonprod.yaml"))
+        .unwrap();
+    std::fs::write(work.join(bootstrap.0), bootstrap.1).unwrap();
+    let ns = format!("down-{}", std::process::id());
+    std::fs::write(
+        work.join("claims/apps.yaml"),
+        format!(
+            "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata:\n  name: services\nspec:\n  environment: dev\n  clusterType: nonprod\n  namespace: {ns}\n  applications:\n    - name: api\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: ghcr.io/org/api, tag: v1}}\n"
+        ),
+    )
+    .unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "apps"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\nkubernetes:\n  kubeconfig: {}\n",
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&config);
+    wait_until("the bot commit", || {
+        show(&bare, "environments/nonprod/dev/applications/api/values.yaml").is_some()
+    });
+    let (status, _) = c.kubectl_like("GET", &format!("/api/v1/namespaces/{ns}"), None);
+    assert_eq!(status, 404, "the API server was not reachable");
+    // The API server comes back: the retry applies the namespace, with no new push.
+    forward(port, c.port());
+    wait_until("the namespace", || {
+        c.kubectl_like("GET", &format!("/api/v1/namespaces/{ns}"), None).0 == 200
+    });
+    assert!(d.terminate().success());
+}
