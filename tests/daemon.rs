@@ -12,10 +12,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_claimd");
 #[path = "support/registry.rs"]
 #[allow(dead_code)]
 mod registry;
-#[path = "support/git.rs"]
-mod support_git;
 #[path = "support/daemon.rs"]
 mod support_daemon;
+#[path = "support/git.rs"]
+mod support_git;
 use support_daemon::{wait_until, Daemon};
 use support_git::git;
 

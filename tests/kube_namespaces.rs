@@ -11,6 +11,7 @@ use claimd::claims::{parse_file, Claim};
 use claimd::kube::{desired, Cluster, Desired, Phase, Settings, Sync};
 use claimd::yaml::Limits;
 use kube::Cluster as TestCluster;
+use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -107,8 +108,12 @@ struct Client {
 }
 
 fn connect(c: &TestCluster) -> Client {
+    connect_with(c.kubeconfig())
+}
+
+fn connect_with(kubeconfig: std::path::PathBuf) -> Client {
     let settings = Settings {
-        kubeconfig: Some(c.kubeconfig()),
+        kubeconfig: Some(kubeconfig),
         ..Settings::default()
     };
     let rt = runtime();
@@ -466,4 +471,100 @@ fn an_unreachable_api_server_holds_previews_and_deletes_nothing() {
     assert!(s.deleted.is_empty());
     assert_eq!(s.statuses[0].phase, Phase::Pending);
     assert!(s.problems[0].contains("unreachable"), "{:?}", s.problems);
+}
+
+const RBAC: &str = include_str!("../deploy/kubernetes/rbac.yaml");
+const CLAIMD_USER: &str = "system:serviceaccount:claimd:claimd";
+
+/// Applies the shipped RBAC file as an administrator would.
+fn apply_rbac(c: &TestCluster) {
+    for doc in serde_yaml::Deserializer::from_str(RBAC) {
+        let obj = Value::deserialize(doc).expect("rbac.yaml document");
+        let name = obj["metadata"]["name"].as_str().unwrap();
+        let path = match obj["kind"].as_str().unwrap() {
+            "Namespace" => format!("/api/v1/namespaces/{name}"),
+            "ServiceAccount" => format!("/api/v1/namespaces/claimd/serviceaccounts/{name}"),
+            "ClusterRole" => format!("/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}"),
+            "ClusterRoleBinding" => {
+                format!("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}")
+            }
+            other => panic!("unexpected kind {other} in rbac.yaml"),
+        };
+        let body = obj.to_string();
+        let (status, resp) = c.request(
+            "PATCH",
+            &format!("{path}?fieldManager=test&force=true"),
+            Some("application/apply-patch+yaml"),
+            Some(body.as_bytes()),
+            std::time::Duration::from_secs(30),
+        );
+        assert!(status == 200 || status == 201, "{path}: {status} {resp}");
+    }
+}
+
+fn allowed(c: &TestCluster, verb: &str, group: &str, resource: &str) -> bool {
+    let review = json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": CLAIMD_USER,
+            "groups": ["system:serviceaccounts", "system:serviceaccounts:claimd", "system:authenticated"],
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": "any"},
+        },
+    });
+    let (status, body) = c.kubectl_like(
+        "POST",
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+        Some(&review.to_string()),
+    );
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["status"]["allowed"] == true
+}
+
+#[test]
+fn the_shipped_cluster_role_is_enough_and_no_more() {
+    let c = TestCluster::shared();
+    apply_rbac(c);
+    // claimd as its ServiceAccount (the admin token impersonating it).
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {}\n    as: {CLAIMD_USER}\n",
+            c.server(),
+            c.token()
+        ),
+    )
+    .unwrap();
+    let client = connect_with(kubeconfig);
+    let team = unique("rbac");
+    let repository = format!("https://git.example.com/org/{team}.git");
+    let all = [
+        ("claims/project.yaml", project(&team)),
+        ("claims/pr-1.yaml", environment("pr-1", "main")),
+        ("claims/dev.yaml", apps(&format!("{team}-dev"))),
+    ];
+    // Namespaces, their objects and a build Job (no registry: the image is missing).
+    let s = sync(&client, &want(&claims(&all), &repository));
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    let ns = format!("{team}-shop-pr-1");
+    c.get_json(&format!(
+        "/apis/batch/v1/namespaces/{ns}/jobs/build-pr-1-0123456"
+    ));
+    assert_eq!(
+        s.statuses[0].condition("BuildReady").unwrap().reason,
+        "Building"
+    );
+    // Cleanup.
+    let s = sync(&client, &want(&claims(&all[..1]), &repository));
+    assert!(s.problems.is_empty(), "{:?}", s.problems);
+    assert_eq!(s.deleted.len(), 2, "{:?}", s.deleted);
+    // Nothing claimd does not call.
+    assert!(allowed(c, "patch", "", "namespaces"));
+    assert!(!allowed(c, "get", "", "secrets"));
+    assert!(!allowed(c, "create", "", "pods"));
+    assert!(!allowed(c, "create", "apps", "deployments"));
+    assert!(!allowed(c, "delete", "batch", "jobs"));
+    assert!(!allowed(c, "patch", "argoproj.io", "applications"));
 }

@@ -5,16 +5,16 @@
 //! a failed Job is reported as Failed and commits nothing; an image that exists needs no
 //! Job. The status API shows each phase.
 
-#[path = "support/daemon.rs"]
-mod support_daemon;
-#[path = "support/git.rs"]
-mod support_git;
 #[path = "support/kube.rs"]
 #[allow(dead_code)]
 mod kube;
 #[path = "support/registry.rs"]
 #[allow(dead_code)]
 mod registry;
+#[path = "support/daemon.rs"]
+mod support_daemon;
+#[path = "support/git.rs"]
+mod support_git;
 
 use kube::Cluster;
 use serde_json::{json, Value};
@@ -153,7 +153,10 @@ fn a_preview_is_committed_only_once_its_image_exists() {
     let root = dir.path();
     git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
     let bare = root.join("server.git");
-    git(root, &["clone", "-q", &format!("file://{}", bare.display()), "work"]);
+    git(
+        root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
     let work = root.join("work");
     std::fs::create_dir_all(work.join("claims")).unwrap();
     let bootstrap = claimd::examples::CLAIMS
@@ -162,9 +165,21 @@ fn a_preview_is_committed_only_once_its_image_exists() {
         .unwrap();
     std::fs::write(work.join(bootstrap.0), bootstrap.1).unwrap();
     std::fs::write(work.join("claims/project.yaml"), project(&team, &image)).unwrap();
-    std::fs::write(work.join("claims/pr-1.yaml"), environment("pr-1", SHA_BUILT)).unwrap();
-    std::fs::write(work.join("claims/pr-2.yaml"), environment("pr-2", SHA_FAILS)).unwrap();
-    std::fs::write(work.join("claims/pr-3.yaml"), environment("pr-3", SHA_THERE)).unwrap();
+    std::fs::write(
+        work.join("claims/pr-1.yaml"),
+        environment("pr-1", SHA_BUILT),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("claims/pr-2.yaml"),
+        environment("pr-2", SHA_FAILS),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("claims/pr-3.yaml"),
+        environment("pr-3", SHA_THERE),
+    )
+    .unwrap();
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "previews"]);
     git(&work, &["push", "-q", "origin", "main"]);
@@ -192,11 +207,17 @@ fn a_preview_is_committed_only_once_its_image_exists() {
         job(c, &ns1, job1).is_some() && job(c, &ns2, job2).is_some()
     });
     // The image that exists needs no build: its values are committed at once.
-    wait_until("pr-3's values", || show(&bare, &values_path(&ns3)).is_some());
+    wait_until("pr-3's values", || {
+        show(&bare, &values_path(&ns3)).is_some()
+    });
     assert!(job(c, &ns3, "build-pr-3-3333333").is_none());
     let values = show(&bare, &values_path(&ns3)).unwrap();
     assert!(values.contains(SHA_THERE), "{values}");
-    assert_eq!(show(&bare, &values_path(&ns1)), None, "no values before the image exists");
+    assert_eq!(
+        show(&bare, &values_path(&ns1)),
+        None,
+        "no values before the image exists"
+    );
     assert_eq!(phase_of(&d, &ns1).as_deref(), Some("Building"));
 
     let j = job(c, &ns1, job1).unwrap();
@@ -206,7 +227,9 @@ fn a_preview_is_committed_only_once_its_image_exists() {
     assert!(j["spec"]["activeDeadlineSeconds"].as_u64().unwrap() > 0);
     let clone = &pod["initContainers"][0];
     assert!(clone["env"].to_string().contains(SHA_BUILT), "{clone}");
-    assert!(clone["env"].to_string().contains("https://git.example.com/org/shop.git"));
+    assert!(clone["env"]
+        .to_string()
+        .contains("https://git.example.com/org/shop.git"));
     let kaniko = &pod["containers"][0];
     assert!(kaniko["image"].as_str().unwrap().contains("kaniko"));
     assert!(kaniko["args"]
@@ -233,13 +256,25 @@ fn a_preview_is_committed_only_once_its_image_exists() {
                "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now}]}),
     );
-    wait_until("pr-1's values", || show(&bare, &values_path(&ns1)).is_some());
+    wait_until("pr-1's values", || {
+        show(&bare, &values_path(&ns1)).is_some()
+    });
     let values = show(&bare, &values_path(&ns1)).unwrap();
-    assert!(values.contains(&format!("tag: \"{SHA_BUILT}\"")) || values.contains(&format!("tag: {SHA_BUILT}")), "{values}");
-    wait_until("pr-2 failed", || phase_of(&d, &ns2).as_deref() == Some("Failed"));
+    assert!(
+        values.contains(&format!("tag: \"{SHA_BUILT}\""))
+            || values.contains(&format!("tag: {SHA_BUILT}")),
+        "{values}"
+    );
+    wait_until("pr-2 failed", || {
+        phase_of(&d, &ns2).as_deref() == Some("Failed")
+    });
     // No Argo CD here: built and committed, the preview waits for its deployment.
     assert_eq!(phase_of(&d, &ns1).as_deref(), Some("Deploying"));
-    assert_eq!(show(&bare, &values_path(&ns2)), None, "a failed build commits nothing");
+    assert_eq!(
+        show(&bare, &values_path(&ns2)),
+        None,
+        "a failed build commits nothing"
+    );
 
     // `claimd status` prints the same, as a table.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
@@ -248,8 +283,14 @@ fn a_preview_is_committed_only_once_its_image_exists() {
         .expect("claimd status");
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{table}");
-    let line = table.lines().find(|l| l.contains(&ns2)).expect("pr-2 listed");
-    assert!(line.contains("Failed") && line.contains("BackoffLimitExceeded"), "{table}");
+    let line = table
+        .lines()
+        .find(|l| l.contains(&ns2))
+        .expect("pr-2 listed");
+    assert!(
+        line.contains("Failed") && line.contains("BackoffLimitExceeded"),
+        "{table}"
+    );
     assert!(d.terminate().success());
 }
 
@@ -297,7 +338,10 @@ fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
     .unwrap();
     git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
     let bare = root.join("server.git");
-    git(root, &["clone", "-q", &format!("file://{}", bare.display()), "work"]);
+    git(
+        root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
     let work = root.join("work");
     std::fs::create_dir_all(work.join("claims")).unwrap();
     let bootstrap = claimd::examples::CLAIMS
@@ -327,14 +371,20 @@ fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
     .unwrap();
     let d = Daemon::start(&config);
     wait_until("the bot commit", || {
-        show(&bare, "environments/nonprod/dev/applications/api/values.yaml").is_some()
+        show(
+            &bare,
+            "environments/nonprod/dev/applications/api/values.yaml",
+        )
+        .is_some()
     });
     let (status, _) = c.kubectl_like("GET", &format!("/api/v1/namespaces/{ns}"), None);
     assert_eq!(status, 404, "the API server was not reachable");
     // The API server comes back: the retry applies the namespace, with no new push.
     forward(port, c.port());
     wait_until("the namespace", || {
-        c.kubectl_like("GET", &format!("/api/v1/namespaces/{ns}"), None).0 == 200
+        c.kubectl_like("GET", &format!("/api/v1/namespaces/{ns}"), None)
+            .0
+            == 200
     });
     assert!(d.terminate().success());
 }

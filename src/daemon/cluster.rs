@@ -8,6 +8,7 @@ use crate::git::Repo;
 use crate::kube::{self, cluster, Cluster, EnvironmentStatus};
 use crate::reconcile::{self, Options, Previews};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 
@@ -21,12 +22,28 @@ pub struct Kube {
     registry: Option<Arc<Registry>>,
     /// The Environments' status after the last step.
     pub statuses: Mutex<Vec<EnvironmentStatus>>,
+    /// The repository name the namespaces and Jobs are annotated with (last step).
+    repository: Arc<Mutex<String>>,
+    watching: AtomicBool,
 }
 
 /// What the step decided.
 pub struct Step {
     pub previews: Previews,
+    /// Try again soon (with backoff).
     pub retry: bool,
+    /// A build runs: its Job is watched; look again after a while anyway.
+    pub building: bool,
+}
+
+impl Step {
+    fn wait(retry: bool) -> Step {
+        Step {
+            previews: Previews::Built(Default::default()),
+            retry,
+            building: false,
+        }
+    }
 }
 
 impl Kube {
@@ -41,6 +58,8 @@ impl Kube {
             cluster: OnceCell::new(),
             registry,
             statuses: Mutex::new(Vec::new()),
+            repository: Arc::new(Mutex::new(String::new())),
+            watching: AtomicBool::new(false),
         }
     }
 
@@ -53,12 +72,14 @@ impl Kube {
     }
 
     /// Applies what the claims at the branch tip want. Never fails the reconcile: when
-    /// the cluster cannot be reached, previews wait and the step is retried.
+    /// the cluster cannot be reached, previews wait and the step is retried. `wake` asks
+    /// for another run (a build Job changed); it returns false once nobody listens.
     pub async fn step(
         &self,
         repo: &Path,
         options: &Options,
         cache: Arc<Mutex<reconcile::Cache>>,
+        wake: impl Fn() -> bool + Send + Sync + 'static,
     ) -> Step {
         let (path, opts, settings) = (repo.to_path_buf(), options.clone(), self.settings.clone());
         let desired = tokio::task::spawn_blocking(move || {
@@ -85,28 +106,27 @@ impl Kube {
                 return Step {
                     previews: Previews::All,
                     retry: false,
+                    building: false,
                 }
             }
             Err(e) => {
                 tracing::warn!(repo = %repo.display(), error = %e, "cannot read the claims for Kubernetes");
-                return Step {
-                    previews: Previews::Built(Default::default()),
-                    retry: true,
-                };
+                return Step::wait(true);
             }
         };
         for (claim, problem) in &desired.problems {
             tracing::warn!(%claim, "{problem}");
         }
+        *self.repository.lock().unwrap_or_else(|p| p.into_inner()) = desired.repository.clone();
         let (sync, gated) = match self.cluster().await {
-            Ok(Some(c)) => (c.sync(&desired, self.registry.as_deref()).await, true),
+            Ok(Some(c)) => {
+                self.watch_builds(c, wake);
+                (c.sync(&desired, self.registry.as_deref()).await, true)
+            }
             Ok(None) => (cluster::dry_run(&desired), false),
             Err(e) => {
                 tracing::error!(error = %e, "cannot connect to Kubernetes; previews wait");
-                return Step {
-                    previews: Previews::Built(Default::default()),
-                    retry: true,
-                };
+                return Step::wait(true);
             }
         };
         for p in &sync.problems {
@@ -123,7 +143,25 @@ impl Kube {
                 Previews::All
             },
             retry: sync.retry,
+            building: sync.building,
         }
+    }
+
+    /// Once per repository: a watch on build Jobs that wakes this repository's worker
+    /// when one of its Jobs changes.
+    fn watch_builds(&self, cluster: &Cluster, wake: impl Fn() -> bool + Send + Sync + 'static) {
+        if self.watching.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (cluster, repository) = (cluster.clone(), self.repository.clone());
+        tokio::spawn(async move {
+            cluster
+                .watch_builds(|r| {
+                    let ours = *r == *repository.lock().unwrap_or_else(|p| p.into_inner());
+                    !ours || wake()
+                })
+                .await;
+        });
     }
 }
 

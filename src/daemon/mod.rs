@@ -256,7 +256,16 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
         let serving = slot.requested.load(Ordering::SeqCst);
         let (repo, mut options, cache) =
             (slot.repo.clone(), slot.options.clone(), slot.cache.clone());
-        let step = slot.kube.step(&repo, &options, cache.clone()).await;
+        let weak = Arc::downgrade(&slot);
+        let wake = move || match weak.upgrade() {
+            Some(s) if !s.removed.load(Ordering::SeqCst) => {
+                s.dirty.store(true, Ordering::SeqCst);
+                s.wake.notify_one();
+                true
+            }
+            _ => false,
+        };
+        let step = slot.kube.step(&repo, &options, cache.clone(), wake).await;
         options.previews = step.previews;
         let result = tokio::task::spawn_blocking(move || {
             let r = Repo::open(&repo).map_err(reconcile::Error::from)?;
@@ -289,6 +298,10 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
                     retry_later(&slot, delay);
                 } else {
                     failures = 0;
+                    if step.building {
+                        // The Job watch wakes us; this is the fallback if it cannot.
+                        retry_later(&slot, Duration::from_secs(30));
+                    }
                 }
                 for d in report.diagnostics.iter().filter(|d| d.is_error()) {
                     tracing::warn!(%repo, "{d}");

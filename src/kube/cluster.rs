@@ -33,8 +33,10 @@ pub struct Sync {
     pub statuses: Vec<EnvironmentStatus>,
     /// Preview namespace → commit whose image exists: these previews may be committed.
     pub ready: BTreeMap<String, String>,
-    /// Something may work later (API server or registry down, a build running).
+    /// Something may work later (API server or registry down): try again soon.
     pub retry: bool,
+    /// A build runs: its Job's changes are watched; look again later anyway.
+    pub building: bool,
     /// What went wrong, for the log.
     pub problems: Vec<String>,
 }
@@ -420,13 +422,46 @@ impl Cluster {
             return Step::Waiting("WaitingForNamespace".into(), String::new());
         }
         out.writes += 1;
-        out.retry = true;
+        out.building = true;
         match self.apply(job).await {
             Ok(()) => {
                 tracing::info!(namespace = %p.namespace, job = job_name, %image, "build started");
                 Step::Waiting("Building".into(), format!("job {job_name} builds {image}"))
             }
             Err(e) => Step::Waiting("JobNotCreated".into(), describe(&e)),
+        }
+    }
+
+    /// Calls `changed` with the repository a build Job belongs to whenever one changes,
+    /// until `changed` returns false. Reconnects with backoff.
+    pub async fn watch_builds(&self, changed: impl Fn(&str) -> bool) {
+        use ::kube::runtime::{watcher, WatchStreamExt};
+        use futures_util::StreamExt;
+        let selector = format!(
+            "{MANAGED_BY_LABEL}={MANAGED_BY},{}=true",
+            objects::BUILD_LABEL
+        );
+        let api = self.api("Job", None);
+        let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let job = match event {
+                Ok(
+                    watcher::Event::Apply(j)
+                    | watcher::Event::Delete(j)
+                    | watcher::Event::InitApply(j),
+                ) => j,
+                Ok(_) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "watching build Jobs");
+                    continue;
+                }
+            };
+            if let Some(repository) = annotation(&job, REPOSITORY_ANNOTATION) {
+                if !changed(repository) {
+                    return;
+                }
+            }
         }
     }
 
@@ -490,7 +525,7 @@ fn job_step(name: &str, live: &DynamicObject, out: &mut Sync) -> Step {
                 .to_string(),
         );
     }
-    out.retry = true;
+    out.building = true;
     Step::Waiting("Building".into(), format!("job {name} is running"))
 }
 
