@@ -247,3 +247,40 @@ fn demo_runs_the_whole_loop_on_the_embedded_default() {
     assert!(stdout.contains("(pre-receive hook declined)"), "{stdout}");
     assert!(target.join("voltran.git/hooks/pre-receive").is_file());
 }
+
+#[test]
+fn namespaces_prints_the_objects_claimd_would_apply_without_a_cluster() {
+    let repo = example_repo();
+    let out = claimd(repo.path(), &["namespaces"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stream = text(&out.stdout);
+    let objects: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&stream)
+        .map(|doc| serde::Deserialize::deserialize(doc).expect("a YAML object"))
+        .collect();
+    let find = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name} in:\n{stream}"))
+    };
+    // The seed's Environment: team my-team, project my-project, environment pr-123.
+    let ns = find("Namespace", "my-team-my-project-pr-123");
+    assert_eq!(
+        ns["metadata"]["labels"]["catalyst.dev/branch"],
+        "feature-login"
+    );
+    let quota = objects
+        .iter()
+        .find(|o| {
+            o["kind"] == "ResourceQuota"
+                && o["metadata"]["namespace"] == "my-team-my-project-pr-123"
+        })
+        .expect("quota");
+    assert_eq!(quota["spec"]["hard"]["requests.memory"], "2Gi");
+    let job = find("Job", "build-pr-123-a1b2c3d");
+    assert_eq!(job["metadata"]["namespace"], "my-team-my-project-pr-123");
+    // Application environments get their namespaces too.
+    find("Namespace", "dev");
+    // A pure function of the claims.
+    assert_eq!(text(&claimd(repo.path(), &["namespaces"]).stdout), stream);
+}

@@ -388,3 +388,65 @@ fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
     });
     assert!(d.terminate().success());
 }
+
+#[test]
+fn claims_removed_while_the_daemon_was_down_lose_their_namespaces_at_start_up() {
+    let c = Cluster::shared();
+    let team = format!("gone{}", std::process::id());
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    let bare = root.join("server.git");
+    git(
+        root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).unwrap();
+    let bootstrap = claimd::examples::CLAIMS
+        .iter()
+        .find(|(p, _)| p.ends_with("bootstrap-nonprod.yaml"))
+        .unwrap();
+    std::fs::write(work.join(bootstrap.0), bootstrap.1).unwrap();
+    // No image repository: nothing to build, the namespace is all there is.
+    let project = project(&team, "\"\"");
+    std::fs::write(work.join("claims/project.yaml"), project).unwrap();
+    std::fs::write(
+        work.join("claims/pr-9.yaml"),
+        environment("pr-9", SHA_BUILT),
+    )
+    .unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "preview"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\nkubernetes:\n  kubeconfig: {}\n",
+            c.kubeconfig().display()
+        ),
+    )
+    .unwrap();
+    let ns = format!("{team}-shop-pr-9");
+    let path = format!("/api/v1/namespaces/{ns}");
+    let d = Daemon::start(&config);
+    wait_until("the namespace", || {
+        c.kubectl_like("GET", &path, None).0 == 200
+    });
+    // Nothing to build: the values are committed without waiting.
+    wait_until("pr-9's values", || show(&bare, &values_path(&ns)).is_some());
+    assert_eq!(phase_of(&d, &ns).as_deref(), Some("Deploying"));
+    assert!(d.terminate().success());
+
+    git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
+    git(&work, &["rm", "-q", "claims/pr-9.yaml"]);
+    git(&work, &["commit", "-qm", "preview done"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    assert!(c.get_json(&path)["metadata"]["deletionTimestamp"].is_null());
+    let d = Daemon::start(&config);
+    wait_until("the namespace's deletion", || {
+        c.get_json(&path)["metadata"]["deletionTimestamp"].is_string()
+    });
+    assert!(d.terminate().success());
+}

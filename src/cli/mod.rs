@@ -5,6 +5,7 @@ mod bench_charts;
 mod chart;
 mod demo;
 mod hooks;
+mod namespaces;
 mod serve;
 mod worktree;
 
@@ -67,6 +68,19 @@ pub enum Command {
         /// Publish the bot commit with `git push` to this URL instead of moving the ref.
         #[arg(long)]
         push_url: Option<String>,
+    },
+    /// Print the Kubernetes objects the claims ask for (namespaces with their quota,
+    /// limit range and network policies; preview build Jobs), without a cluster.
+    Namespaces {
+        /// The GitOps repository (its claims/ folder is read).
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// The daemon's configuration, for its `kubernetes:` settings.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Preview hosts are `<namespace>.<domain>`.
+        #[arg(long, default_value = "preview.example.com")]
+        preview_domain: String,
     },
     /// The preview Environments the daemon manages: phase, URL, conditions.
     Status {
@@ -268,6 +282,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo { dir } => demo::run(dir),
         Command::Serve { config, listen } => serve::run(&config, listen),
         Command::Status { daemon, json } => serve::status(&daemon, json),
+        Command::Namespaces {
+            repo,
+            config,
+            preview_domain,
+        } => namespaces::run(&repo, config.as_deref(), &preview_domain),
         Command::Reconcile {
             repo,
             branch,

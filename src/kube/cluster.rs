@@ -395,13 +395,13 @@ impl Cluster {
         registry: Option<&Registry>,
         out: &mut Sync,
     ) -> Step {
+        if p.commit.is_none() {
+            let why = "spec.source.commitSha is not set".to_string();
+            return Step::Failed("NoCommit".into(), why);
+        }
         let (Some(image), Some(job)) = (&p.image, &p.job) else {
-            let why = if p.commit.is_none() {
-                "spec.source.commitSha is not set"
-            } else {
-                "the Project's values name no image.repository"
-            };
-            return Step::Failed("NothingToBuild".into(), why.into());
+            // The Project names no image repository: nothing of ours to build.
+            return Step::Done("NoImageRepository".into());
         };
         let exists = match registry {
             Some(r) => r.image_exists(image).await.map_err(|e| e.to_string()),

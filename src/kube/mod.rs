@@ -30,6 +30,9 @@ pub struct Settings {
     pub dry_run: bool,
     /// `key=value` label of the ingress controller's namespace (allowed in).
     pub ingress_namespace_label: String,
+    /// More namespaces allowed in, by `key=value` label (e.g. the monitoring
+    /// namespace that scrapes metrics).
+    pub ingress_from_namespaces: Vec<String>,
     /// CIDRs every managed namespace may reach besides DNS and itself.
     pub egress_allow: Vec<String>,
     /// ResourceQuota counts (cpu and memory come from the Project's `defaultQuota`).
@@ -63,6 +66,7 @@ impl Default for Settings {
             kubeconfig: None,
             dry_run: false,
             ingress_namespace_label: "kubernetes.io/metadata.name=ingress-nginx".into(),
+            ingress_from_namespaces: Vec::new(),
             egress_allow: Vec::new(),
             quota_pods: "20".into(),
             quota_services: "10".into(),
@@ -87,11 +91,13 @@ impl Default for Settings {
 }
 
 impl Settings {
-    /// The ingress controller namespace's label as (key, value).
-    pub fn ingress_namespace_label(&self) -> (&str, &str) {
-        self.ingress_namespace_label
-            .split_once('=')
-            .unwrap_or((self.ingress_namespace_label.as_str(), ""))
+    /// The labels (key, value) of the namespaces allowed in: the ingress controller's
+    /// first, then `ingress_from_namespaces`.
+    pub fn ingress_namespace_labels(&self) -> Vec<(&str, &str)> {
+        std::iter::once(&self.ingress_namespace_label)
+            .chain(&self.ingress_from_namespaces)
+            .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")))
+            .collect()
     }
 }
 

@@ -165,7 +165,10 @@ fn ip_blocks(cidrs: &[String]) -> Vec<Json> {
 /// Locked down by default: ingress only from the namespace itself and the ingress
 /// controller's namespace; egress only to DNS, the namespace itself and the allow-list.
 pub fn network_policy(namespace: &str, s: &Settings) -> Json {
-    let (key, value) = s.ingress_namespace_label();
+    let mut from = vec![json!({"podSelector": {}})];
+    for (key, value) in s.ingress_namespace_labels() {
+        from.push(json!({"namespaceSelector": {"matchLabels": {key: value}}}));
+    }
     let mut egress = vec![json!({"to": [{"podSelector": {}}]}), dns_egress()];
     if !s.egress_allow.is_empty() {
         egress.push(json!({"to": ip_blocks(&s.egress_allow)}));
@@ -177,10 +180,7 @@ pub fn network_policy(namespace: &str, s: &Settings) -> Json {
         "spec": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
-            "ingress": [{"from": [
-                {"podSelector": {}},
-                {"namespaceSelector": {"matchLabels": {key: value}}},
-            ]}],
+            "ingress": [{"from": from}],
             "egress": egress,
         },
     })
@@ -279,6 +279,9 @@ git checkout -q --detach "$COMMIT""#;
         "spec": {
             "backoffLimit": s.build_backoff_limit,
             "activeDeadlineSeconds": s.build_deadline_seconds,
+            // Finished Jobs go after a day (servers before 1.21 ignore this). A failed
+            // build is then tried once more; a built image is found in the registry.
+            "ttlSecondsAfterFinished": 86400,
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -360,6 +363,15 @@ mod tests {
         let p = network_policy("t-p-e", &s);
         let text = p.to_string();
         assert!(!text.contains("0.0.0.0/0"), "{text}");
+        let more = Settings {
+            ingress_from_namespaces: vec!["team=monitoring".into()],
+            ..Settings::default()
+        };
+        let p2 = network_policy("t-p-e", &more);
+        assert_eq!(
+            p2["spec"]["ingress"][0]["from"][2]["namespaceSelector"]["matchLabels"],
+            json!({"team": "monitoring"})
+        );
         assert_eq!(p["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
         assert_eq!(
             p["spec"]["ingress"][0]["from"][1]["namespaceSelector"]["matchLabels"],

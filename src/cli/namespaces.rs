@@ -1,0 +1,63 @@
+//! `claimd namespaces`: the Kubernetes objects the claims of a repository ask for
+//! (namespaces, quotas, limit ranges, network policies, preview build Jobs), as the
+//! YAML stream claimd applies with server-side apply. Reads nothing from a cluster.
+
+use super::worktree;
+use crate::claims;
+use crate::kube::{self, Settings};
+use crate::yaml::{self, Limits};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(repo: &Path, config: Option<&Path>, preview_domain: &str) -> Result<ExitCode> {
+    let settings = match config {
+        Some(path) => {
+            crate::daemon::config::Config::load(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .kubernetes
+        }
+        None => Settings::default(),
+    };
+    let files = worktree::read_claim_files(&[repo.join("claims")])?
+        .into_iter()
+        .map(|(p, t)| (worktree::relative(repo, &p), t))
+        .collect::<Vec<_>>();
+    let loaded = claims::load(&files, &Limits::default());
+    super::print_diagnostics(&loaded.diagnostics);
+    let name = loaded
+        .claims
+        .iter()
+        .find_map(|c| match &c.spec {
+            claims::Spec::Bootstrap(b) => Some(b.gitops_repo_url()),
+            _ => None,
+        })
+        .unwrap_or_else(|| repo.display().to_string());
+    let d = kube::desired(
+        &loaded.claims,
+        &loaded.failed_files,
+        &name,
+        preview_domain,
+        &settings,
+    );
+    let mut out = std::io::stdout().lock();
+    let objects = d
+        .namespaces
+        .iter()
+        .flat_map(|m| m.objects.iter())
+        .chain(d.previews.iter().filter_map(|p| p.job.as_ref()));
+    for obj in objects {
+        write!(out, "---\n{}", yaml::emit(obj))?;
+    }
+    for (claim, problem) in &d.problems {
+        eprintln!("{claim}: {problem}");
+    }
+    Ok(
+        if d.problems.is_empty() && !loaded.diagnostics.iter().any(|d| d.is_error()) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        },
+    )
+}
