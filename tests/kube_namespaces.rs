@@ -568,3 +568,28 @@ fn the_shipped_cluster_role_is_enough_and_no_more() {
     assert!(!allowed(c, "delete", "batch", "jobs"));
     assert!(!allowed(c, "patch", "argoproj.io", "applications"));
 }
+
+/// `claimd bench-kube` against this harness's API server (numbers for BENCHMARKS.md):
+/// `cargo test --release --test kube_namespaces -- --ignored --nocapture bench`.
+#[test]
+#[ignore]
+fn bench_kube() {
+    let c = TestCluster::shared();
+    let environments = std::env::var("CLAIMD_BENCH_ENVIRONMENTS").unwrap_or_else(|_| "200".into());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
+        .args([
+            "bench-kube",
+            "--environments",
+            &environments,
+            "--kubeconfig",
+        ])
+        .arg(c.kubeconfig())
+        .output()
+        .expect("claimd bench-kube");
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -141,14 +141,17 @@ fn phase_of(d: &Daemon, ns: &str) -> Option<String> {
         .map(|e| e["phase"].as_str().unwrap_or_default().to_string())
 }
 
-#[test]
-fn a_preview_is_committed_only_once_its_image_exists() {
-    let c = Cluster::shared();
-    let reg = registry::Registry::start(None);
-    let team = format!("pv{}", std::process::id());
-    let image = format!("{}/org/shop", reg.host());
-    push_image(&reg, "org/shop", SHA_THERE);
+/// A bare repository and a clone with a BootstrapClaim naming the GitOps repository
+/// `name` (namespaces are owned per repository: tests sharing one API server must not
+/// share one), `files` committed and pushed; and a daemon config with `extra` settings.
+struct Setup {
+    _dir: tempfile::TempDir,
+    bare: std::path::PathBuf,
+    work: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
 
+fn setup(name: &str, files: &[(&str, String)], extra: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path();
     git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
@@ -159,42 +162,60 @@ fn a_preview_is_committed_only_once_its_image_exists() {
     );
     let work = root.join("work");
     std::fs::create_dir_all(work.join("claims")).unwrap();
-    let bootstrap = claimd::examples::CLAIMS
+    let (path, text) = claimd::examples::CLAIMS
         .iter()
         .find(|(p, _)| p.ends_with("bootstrap-nonprod.yaml"))
         .unwrap();
-    std::fs::write(work.join(bootstrap.0), bootstrap.1).unwrap();
-    std::fs::write(work.join("claims/project.yaml"), project(&team, &image)).unwrap();
-    std::fs::write(
-        work.join("claims/pr-1.yaml"),
-        environment("pr-1", SHA_BUILT),
-    )
-    .unwrap();
-    std::fs::write(
-        work.join("claims/pr-2.yaml"),
-        environment("pr-2", SHA_FAILS),
-    )
-    .unwrap();
-    std::fs::write(
-        work.join("claims/pr-3.yaml"),
-        environment("pr-3", SHA_THERE),
-    )
-    .unwrap();
+    let bootstrap = text.replace("voltran: voltran", &format!("voltran: {name}"));
+    std::fs::write(work.join(path), bootstrap).unwrap();
+    for (path, text) in files {
+        std::fs::write(work.join(path), text).unwrap();
+    }
     git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "previews"]);
+    git(&work, &["commit", "-qm", "claims"]);
     git(&work, &["push", "-q", "origin", "main"]);
-
     let config = root.join("claimd.yaml");
     std::fs::write(
         &config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n    watchRefs: true\nregistries:\n  hosts:\n    \"{}\": {{plainHttp: true}}\nkubernetes:\n  kubeconfig: {}\n",
-            reg.host(),
-            c.kubeconfig().display()
-        ),
+        format!("listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n{extra}"),
     )
     .unwrap();
-    let d = Daemon::start(&config);
+    Setup {
+        _dir: dir,
+        bare,
+        work,
+        config,
+    }
+}
+
+fn kubeconfig_setting(path: &Path) -> String {
+    format!("kubernetes:\n  kubeconfig: {}\n", path.display())
+}
+
+#[test]
+fn a_preview_is_committed_only_once_its_image_exists() {
+    let c = Cluster::shared();
+    let reg = registry::Registry::start(None);
+    let team = format!("pv{}", std::process::id());
+    let image = format!("{}/org/shop", reg.host());
+    push_image(&reg, "org/shop", SHA_THERE);
+
+    let s = setup(
+        &team,
+        &[
+            ("claims/project.yaml", project(&team, &image)),
+            ("claims/pr-1.yaml", environment("pr-1", SHA_BUILT)),
+            ("claims/pr-2.yaml", environment("pr-2", SHA_FAILS)),
+            ("claims/pr-3.yaml", environment("pr-3", SHA_THERE)),
+        ],
+        &format!(
+            "    watchRefs: true\nregistries:\n  hosts:\n    \"{}\": {{plainHttp: true}}\n{}",
+            reg.host(),
+            kubeconfig_setting(&c.kubeconfig())
+        ),
+    );
+    let (bare, config) = (&s.bare, &s.config);
+    let d = Daemon::start(config);
     let (ns1, ns2, ns3) = (
         format!("{team}-shop-pr-1"),
         format!("{team}-shop-pr-2"),
@@ -207,14 +228,12 @@ fn a_preview_is_committed_only_once_its_image_exists() {
         job(c, &ns1, job1).is_some() && job(c, &ns2, job2).is_some()
     });
     // The image that exists needs no build: its values are committed at once.
-    wait_until("pr-3's values", || {
-        show(&bare, &values_path(&ns3)).is_some()
-    });
+    wait_until("pr-3's values", || show(bare, &values_path(&ns3)).is_some());
     assert!(job(c, &ns3, "build-pr-3-3333333").is_none());
-    let values = show(&bare, &values_path(&ns3)).unwrap();
+    let values = show(bare, &values_path(&ns3)).unwrap();
     assert!(values.contains(SHA_THERE), "{values}");
     assert_eq!(
-        show(&bare, &values_path(&ns1)),
+        show(bare, &values_path(&ns1)),
         None,
         "no values before the image exists"
     );
@@ -256,10 +275,8 @@ fn a_preview_is_committed_only_once_its_image_exists() {
                "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                                "message": "Job has reached the specified backoff limit", "lastProbeTime": now, "lastTransitionTime": now}]}),
     );
-    wait_until("pr-1's values", || {
-        show(&bare, &values_path(&ns1)).is_some()
-    });
-    let values = show(&bare, &values_path(&ns1)).unwrap();
+    wait_until("pr-1's values", || show(bare, &values_path(&ns1)).is_some());
+    let values = show(bare, &values_path(&ns1)).unwrap();
     assert!(
         values.contains(&format!("tag: \"{SHA_BUILT}\""))
             || values.contains(&format!("tag: {SHA_BUILT}")),
@@ -271,7 +288,7 @@ fn a_preview_is_committed_only_once_its_image_exists() {
     // No Argo CD here: built and committed, the preview waits for its deployment.
     assert_eq!(phase_of(&d, &ns1).as_deref(), Some("Deploying"));
     assert_eq!(
-        show(&bare, &values_path(&ns2)),
+        show(bare, &values_path(&ns2)),
         None,
         "a failed build commits nothing"
     );
@@ -325,9 +342,8 @@ fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = tempfile::tempdir().expect("tmp");
-    let root = dir.path();
-    let kubeconfig = root.join("kubeconfig");
+    let kubeconfig_dir = tempfile::tempdir().expect("tmp");
+    let kubeconfig = kubeconfig_dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
         format!(
@@ -336,55 +352,33 @@ fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
         ),
     )
     .unwrap();
-    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
-    let bare = root.join("server.git");
-    git(
-        root,
-        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
-    );
-    let work = root.join("work");
-    std::fs::create_dir_all(work.join("claims")).unwrap();
-    let bootstrap = claimd::examples::CLAIMS
-        .iter()
-        .find(|(p, _)| p.ends_with("bootstrap-nonprod.yaml"))
-        .unwrap();
-    std::fs::write(work.join(bootstrap.0), bootstrap.1).unwrap();
     let ns = format!("down-{}", std::process::id());
-    std::fs::write(
-        work.join("claims/apps.yaml"),
-        format!(
-            "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata:\n  name: services\nspec:\n  environment: dev\n  clusterType: nonprod\n  namespace: {ns}\n  applications:\n    - name: api\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: ghcr.io/org/api, tag: v1}}\n"
-        ),
-    )
-    .unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "apps"]);
-    git(&work, &["push", "-q", "origin", "main"]);
-    let config = root.join("claimd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\nkubernetes:\n  kubeconfig: {}\n",
-            kubeconfig.display()
-        ),
-    )
-    .unwrap();
-    let d = Daemon::start(&config);
+    let apps = format!(
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata:\n  name: services\nspec:\n  environment: dev\n  clusterType: nonprod\n  namespace: {ns}\n  applications:\n    - name: api\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: ghcr.io/org/api, tag: v1}}\n"
+    );
+    let s = setup(
+        &ns,
+        &[("claims/apps.yaml", apps)],
+        &kubeconfig_setting(&kubeconfig),
+    );
+    let d = Daemon::start(&s.config);
     wait_until("the bot commit", || {
         show(
-            &bare,
+            &s.bare,
             "environments/nonprod/dev/applications/api/values.yaml",
         )
         .is_some()
     });
-    let (status, _) = c.kubectl_like("GET", &format!("/api/v1/namespaces/{ns}"), None);
-    assert_eq!(status, 404, "the API server was not reachable");
+    let path = format!("/api/v1/namespaces/{ns}");
+    assert_eq!(
+        c.kubectl_like("GET", &path, None).0,
+        404,
+        "the API server was not reachable"
+    );
     // The API server comes back: the retry applies the namespace, with no new push.
     forward(port, c.port());
     wait_until("the namespace", || {
-        c.kubectl_like("GET", &format!("/api/v1/namespaces/{ns}"), None)
-            .0
-            == 200
+        c.kubectl_like("GET", &path, None).0 == 200
     });
     assert!(d.terminate().success());
 }
@@ -393,58 +387,35 @@ fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
 fn claims_removed_while_the_daemon_was_down_lose_their_namespaces_at_start_up() {
     let c = Cluster::shared();
     let team = format!("gone{}", std::process::id());
-    let dir = tempfile::tempdir().expect("tmp");
-    let root = dir.path();
-    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
-    let bare = root.join("server.git");
-    git(
-        root,
-        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
-    );
-    let work = root.join("work");
-    std::fs::create_dir_all(work.join("claims")).unwrap();
-    let bootstrap = claimd::examples::CLAIMS
-        .iter()
-        .find(|(p, _)| p.ends_with("bootstrap-nonprod.yaml"))
-        .unwrap();
-    std::fs::write(work.join(bootstrap.0), bootstrap.1).unwrap();
     // No image repository: nothing to build, the namespace is all there is.
-    let project = project(&team, "\"\"");
-    std::fs::write(work.join("claims/project.yaml"), project).unwrap();
-    std::fs::write(
-        work.join("claims/pr-9.yaml"),
-        environment("pr-9", SHA_BUILT),
-    )
-    .unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "preview"]);
-    git(&work, &["push", "-q", "origin", "main"]);
-    let config = root.join("claimd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\nkubernetes:\n  kubeconfig: {}\n",
-            c.kubeconfig().display()
-        ),
-    )
-    .unwrap();
+    let s = setup(
+        &team,
+        &[
+            ("claims/project.yaml", project(&team, "\"\"")),
+            ("claims/pr-9.yaml", environment("pr-9", SHA_BUILT)),
+        ],
+        &kubeconfig_setting(&c.kubeconfig()),
+    );
     let ns = format!("{team}-shop-pr-9");
     let path = format!("/api/v1/namespaces/{ns}");
-    let d = Daemon::start(&config);
+    let d = Daemon::start(&s.config);
     wait_until("the namespace", || {
         c.kubectl_like("GET", &path, None).0 == 200
     });
     // Nothing to build: the values are committed without waiting.
-    wait_until("pr-9's values", || show(&bare, &values_path(&ns)).is_some());
+    wait_until("pr-9's values", || {
+        show(&s.bare, &values_path(&ns)).is_some()
+    });
     assert_eq!(phase_of(&d, &ns).as_deref(), Some("Deploying"));
     assert!(d.terminate().success());
 
-    git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
-    git(&work, &["rm", "-q", "claims/pr-9.yaml"]);
-    git(&work, &["commit", "-qm", "preview done"]);
-    git(&work, &["push", "-q", "origin", "main"]);
+    let work = &s.work;
+    git(work, &["pull", "-q", "--rebase", "origin", "main"]);
+    git(work, &["rm", "-q", "claims/pr-9.yaml"]);
+    git(work, &["commit", "-qm", "preview done"]);
+    git(work, &["push", "-q", "origin", "main"]);
     assert!(c.get_json(&path)["metadata"]["deletionTimestamp"].is_null());
-    let d = Daemon::start(&config);
+    let d = Daemon::start(&s.config);
     wait_until("the namespace's deletion", || {
         c.get_json(&path)["metadata"]["deletionTimestamp"].is_string()
     });

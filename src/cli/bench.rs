@@ -75,7 +75,7 @@ fn run_render(repo: &Path, out_dir: &Path) -> Result<Duration> {
     Ok(took)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
+pub(super) fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }

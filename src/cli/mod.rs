@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_charts;
+mod bench_kube;
 mod chart;
 mod demo;
 mod hooks;
@@ -142,6 +143,18 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         versions: usize,
         /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+    /// Measure namespace sync against the cluster of a kubeconfig (it creates and
+    /// deletes namespaces `bench<pid>-shop-pr-*`; numbers for BENCHMARKS.md).
+    BenchKube {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Preview Environments (one namespace each).
+        #[arg(long, default_value_t = 200)]
+        environments: usize,
+        /// Repetitions of the no-change sync (the median is reported).
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
@@ -313,6 +326,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             runs,
         } => bench_charts::run(&registry, versions, runs),
         Command::Bench { apps, runs, dir } => bench::render(apps, runs, dir),
+        Command::BenchKube {
+            kubeconfig,
+            environments,
+            runs,
+        } => bench_kube::run(&kubeconfig, environments, runs),
     }
 }
 

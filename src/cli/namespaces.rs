@@ -30,10 +30,10 @@ pub fn run(repo: &Path, config: Option<&Path>, preview_domain: &str) -> Result<E
         .claims
         .iter()
         .find_map(|c| match &c.spec {
-            claims::Spec::Bootstrap(b) => Some(b.gitops_repo_url()),
+            claims::Spec::Bootstrap(b) => Some(format!("{}@{}", b.gitops_repo_url(), b.branch)),
             _ => None,
         })
-        .unwrap_or_else(|| repo.display().to_string());
+        .unwrap_or_else(|| format!("{}@main", repo.display()));
     let d = kube::desired(
         &loaded.claims,
         &loaded.failed_files,

@@ -86,7 +86,8 @@ impl Kube {
             let r = Repo::open(&path).map_err(|e| e.to_string())?;
             let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
             reconcile::with_claims(&r, &opts, &mut cache, |loaded| {
-                let name = repository_name(loaded, &opts, &path);
+                let branch = reconcile::branch_of(&r, &opts);
+                let name = repository_name(loaded, &opts, &path, &branch);
                 kube::desired(
                     &loaded.claims,
                     &loaded.failed_files,
@@ -166,9 +167,10 @@ impl Kube {
 }
 
 /// The repository named in namespace annotations: the BootstrapClaim's GitOps URL, else
-/// the configured repository URL, else the path on disk.
-fn repository_name(loaded: &Loaded, opts: &Options, path: &Path) -> String {
-    loaded
+/// the configured repository URL, else the path on disk; and `@branch` (two branches
+/// of one repository own their namespaces separately).
+fn repository_name(loaded: &Loaded, opts: &Options, path: &Path, branch: &str) -> String {
+    let repository = loaded
         .claims
         .iter()
         .find_map(|c| match &c.spec {
@@ -176,5 +178,6 @@ fn repository_name(loaded: &Loaded, opts: &Options, path: &Path) -> String {
             _ => None,
         })
         .or_else(|| opts.settings.repo_url.clone())
-        .unwrap_or_else(|| path.display().to_string())
+        .unwrap_or_else(|| path.display().to_string());
+    format!("{repository}@{branch}")
 }
