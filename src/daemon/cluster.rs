@@ -25,6 +25,8 @@ pub struct Kube {
     /// The repository name the namespaces and Jobs are annotated with (last step).
     repository: Arc<Mutex<String>>,
     watching: AtomicBool,
+    /// The previews whose image exists, as the last step found them.
+    ready: Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// What the step decided.
@@ -60,6 +62,7 @@ impl Kube {
             statuses: Mutex::new(Vec::new()),
             repository: Arc::new(Mutex::new(String::new())),
             watching: AtomicBool::new(false),
+            ready: Mutex::new(Default::default()),
         }
     }
 
@@ -69,6 +72,15 @@ impl Kube {
             .get_or_try_init(|| Cluster::connect(&self.settings, &self.argocd_namespace))
             .await?;
         Ok(c.as_ref())
+    }
+
+    /// The previews a reconcile may commit now: all without a cluster, else those the
+    /// last step found built.
+    pub async fn previews(&self) -> Previews {
+        match self.cluster().await {
+            Ok(None) => Previews::All,
+            _ => Previews::Built(self.ready.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        }
     }
 
     /// Applies what the claims at the branch tip want. Never fails the reconcile: when
@@ -137,6 +149,9 @@ impl Kube {
             tracing::info!(repo = %repo.display(), writes = sync.writes, deleted = sync.deleted.len(), "Kubernetes objects applied");
         }
         *self.statuses.lock().unwrap_or_else(|p| p.into_inner()) = sync.statuses;
+        if gated {
+            *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = sync.ready.clone();
+        }
         Step {
             previews: if gated {
                 Previews::Built(sync.ready)

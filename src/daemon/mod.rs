@@ -256,17 +256,11 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
         let serving = slot.requested.load(Ordering::SeqCst);
         let (repo, mut options, cache) =
             (slot.repo.clone(), slot.options.clone(), slot.cache.clone());
-        let weak = Arc::downgrade(&slot);
-        let wake = move || match weak.upgrade() {
-            Some(s) if !s.removed.load(Ordering::SeqCst) => {
-                s.dirty.store(true, Ordering::SeqCst);
-                s.wake.notify_one();
-                true
-            }
-            _ => false,
-        };
-        let step = slot.kube.step(&repo, &options, cache.clone(), wake).await;
-        options.previews = step.previews;
+        // The reconcile commits the previews whose image the last Kubernetes step found;
+        // the step runs after it (off the push's path) and asks for another run when
+        // that set changed.
+        options.previews = slot.kube.previews().await;
+        let used = options.previews.clone();
         let result = tokio::task::spawn_blocking(move || {
             let r = Repo::open(&repo).map_err(reconcile::Error::from)?;
             let mut cache = cache
@@ -289,6 +283,22 @@ async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
             Err(e) => format!("reconcile failed: {e}"),
         };
         slot.served.send_replace((serving, summary));
+        let weak = Arc::downgrade(&slot);
+        let wake = move || match weak.upgrade() {
+            Some(s) if !s.removed.load(Ordering::SeqCst) => {
+                s.dirty.store(true, Ordering::SeqCst);
+                s.wake.notify_one();
+                true
+            }
+            _ => false,
+        };
+        let step = slot
+            .kube
+            .step(&slot.repo, &slot.options, slot.cache.clone(), wake)
+            .await;
+        if step.previews != used {
+            slot.dirty.store(true, Ordering::SeqCst);
+        }
         match result {
             Ok(Ok(report)) => {
                 if report.retry || step.retry {

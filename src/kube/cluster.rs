@@ -11,7 +11,8 @@ use crate::charts::oci::Registry;
 use ::kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use ::kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value as Json;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const FIELD_MANAGER: &str = "claimd";
@@ -22,6 +23,8 @@ pub struct Cluster {
     client: ::kube::Client,
     /// The namespace of Argo CD's Applications (their health is DeploymentReady).
     argocd_namespace: String,
+    /// Images seen in their registry: an image, once pushed, is not asked for again.
+    images: Arc<Mutex<HashSet<String>>>,
 }
 
 /// What one sync did and found.
@@ -138,6 +141,7 @@ impl Cluster {
         Ok(Some(Cluster {
             client,
             argocd_namespace: argocd_namespace.to_string(),
+            images: Arc::default(),
         }))
     }
 
@@ -370,6 +374,11 @@ impl Cluster {
                 HashMap::new()
             }
         };
+        let apps = if d.previews.is_empty() {
+            Ok(HashMap::new())
+        } else {
+            self.applications().await
+        };
         for p in &d.previews {
             let ns = ns_steps
                 .get(p.namespace.as_str())
@@ -377,7 +386,7 @@ impl Cluster {
                 .unwrap_or_else(|| Step::Waiting("NotApplied".into(), String::new()));
             let build = self.build(p, &ns, &jobs, registry, out).await;
             let deploy = match &build {
-                Step::Done(_) => self.deployment(p).await,
+                Step::Done(_) => deployment(p, &apps),
                 _ => Step::Waiting("WaitingForBuild".into(), String::new()),
             };
             if let (Step::Done(_), Some(commit)) = (&build, &p.commit) {
@@ -403,11 +412,19 @@ impl Cluster {
             // The Project names no image repository: nothing of ours to build.
             return Step::Done("NoImageRepository".into());
         };
+        let known = self
+            .images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(image);
         let exists = match registry {
+            _ if known => Ok(true),
             Some(r) => r.image_exists(image).await.map_err(|e| e.to_string()),
             None => Ok(false),
         };
         if exists == Ok(true) {
+            let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+            images.insert(image.clone());
             return Step::Done("ImageExists".into());
         }
         let job_name = job["metadata"]["name"].as_str().unwrap_or_default();
@@ -465,42 +482,49 @@ impl Cluster {
         }
     }
 
-    /// DeploymentReady: the Argo CD Application of the preview (named after its
-    /// namespace) is Synced and Healthy.
-    async fn deployment(&self, p: &Preview) -> Step {
+    /// The health and sync status of the preview Applications (named after their
+    /// namespaces) in Argo CD's namespace, in one request.
+    async fn applications(&self) -> Result<HashMap<String, (String, String)>, String> {
+        let params = ListParams::default().labels("claimd.dev/cluster-type=catalyst");
         let api = self.api("Application", Some(&self.argocd_namespace));
-        match api.get_opt(&p.namespace).await {
-            Ok(Some(app)) => {
-                let health = app.data["status"]["health"]["status"]
-                    .as_str()
-                    .unwrap_or("Unknown");
-                let sync = app.data["status"]["sync"]["status"]
-                    .as_str()
-                    .unwrap_or("Unknown");
-                if health == "Healthy" && sync == "Synced" {
-                    Step::Done("Healthy".into())
-                } else if health == "Degraded" {
-                    Step::Failed(
-                        "Degraded".into(),
-                        format!("Argo CD: health {health}, sync {sync}"),
-                    )
-                } else {
-                    Step::Waiting(
-                        "Progressing".into(),
-                        format!("Argo CD: health {health}, sync {sync}"),
-                    )
-                }
-            }
-            Ok(None) => Step::Waiting(
-                "NoApplication".into(),
-                "Argo CD has not created the Application yet".into(),
-            ),
-            Err(e) if not_found(&e) => Step::Waiting(
-                "NoApplication".into(),
-                "Argo CD's Application resource is not installed".into(),
-            ),
-            Err(e) => Step::Unknown("ApiServerUnavailable".into(), describe(&e)),
+        match api.list(&params).await {
+            Ok(list) => Ok(list
+                .items
+                .into_iter()
+                .map(|app| {
+                    let field = |f: &str| {
+                        app.data["status"][f]["status"]
+                            .as_str()
+                            .unwrap_or("Unknown")
+                            .to_string()
+                    };
+                    let state = (field("health"), field("sync"));
+                    (app.metadata.name.unwrap_or_default(), state)
+                })
+                .collect()),
+            Err(e) if not_found(&e) => Ok(HashMap::new()),
+            Err(e) => Err(describe(&e)),
         }
+    }
+}
+
+/// DeploymentReady: the preview's Argo CD Application is Synced and Healthy.
+fn deployment(p: &Preview, apps: &Result<HashMap<String, (String, String)>, String>) -> Step {
+    let apps = match apps {
+        Ok(apps) => apps,
+        Err(e) => return Step::Unknown("ApiServerUnavailable".into(), e.clone()),
+    };
+    let Some((health, sync)) = apps.get(&p.namespace) else {
+        return Step::Waiting(
+            "NoApplication".into(),
+            "Argo CD has not created the Application yet".into(),
+        );
+    };
+    let message = format!("Argo CD: health {health}, sync {sync}");
+    match (health.as_str(), sync.as_str()) {
+        ("Healthy", "Synced") => Step::Done("Healthy".into()),
+        ("Degraded", _) => Step::Failed("Degraded".into(), message),
+        _ => Step::Waiting("Progressing".into(), message),
     }
 }
 
