@@ -3,14 +3,22 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     limit_malloc_arenas();
+    let cli = claimd::cli::Cli::parse();
+    // The daemon tells what it does (bot commits, namespaces applied, dry-run objects);
+    // one-shot commands and hooks only warn.
+    let default = if cli.is_daemon() {
+        "warn,claimd=info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CLAIMD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match claimd::cli::run(claimd::cli::Cli::parse()) {
+    match claimd::cli::run(cli) {
         Ok(code) => code,
         Err(e)
             if e.chain().any(|c| {

@@ -421,3 +421,36 @@ fn claims_removed_while_the_daemon_was_down_lose_their_namespaces_at_start_up() 
     });
     assert!(d.terminate().success());
 }
+
+#[test]
+fn without_a_cluster_claims_render_and_the_objects_are_logged() {
+    let team = format!("dry{}", std::process::id());
+    let s = setup(
+        &team,
+        &[
+            (
+                "claims/project.yaml",
+                project(&team, "registry.example.com/org/shop"),
+            ),
+            ("claims/pr-5.yaml", environment("pr-5", SHA_BUILT)),
+        ],
+        "kubernetes:\n  dryRun: true\n",
+    );
+    let log = s.work.join("../claimd.log");
+    let d = Daemon::start_logging(&s.config, Some(&log));
+    let ns = format!("{team}-shop-pr-5");
+    // Nothing builds images without a cluster: the preview is committed at once.
+    wait_until("pr-5's values", || {
+        show(&s.bare, &values_path(&ns)).is_some()
+    });
+    assert!(d.terminate().success());
+    let log = std::fs::read_to_string(&log).unwrap();
+    let would = |kind: &str| {
+        log.lines()
+            .any(|l| l.contains("dry-run: would apply") && l.contains(kind) && l.contains(&ns))
+    };
+    for kind in ["Namespace", "ResourceQuota", "LimitRange", "NetworkPolicy"] {
+        assert!(would(kind), "no {kind} for {ns} in the log:\n{log}");
+    }
+    assert!(log.contains("build-pr-5-1111111"), "{log}");
+}

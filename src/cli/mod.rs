@@ -31,6 +31,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// `claimd serve`: logs at info level by default.
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Serve { .. })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Check claim files, and the values they make against each chart (its

@@ -27,6 +27,8 @@ pub struct Kube {
     watching: AtomicBool,
     /// The previews whose image exists, as the last step found them.
     ready: Mutex<std::collections::BTreeMap<String, String>>,
+    /// What the last dry-run logged (logged again only when it changes).
+    logged: Mutex<Option<kube::Desired>>,
 }
 
 /// What the step decided.
@@ -63,6 +65,7 @@ impl Kube {
             repository: Arc::new(Mutex::new(String::new())),
             watching: AtomicBool::new(false),
             ready: Mutex::new(Default::default()),
+            logged: Mutex::new(None),
         }
     }
 
@@ -136,7 +139,13 @@ impl Kube {
                 self.watch_builds(c, wake);
                 (c.sync(&desired, self.registry.as_deref()).await, true)
             }
-            Ok(None) => (cluster::dry_run(&desired), false),
+            Ok(None) => {
+                let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+                let changed = logged.as_ref() != Some(&desired);
+                let sync = cluster::dry_run(&desired, changed);
+                *logged = Some(desired);
+                (sync, false)
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot connect to Kubernetes; previews wait");
                 return Step::wait(true);

@@ -564,10 +564,11 @@ fn status(p: &Preview, steps: [&Step; 3]) -> EnvironmentStatus {
     )
 }
 
-/// Without a cluster: log every object claimd would apply; previews are not held.
-pub fn dry_run(d: &Desired) -> Sync {
+/// Without a cluster: log every object claimd would apply (when `log`); previews are
+/// not held.
+pub fn dry_run(d: &Desired, log: bool) -> Sync {
     let mut out = Sync::default();
-    for m in &d.namespaces {
+    for m in d.namespaces.iter().filter(|_| log) {
         for obj in &m.objects {
             tracing::info!(
                 kind = obj["kind"].as_str().unwrap_or_default(),
@@ -579,7 +580,7 @@ pub fn dry_run(d: &Desired) -> Sync {
         }
     }
     for p in &d.previews {
-        if let Some(job) = &p.job {
+        if let Some(job) = p.job.as_ref().filter(|_| log) {
             tracing::info!(namespace = %p.namespace, job = job["metadata"]["name"].as_str().unwrap_or_default(), "dry-run: would build when the image is missing");
         }
         if let Some(c) = &p.commit {

@@ -16,11 +16,20 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path) -> Daemon {
+        Daemon::start_logging(config, None)
+    }
+
+    /// [`Daemon::start`], its log (stderr) written to `log`.
+    pub fn start_logging(config: &Path, log: Option<&Path>) -> Daemon {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::null(),
+        };
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             // Never a cluster from the machine: tests that want one name it in the config.
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .spawn()
