@@ -119,6 +119,11 @@ impl Config {
                 *cache = base.join(&*cache);
             }
         }
+        if let Some(kubeconfig) = &mut config.kubernetes.kubeconfig {
+            if kubeconfig.is_relative() {
+                *kubeconfig = base.join(&*kubeconfig);
+            }
+        }
         // A chart source that cannot be set up (an unreadable CA file) is a config error.
         if let Some(spec) = &config.charts {
             crate::charts::Source::parse(spec, &config.registries).map_err(|e| Error::Charts {
@@ -142,6 +147,18 @@ mod tests {
         let c = Config::load(&p).expect("valid");
         assert_eq!(c.repositories[0].path, dir.path().join("repos/a.git"));
         assert!(c.repositories[0].watch_refs);
+        assert_eq!(c.kubernetes, crate::kube::Settings::default());
+        std::fs::write(&p, "kubernetes:\n  kubeconfig: kube/config\n  dryRun: true\n  egressAllow: [10.0.0.0/8]\n  ingressFromNamespaces: [team=monitoring]\n  buildEgressPorts: [443]\n").expect("w");
+        let k = Config::load(&p).expect("valid").kubernetes;
+        assert_eq!(k.kubeconfig, Some(dir.path().join("kube/config")));
+        assert!(k.dry_run);
+        assert_eq!(k.egress_allow, ["10.0.0.0/8"]);
+        assert_eq!(k.ingress_from_namespaces, ["team=monitoring"]);
+        assert_eq!(k.build_egress_ports, [443]);
+        assert_eq!(k.quota_pods, "20", "unset keys keep their defaults");
+        std::fs::write(&p, "kubernetes: {egress: []}\n").expect("w");
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("unknown field `egress`"), "{e}");
         std::fs::write(&p, "listen: 127.0.0.1:0\nrepos: []\n").expect("w");
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("unknown field `repos`"), "{e}");
