@@ -10,12 +10,15 @@ use super::{Error, Settings};
 use crate::charts::oci::Registry;
 use ::kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use ::kube::core::{ApiResource, GroupVersionKind};
+use futures_util::StreamExt;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const FIELD_MANAGER: &str = "claimd";
+/// Namespaces applied at the same time (a first sync of many environments).
+const APPLY_CONCURRENCY: usize = 8;
 
 /// A connection to the cluster claimd manages namespaces in.
 #[derive(Clone)]
@@ -217,16 +220,40 @@ impl Cluster {
                 }
             }
         }
+        // Namespaces side by side (each one's objects in order: the namespace first).
+        let work: Vec<_> = d
+            .namespaces
+            .iter()
+            .map(|m| self.ensure_alone(d, m, live_ns.get(&m.name), &children))
+            .collect();
+        let results: Vec<(Step, Sync)> = futures_util::stream::iter(work)
+            .buffered(APPLY_CONCURRENCY)
+            .collect()
+            .await;
         let mut ns_steps: BTreeMap<&str, Step> = BTreeMap::new();
-        for m in &d.namespaces {
-            let step = self
-                .ensure(d, m, live_ns.get(&m.name), &children, &mut out)
-                .await;
-            ns_steps.insert(&m.name, step);
+        for (m, (step, part)) in d.namespaces.iter().zip(results) {
+            let name = m.name.as_str();
+            out.writes += part.writes;
+            out.retry |= part.retry;
+            out.problems.extend(part.problems);
+            ns_steps.insert(name, step);
         }
         self.clean_up(d, &live_ns, &mut out).await;
         self.builds(d, &ns_steps, registry, &mut out).await;
         out
+    }
+
+    /// [`Cluster::ensure`] with a report of its own (namespaces run side by side).
+    async fn ensure_alone(
+        &self,
+        d: &Desired,
+        m: &Managed,
+        live: Option<&DynamicObject>,
+        children: &HashMap<(String, String, String), Json>,
+    ) -> (Step, Sync) {
+        let mut part = Sync::default();
+        let step = self.ensure(d, m, live, children, &mut part).await;
+        (step, part)
     }
 
     /// One namespace and its objects.
