@@ -72,6 +72,14 @@ impl Daemon {
     }
 }
 
+/// A test that fails does not leave its daemon running.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Polls `cond` until it holds (deadline 60 s).
 pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
