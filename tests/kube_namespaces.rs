@@ -3,9 +3,12 @@
 //! applying again writes nothing, a namespace claimd does not own is never taken over
 //! or deleted, and the namespaces of removed claims are deleted.
 
+#[path = "support/catalyst.rs"]
+mod catalyst;
 #[path = "support/kube.rs"]
 #[allow(dead_code)]
 mod kube;
+use catalyst::apps;
 
 use claimd::claims::{parse_file, Claim};
 use claimd::kube::{desired, Cluster, Desired, Phase, Settings, Sync};
@@ -15,63 +18,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
 fn project(team: &str) -> String {
-    format!(
-        r#"apiVersion: catalyst.catalyst.dev/v1alpha1
-kind: Project
-metadata:
-  name: shop
-  namespace: {team}
-spec:
-  source:
-    repositoryUrl: "https://git.example.com/org/shop.git"
-  deployment:
-    type: helm
-    path: ./chart
-    values:
-      image:
-        repository: registry.example.com/org/shop
-  resources:
-    defaultQuota:
-      cpu: "2"
-      memory: 3Gi
-"#
-    )
+    catalyst::project(team, "registry.example.com/org/shop")
 }
 
 fn environment(name: &str, branch: &str) -> String {
-    format!(
-        r#"apiVersion: catalyst.catalyst.dev/v1alpha1
-kind: Environment
-metadata:
-  name: {name}
-spec:
-  projectRef:
-    name: shop
-  type: development
-  source:
-    commitSha: "0123456789abcdef0123456789abcdef01234567"
-    branch: "{branch}"
-"#
-    )
-}
-
-fn apps(namespace: &str) -> String {
-    format!(
-        r#"apiVersion: platform.infraforge.io/v1
-kind: ApplicationClaim
-metadata:
-  name: services
-spec:
-  environment: dev
-  clusterType: nonprod
-  namespace: {namespace}
-  applications:
-    - name: api
-      chart: {{name: microservice, version: "1.0.0"}}
-      image: {{repository: ghcr.io/org/api, tag: v1}}
-"#
-    )
+    catalyst::environment(name, SHA, branch)
 }
 
 fn claims(files: &[(&str, String)]) -> Vec<Claim> {
@@ -440,9 +394,7 @@ fn an_unreachable_api_server_holds_previews_and_deletes_nothing() {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: t}}\n"
-        ),
+        catalyst::kubeconfig(&format!("https://127.0.0.1:{port}"), "t", None),
     )
     .unwrap();
     let settings = Settings {
@@ -530,11 +482,7 @@ fn the_shipped_cluster_role_is_enough_and_no_more() {
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: {}\n    as: {CLAIMD_USER}\n",
-            c.server(),
-            c.token()
-        ),
+        catalyst::kubeconfig(&c.server(), c.token(), Some(CLAIMD_USER)),
     )
     .unwrap();
     let client = connect_with(kubeconfig);

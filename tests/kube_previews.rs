@@ -5,6 +5,8 @@
 //! a failed Job is reported as Failed and commits nothing; an image that exists needs no
 //! Job. The status API shows each phase.
 
+#[path = "support/catalyst.rs"]
+mod catalyst;
 #[path = "support/kube.rs"]
 #[allow(dead_code)]
 mod kube;
@@ -16,6 +18,7 @@ mod support_daemon;
 #[path = "support/git.rs"]
 mod support_git;
 
+use catalyst::project;
 use kube::Cluster;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -27,43 +30,8 @@ const SHA_BUILT: &str = "1111111111111111111111111111111111111111";
 const SHA_FAILS: &str = "2222222222222222222222222222222222222222";
 const SHA_THERE: &str = "3333333333333333333333333333333333333333";
 
-fn project(team: &str, image: &str) -> String {
-    format!(
-        r#"apiVersion: catalyst.catalyst.dev/v1alpha1
-kind: Project
-metadata:
-  name: shop
-  namespace: {team}
-spec:
-  source:
-    repositoryUrl: "https://git.example.com/org/shop.git"
-  deployment:
-    type: helm
-    path: ./chart
-    values:
-      image:
-        repository: {image}
-  resources:
-    defaultQuota: {{cpu: "1", memory: 1Gi}}
-"#
-    )
-}
-
 fn environment(name: &str, sha: &str) -> String {
-    format!(
-        r#"apiVersion: catalyst.catalyst.dev/v1alpha1
-kind: Environment
-metadata:
-  name: {name}
-spec:
-  projectRef:
-    name: shop
-  type: development
-  source:
-    commitSha: "{sha}"
-    branch: "feature/{name}"
-"#
-    )
+    catalyst::environment(name, sha, &format!("feature/{name}"))
 }
 
 /// Pushes a tiny image manifest so that `<host>/<repo>:<tag>` exists.
@@ -346,16 +314,11 @@ fn with_the_api_server_down_claims_still_render_and_namespaces_follow_later() {
     let kubeconfig = kubeconfig_dir.path().join("kubeconfig");
     std::fs::write(
         &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: {}}}\n",
-            c.token()
-        ),
+        catalyst::kubeconfig(&format!("https://127.0.0.1:{port}"), c.token(), None),
     )
     .unwrap();
     let ns = format!("down-{}", std::process::id());
-    let apps = format!(
-        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata:\n  name: services\nspec:\n  environment: dev\n  clusterType: nonprod\n  namespace: {ns}\n  applications:\n    - name: api\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: ghcr.io/org/api, tag: v1}}\n"
-    );
+    let apps = catalyst::apps(&ns);
     let s = setup(
         &ns,
         &[("claims/apps.yaml", apps)],
