@@ -169,6 +169,29 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
             );
         }
     }
+    // A preview's namespace that applications go to as well: claimd would own it twice.
+    for c in claims {
+        let Some((wc, _)) = c.workloads() else {
+            continue;
+        };
+        for w in wc.workloads.iter() {
+            let ns = w
+                .namespace
+                .as_ref()
+                .or(wc.namespace.as_ref())
+                .unwrap_or(&wc.environment);
+            if let Some(env) = namespaces.remove(&ns.value) {
+                report(
+                    &env.source,
+                    env.name.pos,
+                    format!(
+                        "namespace `{}` is also where application `{}` of {} goes; rename the Environment or the application's namespace",
+                        ns.value, w.name.value, c.source
+                    ),
+                );
+            }
+        }
+    }
     diags
 }
 

@@ -510,6 +510,18 @@ fn environment_with_its_project_is_valid() {
 }
 
 #[test]
+fn environment_namespace_taken_by_applications() {
+    let app = APP.replace(
+        "  clusterType: nonprod\n",
+        "  clusterType: nonprod\n  namespace: team-a-shop-pr-7\n",
+    );
+    check(
+        &[("a.yaml", &app), ("p.yaml", PROJECT), ("e.yaml", ENV)],
+        &["e.yaml:4:9: namespace `team-a-shop-pr-7` is also where application `api` of a.yaml goes"],
+    );
+}
+
+#[test]
 fn environment_referring_to_an_unknown_project() {
     check(
         &[
