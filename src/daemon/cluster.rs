@@ -41,10 +41,13 @@ pub struct Step {
 }
 
 impl Step {
-    fn wait(retry: bool) -> Step {
+    /// Nothing could be told: previews wait (the same set the next reconcile is given,
+    /// so it does not ask for another run), try again with backoff.
+    fn unknown(kube: &Kube) -> Step {
+        kube.ready.lock().unwrap_or_else(|p| p.into_inner()).clear();
         Step {
             previews: Previews::Built(Default::default()),
-            retry,
+            retry: true,
             building: false,
         }
     }
@@ -119,15 +122,16 @@ impl Kube {
         let desired = match desired {
             Ok(Some(d)) => d,
             Ok(None) => {
+                // No branch yet: nothing to apply, nothing changes.
                 return Step {
-                    previews: Previews::All,
+                    previews: self.previews().await,
                     retry: false,
                     building: false,
-                }
+                };
             }
             Err(e) => {
                 tracing::warn!(repo = %repo.display(), error = %e, "cannot read the claims for Kubernetes");
-                return Step::wait(true);
+                return Step::unknown(self);
             }
         };
         for (claim, problem) in &desired.problems {
@@ -148,7 +152,7 @@ impl Kube {
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot connect to Kubernetes; previews wait");
-                return Step::wait(true);
+                return Step::unknown(self);
             }
         };
         for p in &sync.problems {
