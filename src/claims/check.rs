@@ -175,11 +175,7 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
             continue;
         };
         for w in wc.workloads.iter() {
-            let ns = w
-                .namespace
-                .as_ref()
-                .or(wc.namespace.as_ref())
-                .unwrap_or(&wc.environment);
+            let ns = wc.namespace_of(w);
             if let Some(env) = namespaces.remove(&ns.value) {
                 report(
                     &env.source,

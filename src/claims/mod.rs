@@ -118,6 +118,17 @@ pub struct WorkloadClaim {
     pub workloads: std::sync::Arc<[Workload]>,
 }
 
+impl WorkloadClaim {
+    /// The namespace a workload goes to: its own, else the claim's, else the
+    /// environment's name.
+    pub fn namespace_of<'a>(&'a self, w: &'a Workload) -> &'a Spanned<String> {
+        w.namespace
+            .as_ref()
+            .or(self.namespace.as_ref())
+            .unwrap_or(&self.environment)
+    }
+}
+
 /// An application (ApplicationClaim) or a data service (PlatformApplicationClaim): what
 /// becomes one Argo CD Application with one chart and one values file.
 #[derive(Debug, Clone, PartialEq)]

@@ -77,12 +77,7 @@ pub fn desired(
             continue;
         };
         for w in wc.workloads.iter() {
-            let ns = w
-                .namespace
-                .as_ref()
-                .or(wc.namespace.as_ref())
-                .map(|n| n.value.clone())
-                .unwrap_or_else(|| wc.environment.value.clone());
+            let ns = wc.namespace_of(w).value.clone();
             apps.entry(ns)
                 .or_insert_with(|| {
                     let owner = Owner::Applications {
