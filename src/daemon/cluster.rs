@@ -1,6 +1,6 @@
-//! The daemon's Kubernetes step, run before each reconcile of a repository: the
+//! The daemon's Kubernetes step, run after each reconcile of a repository: the
 //! namespaces its claims want are applied (and the unwanted ones deleted), preview
-//! builds started or watched, and the reconcile told which previews may be committed.
+//! builds started or watched, and the next reconcile told which previews it may commit.
 
 use crate::charts::oci::Registry;
 use crate::claims::{Loaded, Spec};
@@ -44,9 +44,15 @@ impl Step {
     /// Nothing could be told: previews wait (the same set the next reconcile is given,
     /// so it does not ask for another run), try again with backoff.
     fn unknown(kube: &Kube) -> Step {
-        kube.ready.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let previews = match kube.cluster.get() {
+            Some(None) => Previews::All, // dry-run: nothing is waited for
+            _ => {
+                kube.ready.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                Previews::Built(Default::default())
+            }
+        };
         Step {
-            previews: Previews::Built(Default::default()),
+            previews,
             retry: true,
             building: false,
         }
