@@ -224,7 +224,7 @@ impl Cluster {
         let work: Vec<_> = d
             .namespaces
             .iter()
-            .map(|m| self.ensure_alone(d, m, live_ns.get(&m.name), &children))
+            .map(|m| self.ensure(d, m, live_ns.get(&m.name), &children))
             .collect();
         let results: Vec<(Step, Sync)> = futures_util::stream::iter(work)
             .buffered(APPLY_CONCURRENCY)
@@ -243,61 +243,52 @@ impl Cluster {
         out
     }
 
-    /// [`Cluster::ensure`] with a report of its own (namespaces run side by side).
-    async fn ensure_alone(
-        &self,
-        d: &Desired,
-        m: &Managed,
-        live: Option<&DynamicObject>,
-        children: &HashMap<(String, String, String), Json>,
-    ) -> (Step, Sync) {
-        let mut part = Sync::default();
-        let step = self.ensure(d, m, live, children, &mut part).await;
-        (step, part)
-    }
-
-    /// One namespace and its objects.
+    /// One namespace and its objects, with a report of its own (namespaces run side by
+    /// side).
     async fn ensure(
         &self,
         d: &Desired,
         m: &Managed,
         live: Option<&DynamicObject>,
         children: &HashMap<(String, String, String), Json>,
-        out: &mut Sync,
-    ) -> Step {
+    ) -> (Step, Sync) {
+        let mut out = Sync::default();
         let name = &m.name;
         let live = match live {
-            Some(l) => l,
+            Some(l) => Some(serde_json::to_value(l).unwrap_or_default()),
             None => match self.api("Namespace", None).get_opt(name).await {
-                Ok(None) => {
-                    return self.apply_all(m, None, children, out).await;
-                }
+                Ok(None) => None,
                 Ok(Some(_)) => {
                     let msg = format!("namespace `{name}` exists and is not managed by claimd (no label {MANAGED_BY_LABEL}={MANAGED_BY}); claimd leaves it alone: rename the Environment or remove that namespace");
                     out.problems.push(msg.clone());
-                    return Step::Failed("NamespaceTaken".into(), msg);
+                    return (Step::Failed("NamespaceTaken".into(), msg), out);
                 }
                 Err(e) => {
                     out.retry = true;
-                    return Step::Waiting("ApiServerUnavailable".into(), describe(&e));
+                    let step = Step::Waiting("ApiServerUnavailable".into(), describe(&e));
+                    return (step, out);
                 }
             },
         };
-        let owner = annotation(live, REPOSITORY_ANNOTATION).unwrap_or("");
-        if owner != d.repository {
-            let msg = format!("namespace `{name}` belongs to another repository ({owner}); claimd does not take it over");
-            out.problems.push(msg.clone());
-            return Step::Failed("NamespaceTaken".into(), msg);
+        if let Some(live) = &live {
+            let owner = live["metadata"]["annotations"][REPOSITORY_ANNOTATION]
+                .as_str()
+                .unwrap_or("");
+            if owner != d.repository {
+                let msg = format!("namespace `{name}` belongs to another repository ({owner}); claimd does not take it over");
+                out.problems.push(msg.clone());
+                return (Step::Failed("NamespaceTaken".into(), msg), out);
+            }
+            if !live["metadata"]["deletionTimestamp"].is_null() {
+                out.retry = true;
+                let why = format!(
+                    "namespace `{name}` is being deleted; it is created again once it is gone"
+                );
+                return (Step::Waiting("NamespaceTerminating".into(), why), out);
+            }
         }
-        if live.metadata.deletion_timestamp.is_some() {
-            out.retry = true;
-            return Step::Waiting(
-                "NamespaceTerminating".into(),
-                format!("namespace `{name}` is being deleted; it is created again once it is gone"),
-            );
-        }
-        let live = serde_json::to_value(live).unwrap_or_default();
-        self.apply_all(m, Some(&live), children, out).await
+        let step = self.apply_all(m, live.as_ref(), children, &mut out).await;
+        (step, out)
     }
 
     async fn apply_all(
