@@ -17,9 +17,6 @@ pub struct Desired {
     pub namespaces: Vec<Managed>,
     /// Sorted by namespace.
     pub previews: Vec<Preview>,
-    /// Every claim file of the repository now (a namespace annotated with a claim file
-    /// that is gone may be adopted by the claim that wants it: a renamed file).
-    pub claim_files: BTreeSet<String>,
     /// Claim files whose namespaces are kept even if nothing wants them now: files that
     /// do not read, Environments whose Project or team cannot be told.
     pub kept_files: BTreeSet<String>,
@@ -92,7 +89,6 @@ pub fn desired(
     }
     let mut out = Desired {
         repository: repository.to_string(),
-        claim_files: claims.iter().map(|c| c.source.clone()).collect(),
         kept_files: failed_files.iter().cloned().collect(),
         ..Desired::default()
     };
