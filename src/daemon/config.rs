@@ -87,7 +87,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config: Config = serde_yaml::from_str(&text).map_err(|source| Error::Parse {
+        Config::parse(path, &text)
+    }
+
+    /// The configuration in `text`, as read from `path` (relative paths in it are
+    /// relative to the file's folder; `CLAIMD_LISTEN` overrides `listen`).
+    pub fn parse(path: &Path, text: &str) -> Result<Config, Error> {
+        let mut config: Config = serde_yaml::from_str(text).map_err(|source| Error::Parse {
             path: path.to_path_buf(),
             source,
         })?;
@@ -135,9 +141,159 @@ impl Config {
     }
 }
 
+/// What differs between two configurations, in the terms a reload acts on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// Repositories only in the new configuration.
+    pub added: Vec<PathBuf>,
+    /// Repositories only in the old one.
+    pub removed: Vec<PathBuf>,
+    /// Repositories in both whose branch or push URL differ.
+    pub changed: Vec<PathBuf>,
+    /// Repositories in both whose only difference is `watchRefs`.
+    pub watch: Vec<PathBuf>,
+    /// Top-level settings that differ (they concern every repository).
+    pub settings: Vec<&'static str>,
+    /// `listen` differs (takes effect at the next start only).
+    pub listen: bool,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        *self == Changes::default()
+    }
+
+    /// The repositories to render again: added ones, changed ones, and all of them
+    /// when a setting every repository uses changed.
+    pub fn to_reconcile<'a>(&'a self, new: &'a Config) -> Vec<&'a Path> {
+        if self.settings.is_empty() {
+            self.added
+                .iter()
+                .chain(&self.changed)
+                .map(|p| p.as_path())
+                .collect()
+        } else {
+            new.repositories.iter().map(|r| r.path.as_path()).collect()
+        }
+    }
+}
+
+impl std::fmt::Display for Changes {
+    /// One line: `repositories added: a; removed: b; settings changed: charts`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let paths = |v: &[PathBuf]| {
+            v.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        for (what, list) in [
+            ("repositories added", &self.added),
+            ("removed", &self.removed),
+            ("changed", &self.changed),
+            ("watchRefs changed", &self.watch),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{what}: {}", paths(list)));
+            }
+        }
+        if !self.settings.is_empty() {
+            parts.push(format!("settings changed: {}", self.settings.join(", ")));
+        }
+        if self.listen {
+            parts.push("listen changed (takes effect at the next start)".into());
+        }
+        if parts.is_empty() {
+            parts.push("nothing that claimd acts on".into());
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl Config {
+    /// What changed from `self` to `new`. Repositories are matched by `key` (the daemon
+    /// passes the canonical path, so `a/../b.git` and `b.git` are one repository).
+    pub fn changes(&self, new: &Config, key: impl Fn(&Path) -> PathBuf) -> Changes {
+        let old_repos: std::collections::BTreeMap<PathBuf, &RepoConfig> = self
+            .repositories
+            .iter()
+            .map(|r| (key(&r.path), r))
+            .collect();
+        let new_repos: std::collections::BTreeMap<PathBuf, &RepoConfig> =
+            new.repositories.iter().map(|r| (key(&r.path), r)).collect();
+        let mut out = Changes::default();
+        for (path, r) in &new_repos {
+            match old_repos.get(path) {
+                None => out.added.push(path.clone()),
+                Some(old) if old.branch != r.branch || old.push_url != r.push_url => {
+                    out.changed.push(path.clone())
+                }
+                Some(old) if old.watch_refs != r.watch_refs => out.watch.push(path.clone()),
+                Some(_) => {}
+            }
+        }
+        out.removed = old_repos
+            .keys()
+            .filter(|p| !new_repos.contains_key(*p))
+            .cloned()
+            .collect();
+        let mut settings = Vec::new();
+        if self.charts != new.charts {
+            settings.push("charts");
+        }
+        if self.charts_repository != new.charts_repository {
+            settings.push("chartsRepository");
+        }
+        if self.registries != new.registries {
+            settings.push("registries");
+        }
+        if self.bot != new.bot {
+            settings.push("bot");
+        }
+        if self.kubernetes != new.kubernetes {
+            settings.push("kubernetes");
+        }
+        out.settings = settings;
+        out.listen = self.listen != new.listen;
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(text: &str) -> Config {
+        Config::parse(Path::new("/etc/claimd/claimd.yaml"), text).expect("valid")
+    }
+
+    #[test]
+    fn changes_name_what_a_reload_acts_on() {
+        let same = |p: &Path| p.to_path_buf();
+        let a = parse("repositories:\n  - path: a.git\n  - path: b.git\n  - path: c.git\n");
+        assert!(a.changes(&a.clone(), same).is_empty());
+        let b = parse("repositories:\n  - path: a.git\n  - path: c.git\n    watchRefs: true\n  - path: d.git\n");
+        let c = a.changes(&b, same);
+        let p = |s: &str| PathBuf::from("/etc/claimd").join(s);
+        assert_eq!(c.added, [p("d.git")]);
+        assert_eq!(c.removed, [p("b.git")]);
+        assert_eq!(c.watch, [p("c.git")]);
+        assert!(c.changed.is_empty() && c.settings.is_empty() && !c.listen);
+        assert_eq!(c.to_reconcile(&b), [p("d.git").as_path()]);
+        assert_eq!(
+            c.to_string(),
+            "repositories added: /etc/claimd/d.git; removed: /etc/claimd/b.git; watchRefs changed: /etc/claimd/c.git"
+        );
+        let d = parse("repositories:\n  - path: a.git\n    branch: prod\n  - path: b.git\n  - path: c.git\nbot: {name: x, email: x@example.com}\n");
+        let c = a.changes(&d, same);
+        assert_eq!(c.changed, [p("a.git")]);
+        assert_eq!(c.settings, ["bot"]);
+        assert_eq!(c.to_reconcile(&d).len(), 3, "a setting of every repository");
+        let e = parse("listen: 127.0.0.1:9999\nrepositories:\n  - path: a.git\n  - path: b.git\n  - path: c.git\n");
+        let c = a.changes(&e, same);
+        assert!(c.listen && c.to_reconcile(&e).is_empty());
+    }
 
     #[test]
     fn parses_and_refuses_unknown_keys() {
