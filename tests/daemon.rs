@@ -76,6 +76,49 @@ fn setup(hooks: bool) -> Setup {
     }
 }
 
+/// `GET /v1/status`.
+fn status(d: &Daemon) -> claimd::daemon::Status {
+    let resp = d.get("/v1/status");
+    let body = resp.split_once("\r\n\r\n").expect("a body").1;
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The work counters of one repository (None: the daemon does not serve it).
+fn work(d: &Daemon, repo: &Path) -> Option<claimd::daemon::WorkStatus> {
+    let repo = repo.canonicalize().expect("canonical");
+    status(d)
+        .repositories
+        .into_iter()
+        .find(|r| r.repository == repo)
+        .map(|r| r.work)
+}
+
+/// Waits until every file event made before this call has been handled and every
+/// worker has served every request: the config file is rewritten with its own content
+/// (the daemon counts the check once every event before it is handled; the content did
+/// not change, so nothing is reloaded), then the workers are waited for.
+fn settle(d: &Daemon, config: &Path) {
+    let before = status(d).daemon.config_checks;
+    std::fs::write(config, std::fs::read(config).expect("read config")).expect("rewrite");
+    wait_until("the config check", || {
+        status(d).daemon.config_checks > before
+    });
+    wait_until("idle workers", || {
+        status(d)
+            .repositories
+            .iter()
+            .all(|r| r.work.served == r.work.requests)
+    });
+}
+
+/// Replaces a file the way editors and configuration management do: a temporary
+/// file renamed over it.
+fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
 fn bot_commits(bare: &Path) -> usize {
     let out = git(bare, &["log", "--format=%ae", "main"]);
     String::from_utf8_lossy(&out.stdout)
@@ -217,6 +260,151 @@ fn watched_refs_trigger_a_render_without_hooks() {
     // A push to a server without hooks: only the ref change on disk tells the daemon.
     git(&s.work, &["push", "-q", "origin", "main"]);
     wait_until("the bot commit", || bot_commits(&s.bare) == 1);
+    assert!(converged(&s.bare));
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn the_config_reloads_only_when_its_content_changes_and_renders_only_what_changed() {
+    let s = setup(false);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    let root = s.config.parent().expect("root").to_path_buf();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "other.git"]);
+    let other = root.join("other.git");
+    git(
+        &s.work,
+        &["push", "-q", &format!("file://{}", other.display()), "main"],
+    );
+    let log = root.join("daemon.log");
+    let d = Daemon::start_logging(&s.config, Some(&log));
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    settle(&d, &s.config);
+    let first = work(&d, &s.bare).expect("served");
+    assert_eq!(first.reconciles, 1, "{first:?}");
+    let checks = status(&d).daemon.config_checks;
+
+    // Touched once: the file is read, its content is the same, nothing happens.
+    let out = Command::new("touch")
+        .arg(&s.config)
+        .output()
+        .expect("touch");
+    assert!(out.status.success());
+    wait_until("the touch to be looked at", || {
+        status(&d).daemon.config_checks > checks
+    });
+    settle(&d, &s.config);
+    let st = status(&d);
+    assert_eq!(st.daemon.config_reloads, 0, "{:?}", st.daemon);
+    assert_eq!(
+        work(&d, &s.bare),
+        Some(first.clone()),
+        "no request, no render"
+    );
+
+    // A repository added: it alone is rendered, once.
+    write_atomically(
+        &s.config,
+        "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n  - path: other.git\n",
+    );
+    wait_until("the reload", || status(&d).daemon.config_reloads == 1);
+    wait_until("the new repository's render", || {
+        work(&d, &other).is_some_and(|w| w.reconciles == 1)
+    });
+    settle(&d, &s.config);
+    let st = status(&d);
+    assert_eq!(st.daemon.config_reloads, 1, "{:?}", st.daemon);
+    assert_eq!(st.daemon.config_errors, 0, "{:?}", st.daemon);
+    assert_eq!(work(&d, &other).expect("served").reconciles, 1);
+    assert_eq!(
+        work(&d, &s.bare),
+        Some(first),
+        "the repository already there is not asked for anything"
+    );
+    assert_eq!(bot_commits(&other), 1);
+
+    // A broken edit is refused; the running configuration stays.
+    write_atomically(&s.config, "listen: 127.0.0.1:0\nrepos: []\n");
+    wait_until("the refusal", || status(&d).daemon.config_errors == 1);
+    assert_eq!(status(&d).repositories.len(), 2);
+    assert!(d.terminate().success());
+
+    let log = std::fs::read_to_string(&log).expect("log");
+    let reloads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("configuration reloaded"))
+        .collect();
+    let other = other.canonicalize().expect("canonical");
+    assert_eq!(reloads.len(), 1, "{log}");
+    assert!(
+        reloads[0].contains(&format!("repositories added: {}", other.display())),
+        "{log}"
+    );
+    assert!(log.contains("unknown field `repos`"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no terminal colours in a log file");
+}
+
+#[test]
+fn watched_refs_render_only_when_the_branch_moved() {
+    let s = setup(false);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    std::fs::write(
+        &s.config,
+        "listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\n    watchRefs: true\n",
+    )
+    .expect("config");
+    let d = Daemon::start(&s.config);
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    assert_eq!(bot_commits(&s.bare), 1);
+    settle(&d, &s.config);
+    let first = work(&d, &s.bare).expect("served");
+    assert_eq!(first.reconciles, 1, "{first:?}");
+    assert!(
+        first.unchanged >= 1,
+        "its own bot commit was looked at and left alone: {first:?}"
+    );
+    let ignored = status(&d).daemon.watch_ignored;
+
+    // Reads of the repository are not a reason to do anything.
+    for _ in 0..5 {
+        git(&s.bare, &["log", "--oneline", "main"]);
+        git(&s.bare, &["for-each-ref"]);
+        git(&s.bare, &["rev-parse", "main"]);
+        let out = Command::new(BIN)
+            .args(["plan", "--repo"])
+            .arg(&s.bare)
+            .output()
+            .expect("claimd plan");
+        assert!(
+            String::from_utf8_lossy(&out.stdout)
+                .contains("would change: 0 added, 0 modified, 0 removed"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    settle(&d, &s.config);
+    assert_eq!(work(&d, &s.bare), Some(first.clone()), "no request at all");
+    assert!(
+        status(&d).daemon.watch_ignored > ignored,
+        "the reads were seen, and dropped"
+    );
+
+    // A push written to disk without hooks: one render, one bot commit; that bot
+    // commit is looked at and left alone.
+    git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
+    let claim = s.work.join("claims/prod-apps.yaml");
+    let text = std::fs::read_to_string(&claim).expect("read");
+    std::fs::write(&claim, text.replace("replicas: 10", "replicas: 12")).expect("write");
+    git(&s.work, &["commit", "-qam", "scale"]);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    wait_until("the bot commit", || bot_commits(&s.bare) == 2);
+    settle(&d, &s.config);
+    let after = work(&d, &s.bare).expect("served");
+    assert_eq!(after.reconciles, first.reconciles + 1, "{after:?}");
+    assert!(after.unchanged > first.unchanged, "{after:?}");
+    let tip = String::from_utf8_lossy(&git(&s.bare, &["rev-parse", "main"]).stdout)
+        .trim()
+        .to_string();
+    assert_eq!(after.tip.as_deref(), Some(tip.as_str()));
     assert!(converged(&s.bare));
     assert!(d.terminate().success());
 }
