@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
     let mut config = Config::load(config_path)?;
+    let as_written = config.clone();
     if let Some(addr) = listen {
         anyhow::ensure!(
             addr.ip().is_loopback(),
@@ -24,15 +25,11 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
             .with_context(|| format!("listening on {}", config.listen))?;
         let addr = listener.local_addr()?;
         let daemon = Daemon::new();
-        daemon.configure(&config);
+        daemon.configure(&as_written);
         daemon.send(Event::All);
-        let _watcher = match daemon::watch(daemon.clone(), config_path.to_path_buf(), &config) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(error = %e, "not watching the config file or refs");
-                None
-            }
-        };
+        if let Err(e) = daemon::watch(daemon.clone(), config_path, &as_written) {
+            tracing::warn!(error = %e, "not watching the config file or refs");
+        }
         {
             let mut out = std::io::stdout().lock();
             writeln!(
@@ -82,17 +79,24 @@ pub fn status(addr: &str, json: bool) -> Result<ExitCode> {
         println!("{body}");
         return Ok(ExitCode::SUCCESS);
     }
-    let v: serde_json::Value = serde_json::from_str(&body).context("the daemon's answer")?;
+    let status: daemon::Status = serde_json::from_str(&body).context("the daemon's answer")?;
     let mut out = std::io::stdout().lock();
-    for r in v["repositories"].as_array().into_iter().flatten() {
-        let envs: Vec<crate::kube::EnvironmentStatus> =
-            serde_json::from_value(r["environments"].clone()).unwrap_or_default();
-        writeln!(out, "{}", r["repository"].as_str().unwrap_or_default())?;
+    for r in &status.repositories {
+        let (w, envs) = (&r.work, &r.environments);
+        writeln!(out, "{}", r.repository.display())?;
+        writeln!(
+            out,
+            "  {} renders, {} looks that found the branch unmoved, tip {}: {}",
+            w.reconciles,
+            w.unchanged,
+            w.tip.as_deref().map_or("-", |t| &t[..t.len().min(12)]),
+            w.last
+        )?;
         if envs.is_empty() {
             writeln!(out, "  (no preview environments)")?;
             continue;
         }
-        for line in crate::kube::status::table(&envs).lines() {
+        for line in crate::kube::status::table(envs).lines() {
             writeln!(out, "  {line}")?;
         }
     }

@@ -25,6 +25,8 @@ pub struct Kube {
     /// The repository name the namespaces and Jobs are annotated with (last step).
     repository: Arc<Mutex<String>>,
     watching: AtomicBool,
+    /// Replaced by a new configuration: its build watch stops.
+    retired: AtomicBool,
     /// The previews whose image exists, as the last step found them.
     ready: Mutex<std::collections::BTreeMap<String, String>>,
     /// What the last dry-run logged (logged again only when it changes).
@@ -73,9 +75,19 @@ impl Kube {
             statuses: Mutex::new(Vec::new()),
             repository: Arc::new(Mutex::new(String::new())),
             watching: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
             ready: Mutex::new(Default::default()),
             logged: Mutex::new(None),
         }
+    }
+
+    /// This view was replaced (the configuration changed): its build watch ends.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+    }
+
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
     async fn cluster(&self) -> Result<Option<&Cluster>, kube::Error> {

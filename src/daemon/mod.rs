@@ -1,65 +1,205 @@
 //! `claimd serve`: keeps configured repositories rendered. One work slot per
-//! repository+branch with a single writer; events for a busy slot coalesce (the worker
+//! repository+branch with a single writer; requests for a busy slot coalesce (the worker
 //! re-reads the newest tip when it runs); every repository is reconciled at start-up so
 //! a crash or a missed event heals; failures retry with backoff; shutdown lets the
 //! running reconcile finish.
+//!
+//! What makes a worker render: a push (hook or webhook), start-up, a configuration
+//! change that concerns the repository, a retry after a failure, or a preview whose
+//! image appeared. A ref change seen on disk (`watchRefs`) only says "look again": the
+//! worker renders when the branch tip differs from the last tip it saw, so its own bot
+//! commit and anybody's reads cost nothing. A build Job that changed runs the
+//! Kubernetes step alone.
 
 mod cluster;
 pub mod config;
+mod watch;
+
+pub use watch::watch;
 
 use crate::charts;
 use crate::git::{Identity, Repo};
 use crate::reconcile::{self, Options, Outcome};
-use config::Config;
+use config::{Changes, Config, RepoConfig};
+use gix::ObjectId;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch as channel, Notify};
 
-/// Everything that can ask for a reconcile.
+/// Everything that can ask for work on a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A hook (or webhook) says this repository was pushed to.
+    /// A hook (or webhook) says this repository was pushed to: render.
     Push { repo: PathBuf },
-    /// A watched repository's refs changed on disk.
+    /// A watched repository's refs changed on disk: render if its branch moved.
     RefsChanged { repo: PathBuf },
-    /// Start-up or configuration reload: reconcile everything.
+    /// The repository was added to the configuration, or its settings changed: render.
+    Configured { repo: PathBuf },
+    /// Start-up: render every repository.
     All,
 }
 
-struct Slot {
-    repo: PathBuf,
+/// What a worker is asked to do; requests merge until it runs.
+mod want {
+    /// Render and commit.
+    pub const RENDER: u8 = 1;
+    /// Render if the branch tip is not the one the last render saw.
+    pub const LOOK: u8 = 2;
+    /// Run the Kubernetes step (a build Job changed).
+    pub const KUBE: u8 = 4;
+}
+
+impl Event {
+    fn want(&self) -> u8 {
+        match self {
+            Event::RefsChanged { .. } => want::LOOK,
+            Event::Push { .. } | Event::Configured { .. } | Event::All => want::RENDER,
+        }
+    }
+}
+
+/// How a repository is set up; replaced as a whole when the configuration changes.
+struct Setup {
     options: Options,
-    dirty: AtomicBool,
-    wake: Notify,
-    /// Reconciles finished (successfully or not).
-    runs: AtomicU64,
-    removed: AtomicBool,
-    /// Generation of the newest request; the worker publishes the generation each run
-    /// served, with a one-line result, so a caller can wait for "its" reconcile.
-    requested: AtomicU64,
-    served: watch::Sender<(u64, String)>,
-    /// Parsed claims and rendered applications of the last run (incremental rendering).
-    cache: Arc<Mutex<reconcile::Cache>>,
     /// Namespaces and preview builds of this repository.
     kube: Arc<cluster::Kube>,
+}
+
+/// Counters of one repository's worker (`GET /v1/status`).
+#[derive(Default)]
+struct Work {
+    /// Renders run (successful or not).
+    reconciles: AtomicU64,
+    /// Requests to look again that found the branch where the last render left it.
+    unchanged: AtomicU64,
+    /// Kubernetes steps run.
+    kube_steps: AtomicU64,
+}
+
+/// A repository's counters, as `GET /v1/status` shows them.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkStatus {
+    /// Requests routed to this repository (pushes, ref changes, configuration, start-up).
+    pub requests: u64,
+    /// Requests the worker has finished with.
+    pub served: u64,
+    pub reconciles: u64,
+    pub unchanged: u64,
+    pub kube_steps: u64,
+    /// The branch tip the last render saw (None: not known, or no branch yet).
+    pub tip: Option<String>,
+    /// The one-line result of the last request served.
+    pub last: String,
+}
+
+/// The branch tip a render left, or that the branch did not exist.
+type Seen = Option<Option<ObjectId>>;
+
+struct Slot {
+    repo: PathBuf,
+    setup: Mutex<Arc<Setup>>,
+    want: AtomicU8,
+    wake: Notify,
+    removed: AtomicBool,
+    /// Generation of the newest request; the worker publishes the generation each run
+    /// served, with a one-line result, so a caller can wait for "its" request.
+    requested: AtomicU64,
+    served: channel::Sender<(u64, String)>,
+    /// The tip the last successful render saw (None: render on the next look).
+    seen: Mutex<Seen>,
+    work: Work,
+    /// Parsed claims and rendered applications of the last run (incremental rendering).
+    cache: Arc<Mutex<reconcile::Cache>>,
+}
+
+impl Slot {
+    fn setup(&self) -> Arc<Setup> {
+        self.setup.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn ask(&self, want: u8) {
+        self.want.fetch_or(want, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn seen(&self) -> Seen {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_seen(&self, seen: Seen) {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+    }
+}
+
+/// Counters of the daemon's own machinery (`GET /v1/status`).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// File events received from the watcher.
+    pub watch_events: AtomicU64,
+    /// Of those, events that cannot change content (reads, opens, metadata) or concern
+    /// no file claimd watches: dropped at once.
+    pub watch_ignored: AtomicU64,
+    /// Coalesced batches of the remaining events that were handled.
+    pub watch_batches: AtomicU64,
+    /// Times the configuration file was read because something in its folder changed
+    /// (counted once the check, and any reload it made, is done: every file event
+    /// before it has been handled by then).
+    pub config_checks: AtomicU64,
+    /// Of those, times its content had changed and the new configuration was applied.
+    pub config_reloads: AtomicU64,
+    /// Of those, times the new content was refused (the running configuration stays).
+    pub config_errors: AtomicU64,
+}
+
+/// The daemon's counters, as `GET /v1/status` shows them.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DaemonStatus {
+    pub watch_events: u64,
+    pub watch_ignored: u64,
+    pub watch_batches: u64,
+    pub config_checks: u64,
+    pub config_reloads: u64,
+    pub config_errors: u64,
+}
+
+/// One repository in `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct RepositoryStatus {
+    pub repository: PathBuf,
+    pub work: WorkStatus,
+    pub environments: Vec<crate::kube::EnvironmentStatus>,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Status {
+    pub daemon: DaemonStatus,
+    pub repositories: Vec<RepositoryStatus>,
 }
 
 /// The daemon's shared state.
 pub struct Daemon {
     slots: Mutex<HashMap<PathBuf, Arc<Slot>>>,
-    stop: watch::Sender<bool>,
+    /// The configuration applied last (what a reload compares with).
+    config: Mutex<Option<Config>>,
+    stop: channel::Sender<bool>,
+    pub stats: Stats,
 }
 
 fn canonical(path: &Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn options_for(config: &Config, branch: Option<String>) -> Options {
+fn options_for(config: &Config, repo: &RepoConfig) -> Options {
     let mut o = Options {
-        branch,
+        branch: repo.branch.clone(),
+        push_url: repo.push_url.clone(),
         ..Options::default()
     };
     o.settings.charts_repository = config.charts_repository.clone();
@@ -89,51 +229,81 @@ fn kube_for(config: &Config) -> cluster::Kube {
 
 impl Daemon {
     pub fn new() -> Arc<Daemon> {
-        let (stop, _) = watch::channel(false);
+        let (stop, _) = channel::channel(false);
         Arc::new(Daemon {
             slots: Mutex::new(HashMap::new()),
+            config: Mutex::new(None),
             stop,
+            stats: Stats::default(),
         })
     }
 
-    /// Adds new repositories (starting their workers), drops removed ones.
-    pub fn configure(self: &Arc<Daemon>, config: &Config) {
-        let mut slots = self.slots.lock().expect("slots lock");
-        let wanted: HashMap<PathBuf, _> = config
-            .repositories
-            .iter()
-            .map(|r| (canonical(&r.path), r))
-            .collect();
-        slots.retain(|path, slot| {
-            let keep = wanted.contains_key(path);
-            if !keep {
+    /// Applies a configuration: starts workers for new repositories, stops those of
+    /// removed ones, gives changed ones their new settings. Returns what changed; the
+    /// caller decides what to render (start-up: everything; a reload: what changed).
+    pub fn configure(self: &Arc<Daemon>, config: &Config) -> Changes {
+        let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        let changes = current
+            .as_ref()
+            .unwrap_or(&Config {
+                repositories: Vec::new(),
+                ..config.clone()
+            })
+            .changes(config, canonical);
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        for path in &changes.removed {
+            if let Some(slot) = slots.remove(path) {
                 slot.removed.store(true, Ordering::SeqCst);
                 slot.wake.notify_one();
             }
-            keep
-        });
-        for (path, r) in wanted {
-            if slots.contains_key(&path) {
-                continue;
-            }
-            let slot = Arc::new(Slot {
-                repo: path.clone(),
-                options: Options {
-                    push_url: r.push_url.clone(),
-                    ..options_for(config, r.branch.clone())
-                },
-                dirty: AtomicBool::new(false),
-                wake: Notify::new(),
-                runs: AtomicU64::new(0),
-                removed: AtomicBool::new(false),
-                requested: AtomicU64::new(0),
-                served: watch::channel((0, String::new())).0,
-                cache: Arc::new(Mutex::new(reconcile::Cache::batched())),
-                kube: Arc::new(kube_for(config)),
-            });
-            slots.insert(path, slot.clone());
-            tokio::spawn(worker(slot, self.stop.subscribe()));
         }
+        let kube_changed = changes
+            .settings
+            .iter()
+            .any(|s| matches!(*s, "kubernetes" | "registries"));
+        let shared_kube = || Arc::new(kube_for(config));
+        for r in &config.repositories {
+            let path = canonical(&r.path);
+            match slots.get(&path) {
+                Some(slot) => {
+                    let concerned = !changes.settings.is_empty() || changes.changed.contains(&path);
+                    if concerned {
+                        let old = slot.setup();
+                        let kube = if kube_changed {
+                            old.kube.retire();
+                            shared_kube()
+                        } else {
+                            old.kube.clone()
+                        };
+                        *slot.setup.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(Setup {
+                            options: options_for(config, r),
+                            kube,
+                        });
+                    }
+                }
+                None => {
+                    let slot = Arc::new(Slot {
+                        repo: path.clone(),
+                        setup: Mutex::new(Arc::new(Setup {
+                            options: options_for(config, r),
+                            kube: shared_kube(),
+                        })),
+                        want: AtomicU8::new(0),
+                        wake: Notify::new(),
+                        removed: AtomicBool::new(false),
+                        requested: AtomicU64::new(0),
+                        served: channel::channel((0, String::new())).0,
+                        seen: Mutex::new(None),
+                        work: Work::default(),
+                        cache: Arc::new(Mutex::new(reconcile::Cache::batched())),
+                    });
+                    slots.insert(path, slot.clone());
+                    tokio::spawn(worker(slot, self.stop.subscribe()));
+                }
+            }
+        }
+        *current = Some(config.clone());
+        changes
     }
 
     /// Routes an event to the slots it concerns. Returns false for an unknown repository.
@@ -142,10 +312,10 @@ impl Daemon {
     }
 
     fn enqueue(&self, event: &Event) -> Vec<(Arc<Slot>, u64)> {
-        let slots = self.slots.lock().expect("slots lock");
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let targets: Vec<&Arc<Slot>> = match event {
             Event::All => slots.values().collect(),
-            Event::Push { repo } | Event::RefsChanged { repo } => {
+            Event::Push { repo } | Event::RefsChanged { repo } | Event::Configured { repo } => {
                 slots.get(&canonical(repo)).into_iter().collect()
             }
         };
@@ -153,8 +323,7 @@ impl Daemon {
             .into_iter()
             .map(|slot| {
                 let generation = slot.requested.fetch_add(1, Ordering::SeqCst) + 1;
-                slot.dirty.store(true, Ordering::SeqCst);
-                slot.wake.notify_one();
+                slot.ask(event.want());
                 (slot.clone(), generation)
             })
             .collect()
@@ -189,18 +358,19 @@ impl Daemon {
         let slot = self
             .slots
             .lock()
-            .expect("slots lock")
+            .unwrap_or_else(|p| p.into_inner())
             .get(&canonical(&repo))
             .cloned()?;
         let result = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
             let r = Repo::open_for_hook(&slot.repo, quarantine.as_deref())
                 .map_err(|e| e.to_string())?;
+            let options = slot.setup().options.clone();
             let mut cache = slot
                 .cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let v = reconcile::validate_cached(&r, commit, &slot.options, &mut cache);
+            let v = reconcile::validate_cached(&r, commit, &options, &mut cache);
             tracing::debug!(elapsed = ?t.elapsed(), "validated a pushed commit");
             v.map_err(|e| e.to_string())
         })
@@ -210,8 +380,10 @@ impl Daemon {
 
     /// Every repository has been reconciled at least once since start-up.
     pub fn ready(&self) -> bool {
-        let slots = self.slots.lock().expect("slots lock");
-        slots.values().all(|s| s.runs.load(Ordering::SeqCst) > 0)
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .values()
+            .all(|s| s.work.reconciles.load(Ordering::SeqCst) > 0)
     }
 
     /// Asks workers to stop after their current reconcile.
@@ -219,182 +391,218 @@ impl Daemon {
         let _ = self.stop.send(true);
     }
 
-    /// Every repository's preview Environments, as the last Kubernetes step saw them.
-    pub fn statuses(&self) -> Vec<(PathBuf, Vec<crate::kube::EnvironmentStatus>)> {
-        let slots = self.slots.lock().expect("slots lock");
-        let mut v: Vec<_> = slots
+    /// The counters, and every repository's work and preview Environments.
+    pub fn status(&self) -> Status {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut repositories: Vec<RepositoryStatus> = slots
             .iter()
             .map(|(path, slot)| {
-                let statuses = slot.kube.statuses.lock().unwrap_or_else(|p| p.into_inner());
-                (path.clone(), statuses.clone())
+                let environments = slot
+                    .setup()
+                    .kube
+                    .statuses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                let (served, last) = slot.served.borrow().clone();
+                let w = &slot.work;
+                RepositoryStatus {
+                    repository: path.clone(),
+                    work: WorkStatus {
+                        requests: slot.requested.load(Ordering::SeqCst),
+                        served,
+                        reconciles: w.reconciles.load(Ordering::SeqCst),
+                        unchanged: w.unchanged.load(Ordering::SeqCst),
+                        kube_steps: w.kube_steps.load(Ordering::SeqCst),
+                        tip: slot.seen().flatten().map(|t| t.to_string()),
+                        last,
+                    },
+                    environments,
+                }
             })
             .collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
+        repositories.sort_by(|a, b| a.repository.cmp(&b.repository));
+        let s = &self.stats;
+        Status {
+            daemon: DaemonStatus {
+                watch_events: s.watch_events.load(Ordering::SeqCst),
+                watch_ignored: s.watch_ignored.load(Ordering::SeqCst),
+                watch_batches: s.watch_batches.load(Ordering::SeqCst),
+                config_checks: s.config_checks.load(Ordering::SeqCst),
+                config_reloads: s.config_reloads.load(Ordering::SeqCst),
+                config_errors: s.config_errors.load(Ordering::SeqCst),
+            },
+            repositories,
+        }
     }
 
     pub fn repositories(&self) -> Vec<PathBuf> {
-        let slots = self.slots.lock().expect("slots lock");
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let mut v: Vec<PathBuf> = slots.keys().cloned().collect();
         v.sort();
         v
     }
 }
 
-async fn worker(slot: Arc<Slot>, mut stop: watch::Receiver<bool>) {
+/// The tip of the branch a repository's worker renders (None: no such branch).
+fn branch_tip(repo: &Path, options: &Options) -> Result<Option<ObjectId>, reconcile::Error> {
+    let r = Repo::open(repo)?;
+    Ok(r.branch_tip(&reconcile::branch_of(&r, options))?)
+}
+
+/// Backoff after `failures` failures in a row: 0.5 s doubling, at most 8 s.
+fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(250u64 << failures.clamp(1, 5))
+}
+
+async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
     let mut failures = 0u32;
     loop {
         if *stop.borrow() || slot.removed.load(Ordering::SeqCst) {
             return;
         }
-        if !slot.dirty.swap(false, Ordering::SeqCst) {
+        let want = slot.want.swap(0, Ordering::SeqCst);
+        if want == 0 {
             tokio::select! {
                 _ = slot.wake.notified() => continue,
                 _ = stop.changed() => return,
             }
         }
         let serving = slot.requested.load(Ordering::SeqCst);
-        let (repo, mut options, cache) =
-            (slot.repo.clone(), slot.options.clone(), slot.cache.clone());
-        // The reconcile commits the previews whose image the last Kubernetes step found;
-        // the step runs after it (off the push's path) and asks for another run when
-        // that set changed.
-        options.previews = slot.kube.previews().await;
-        let used = options.previews.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let r = Repo::open(&repo).map_err(reconcile::Error::from)?;
-            let mut cache = cache
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            reconcile::reconcile_cached(&r, &options, &mut cache)
-        })
-        .await;
-        slot.runs.fetch_add(1, Ordering::SeqCst);
+        let setup = slot.setup();
+        let mut render = want & want::RENDER != 0;
+        if !render && want & want::LOOK != 0 {
+            // An event on disk only says "look again": render if the branch moved.
+            let (repo, options) = (slot.repo.clone(), setup.options.clone());
+            let tip = tokio::task::spawn_blocking(move || branch_tip(&repo, &options)).await;
+            render = match (tip, slot.seen()) {
+                (Ok(Ok(tip)), Some(seen)) => tip != seen,
+                _ => true,
+            };
+        }
+        if !render && want & want::KUBE == 0 {
+            slot.work.unchanged.fetch_add(1, Ordering::SeqCst);
+            slot.served
+                .send_replace((serving, "up to date (the branch did not move)".into()));
+            continue;
+        }
         let repo = slot.repo.display().to_string();
-        let summary = match &result {
-            Ok(Ok(report)) => match &report.outcome {
-                Outcome::Committed { commit, .. } => {
-                    format!("bot commit {commit} on {}", report.branch)
+        let mut report = None;
+        // The reconcile commits the previews whose image the last Kubernetes step found;
+        // the step runs after it (off the push's path) and asks for another render when
+        // that set changed.
+        let used = setup.kube.previews().await;
+        if render {
+            let mut options = setup.options.clone();
+            options.previews = used.clone();
+            let (path, cache) = (slot.repo.clone(), slot.cache.clone());
+            let result = tokio::task::spawn_blocking(move || {
+                let r = Repo::open(&path).map_err(reconcile::Error::from)?;
+                let mut cache = cache
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                reconcile::reconcile_cached(&r, &options, &mut cache)
+            })
+            .await;
+            slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
+            let result = result.unwrap_or_else(|e| {
+                Err(reconcile::Error::Render(format!(
+                    "reconcile task failed: {e}"
+                )))
+            });
+            let summary = match &result {
+                Ok(report) => match &report.outcome {
+                    Outcome::Committed { commit, .. } => {
+                        format!("bot commit {commit} on {}", report.branch)
+                    }
+                    Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
+                    Outcome::NoBranch => format!("branch {} does not exist", report.branch),
+                },
+                Err(e) => format!("reconcile failed: {e}"),
+            };
+            slot.set_seen(match &result {
+                Ok(report) => Some(match report.outcome {
+                    Outcome::Committed { commit, .. } => Some(commit),
+                    Outcome::UpToDate { tip } => Some(tip),
+                    Outcome::NoBranch => None,
+                }),
+                Err(_) => None,
+            });
+            slot.served.send_replace((serving, summary));
+            match &result {
+                Ok(report) => {
+                    for d in report.diagnostics.iter().filter(|d| d.is_error()) {
+                        tracing::warn!(%repo, "{d}");
+                    }
+                    match &report.outcome {
+                        Outcome::Committed { commit, files, .. } => {
+                            tracing::info!(%repo, branch = %report.branch, %commit, files, "bot commit")
+                        }
+                        Outcome::UpToDate { tip } => tracing::debug!(%repo, %tip, "up to date"),
+                        Outcome::NoBranch => tracing::debug!(%repo, "no branch yet"),
+                    }
                 }
-                Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
-                Outcome::NoBranch => format!("branch {} does not exist", report.branch),
-            },
-            Ok(Err(e)) => format!("reconcile failed: {e}"),
-            Err(e) => format!("reconcile failed: {e}"),
-        };
-        slot.served.send_replace((serving, summary));
+                Err(e) => {
+                    failures += 1;
+                    let delay = backoff(failures);
+                    tracing::error!(%repo, error = %e, retry_in = ?delay, "reconcile failed");
+                    retry_later(&slot, delay, want::RENDER);
+                    continue;
+                }
+            }
+            report = result.ok();
+        } else {
+            slot.served
+                .send_replace((serving, "up to date (the branch did not move)".into()));
+        }
+        // The Kubernetes step: after every render, and when a build Job changed.
+        slot.work.kube_steps.fetch_add(1, Ordering::SeqCst);
         let weak = Arc::downgrade(&slot);
-        let wake = move || match weak.upgrade() {
-            Some(s) if !s.removed.load(Ordering::SeqCst) => {
-                s.dirty.store(true, Ordering::SeqCst);
-                s.wake.notify_one();
+        let kube = Arc::downgrade(&setup.kube);
+        let wake = move || match (weak.upgrade(), kube.upgrade()) {
+            (Some(s), Some(k)) if !s.removed.load(Ordering::SeqCst) && !k.retired() => {
+                s.ask(want::KUBE);
                 true
             }
             _ => false,
         };
-        let step = slot
+        let step = setup
             .kube
-            .step(&slot.repo, &slot.options, slot.cache.clone(), wake)
+            .step(&slot.repo, &setup.options, slot.cache.clone(), wake)
             .await;
         if step.previews != used {
-            slot.dirty.store(true, Ordering::SeqCst);
+            slot.ask(want::RENDER);
         }
-        match result {
-            Ok(Ok(report)) => {
-                if report.retry || step.retry {
-                    failures += 1;
-                    let delay = Duration::from_millis(250u64 << failures.min(5)); // at most 8 s
-                    tracing::warn!(%repo, retry_in = ?delay, "a registry, the cluster or a build is not done; trying again");
-                    retry_later(&slot, delay);
+        let render_retry = report.as_ref().is_some_and(|r| r.retry);
+        if render_retry || step.retry {
+            failures += 1;
+            let delay = backoff(failures);
+            tracing::warn!(%repo, retry_in = ?delay, "a registry, the cluster or a build is not done; trying again");
+            retry_later(
+                &slot,
+                delay,
+                if render_retry {
+                    want::RENDER
                 } else {
-                    failures = 0;
-                    if step.building {
-                        // The Job watch wakes us; this is the fallback if it cannot.
-                        retry_later(&slot, Duration::from_secs(30));
-                    }
-                }
-                for d in report.diagnostics.iter().filter(|d| d.is_error()) {
-                    tracing::warn!(%repo, "{d}");
-                }
-                match report.outcome {
-                    Outcome::Committed { commit, files, .. } => {
-                        tracing::info!(%repo, branch = %report.branch, %commit, files, "bot commit")
-                    }
-                    Outcome::UpToDate { tip } => tracing::debug!(%repo, %tip, "up to date"),
-                    Outcome::NoBranch => tracing::debug!(%repo, "no branch yet"),
-                }
+                    want::KUBE
+                },
+            );
+        } else {
+            failures = 0;
+            if step.building {
+                // The Job watch wakes us; this is the fallback if it cannot.
+                retry_later(&slot, Duration::from_secs(30), want::KUBE);
             }
-            Ok(Err(e)) => {
-                failures += 1;
-                let delay = Duration::from_millis(250u64 << failures.min(5)); // at most 8 s
-                tracing::error!(%repo, error = %e, retry_in = ?delay, "reconcile failed");
-                retry_later(&slot, delay);
-            }
-            Err(e) => tracing::error!(%repo, error = %e, "reconcile task panicked"),
         }
     }
 }
 
-fn retry_later(slot: &Arc<Slot>, delay: Duration) {
-    let slot = slot.clone();
+fn retry_later(slot: &Arc<Slot>, delay: Duration, want: u8) {
+    let slot = Arc::downgrade(slot);
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        slot.dirty.store(true, Ordering::SeqCst);
-        slot.wake.notify_one();
-    });
-}
-
-/// Watches the config file (reload) and the refs of repositories that ask for it.
-/// Events go to the daemon; the watcher lives as long as the returned value.
-pub fn watch(
-    daemon: Arc<Daemon>,
-    config_path: PathBuf,
-    config: &Config,
-) -> notify::Result<notify::RecommendedWatcher> {
-    use notify::{RecursiveMode, Watcher};
-    let handle = tokio::runtime::Handle::current();
-    let config_file = canonical(&config_path);
-    let watched_refs: Vec<PathBuf> = config
-        .repositories
-        .iter()
-        .filter(|r| r.watch_refs)
-        .map(|r| canonical(&r.path))
-        .collect();
-    let refs_for_events = watched_refs.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        let Ok(event) = res else { return };
-        for path in &event.paths {
-            if canonical(path) == config_file || path.file_name() == config_file.file_name() {
-                match Config::load(&config_file) {
-                    Ok(cfg) => {
-                        let d = daemon.clone();
-                        handle.spawn(async move {
-                            d.configure(&cfg);
-                            d.send(Event::All);
-                            tracing::info!("configuration reloaded");
-                        });
-                    }
-                    Err(e) => tracing::error!(error = %e, "configuration not reloaded"),
-                }
-                return;
-            }
-            if let Some(repo) = refs_for_events.iter().find(|r| path.starts_with(r)) {
-                daemon.send(Event::RefsChanged { repo: repo.clone() });
-                return;
-            }
+        if let Some(slot) = slot.upgrade() {
+            slot.ask(want);
         }
-    })?;
-    if let Some(dir) = config_path.parent() {
-        let dir = if dir.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            dir
-        };
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
-    }
-    for repo in &watched_refs {
-        watcher.watch(&repo.join("refs"), RecursiveMode::Recursive)?;
-        watcher.watch(repo, RecursiveMode::NonRecursive)?; // packed-refs
-    }
-    Ok(watcher)
+    });
 }

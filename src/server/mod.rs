@@ -4,8 +4,9 @@
 //!   or 404 (not a configured repository: the hook renders inline instead);
 //! - `GET /healthz` → 200 while the process serves;
 //! - `GET /readyz` → 200 once every repository was reconciled since start-up, else 503;
-//! - `GET /v1/status` → the preview Environments of every repository (phase, URL,
-//!   conditions) as JSON.
+//! - `GET /v1/status` → the daemon's counters (file events, configuration reloads) and
+//!   every repository's work (requests, renders, unchanged looks, tip) and preview
+//!   Environments (phase, URL, conditions), as JSON.
 
 use crate::daemon::{Daemon, Event};
 use serde::Deserialize;
@@ -110,14 +111,9 @@ pub async fn run(
             }
         });
     let d = daemon.clone();
-    let status = warp::path!("v1" / "status").and(warp::get()).map(move || {
-        let repos: Vec<serde_json::Value> = d
-            .statuses()
-            .into_iter()
-            .map(|(repo, envs)| serde_json::json!({"repository": repo, "environments": envs}))
-            .collect();
-        warp::reply::json(&serde_json::json!({ "repositories": repos }))
-    });
+    let status = warp::path!("v1" / "status")
+        .and(warp::get())
+        .map(move || warp::reply::json(&d.status()));
     warp::serve(health.or(ready).or(push).or(validate).or(status))
         .incoming(listener)
         .graceful(shutdown)
