@@ -444,7 +444,11 @@ pub fn render_repo(
 
 fn render_cmd(args: &RenderArgs, dry_run: bool) -> Result<ExitCode> {
     let out = args.out.clone().unwrap_or_else(|| args.repo.clone());
-    let outcome = render_repo(&args.repo, &out, &args.chart_source()?, &args.settings())?;
+    let outcome = if dry_run && is_bare(&args.repo) {
+        plan_bare(args)?
+    } else {
+        render_repo(&args.repo, &out, &args.chart_source()?, &args.settings())?
+    };
     print_diagnostics(&outcome.diagnostics);
     let mut stdout = std::io::stdout().lock();
     if dry_run {
@@ -461,6 +465,33 @@ fn render_cmd(args: &RenderArgs, dry_run: bool) -> Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// A bare git repository (no work tree to read claims from).
+fn is_bare(path: &Path) -> bool {
+    !path.join("claims").exists() && path.join("objects").is_dir() && path.join("HEAD").is_file()
+}
+
+/// `claimd plan` of a bare repository: what a reconcile would commit on its branch
+/// (the HEAD branch, or `CLAIMD_BRANCH`), read from git; nothing is written.
+fn plan_bare(args: &RenderArgs) -> Result<Outcome> {
+    let repo = crate::git::Repo::open(&args.repo)?;
+    let mut opts = hooks::options_from_env();
+    opts.charts = args.chart_source()?;
+    opts.settings = args.settings();
+    let branch = crate::reconcile::branch_of(&repo, &opts);
+    let tip = repo
+        .branch_tip(&branch)?
+        .with_context(|| format!("{}: no branch {branch}", args.repo.display()))?;
+    let (plan, diagnostics) = crate::reconcile::plan_at(&repo, tip, &opts)?;
+    let files = repo
+        .read_entries(tip, &render::OUTPUT_ROOTS.map(|r| r.trim_end_matches('/')))?
+        .len();
+    Ok(Outcome {
+        plan,
+        diagnostics,
+        files,
     })
 }
 
