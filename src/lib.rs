@@ -11,6 +11,7 @@ pub mod examples;
 pub mod git;
 pub mod kube;
 pub mod par;
+pub mod pipeline;
 pub mod reconcile;
 pub mod render;
 pub mod server;

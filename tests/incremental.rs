@@ -1,8 +1,12 @@
-//! The incremental path (cache kept between reconciles, as the daemon does) must give
-//! exactly what a full render gives, step after step of real changes.
+//! The incremental path (the memo kept between reconciles, in memory as the daemon
+//! does, or on disk between processes as the hooks do) must give exactly what a full
+//! render gives, step after step of real changes.
 
+use claimd::claims::Diagnostic;
 use claimd::git::Repo;
-use claimd::reconcile::{self, Cache, Options};
+use claimd::pipeline::{self, store};
+use claimd::reconcile::{self, Memo, Options};
+use claimd::render::Plan;
 use std::path::Path;
 
 #[path = "support/git.rs"]
@@ -13,6 +17,26 @@ fn app_claim(name: &str, env: &str, tag: &str) -> String {
     format!(
         "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {{name: {name}}}\nspec:\n  environment: {env}\n  clusterType: nonprod\n  applications:\n    - name: {name}\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: example.com/{name}, tag: {tag}}}\n"
     )
+}
+
+fn plan_with(
+    repo: &Repo,
+    tip: claimd::git::ObjectId,
+    opts: &Options,
+    memo: &mut Memo,
+) -> (Plan, Vec<Diagnostic>) {
+    let branch = reconcile::branch_of(repo, opts);
+    let planned = pipeline::at_commit(repo, tip, &reconcile::request(opts, &branch), memo)
+        .expect("incremental");
+    (planned.plan, planned.diagnostics)
+}
+
+/// The memo the hooks left in the repository.
+fn stored(repo: &Repo) -> Memo {
+    Memo {
+        core: store::load(repo.path()),
+        ..Memo::default()
+    }
 }
 
 #[test]
@@ -28,7 +52,8 @@ fn incremental_plans_equal_full_plans() {
         std::fs::write(work.join(path), text).expect("write");
     }
     let opts = Options::default();
-    let mut cache = Cache::default();
+    let mut cache = Memo::default();
+    let memo_file = bare.join("claimd/memo.json");
 
     type Step = Box<dyn Fn(&Path)>;
     let steps: Vec<(&str, Step)> = vec![
@@ -101,7 +126,7 @@ fn incremental_plans_equal_full_plans() {
         ),
         ("nothing changed", Box::new(|_| {})),
     ];
-    for (what, step) in steps {
+    for (i, (what, step)) in steps.into_iter().enumerate() {
         step(&work);
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "--allow-empty", "-m", what]);
@@ -109,15 +134,38 @@ fn incremental_plans_equal_full_plans() {
         let repo = Repo::open(&bare).expect("open");
         let tip = repo.branch_tip("main").expect("tip").expect("main");
         let (full, full_diags) = reconcile::plan_at(&repo, tip, &opts).expect("full");
-        let (inc, inc_diags) =
-            reconcile::plan_cached(&repo, tip, &opts, &mut cache).expect("incremental");
+        let (inc, inc_diags) = plan_with(&repo, tip, &opts, &mut cache);
         assert_eq!(
             inc, full,
             "step `{what}`: incremental plan differs from a full render"
         );
         assert_eq!(inc_diags, full_diags, "step `{what}`: diagnostics differ");
-        // Commit the render (with the same cache), as the daemon would, and pull it back.
-        reconcile::reconcile_cached(&repo, &opts, &mut cache).expect("reconcile");
+        // The memo a previous process left on disk (a hook's), whole or cut short.
+        let (disk, disk_diags) = plan_with(&repo, tip, &opts, &mut stored(&repo));
+        assert_eq!(
+            disk, full,
+            "step `{what}`: plan with the stored memo differs"
+        );
+        assert_eq!(disk_diags, full_diags, "step `{what}`: diagnostics differ");
+        // Commit the render as the daemon would (its memo) or as a hook would (the stored
+        // memo, saved again), and pull it back.
+        if i % 2 == 0 {
+            reconcile::reconcile_cached(&repo, &opts, &mut cache).expect("reconcile");
+        } else {
+            reconcile::reconcile(&repo, &opts).expect("reconcile");
+            assert!(memo_file.is_file(), "step `{what}`: the memo is kept");
+        }
+        if i == 4 {
+            // A process killed while writing the memo leaves a temporary file (the
+            // rename never happened); a damaged memo file must not mislead either.
+            let bytes = std::fs::read(&memo_file).expect("memo");
+            std::fs::write(
+                bare.join("claimd/.memo.4242.tmp"),
+                &bytes[..bytes.len() / 3],
+            )
+            .expect("tmp");
+            std::fs::write(&memo_file, &bytes[..bytes.len() / 2]).expect("cut");
+        }
         git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
         let tip = repo.branch_tip("main").expect("tip").expect("main");
         assert!(
@@ -168,11 +216,10 @@ fn batched_render_equals_the_pure_render() {
     let opts = Options::default();
     let (plan, diags) = reconcile::plan_at(&repo, tip, &opts).expect("plan");
     // Batches are used when the output tree has files (the daemon's start-up render).
-    let mut batched = Cache::batched();
+    let mut batched = Memo::batched();
     reconcile::reconcile_cached(&repo, &opts, &mut batched).expect("commit the render");
     let committed = repo.branch_tip("main").expect("tip").expect("main");
-    let (again, _) = reconcile::plan_cached(&repo, committed, &opts, &mut Cache::batched())
-        .expect("batched plan");
+    let (again, _) = plan_with(&repo, committed, &opts, &mut Memo::batched());
     assert!(
         again.is_empty(),
         "a batched render of what is there changes nothing"

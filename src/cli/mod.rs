@@ -11,9 +11,9 @@ mod serve;
 mod worktree;
 
 use crate::charts;
-use crate::claims::{self, Diagnostic};
-use crate::render::{self, ChangeKind, Plan, Settings};
-use crate::yaml::Limits;
+use crate::claims::Diagnostic;
+use crate::pipeline::{self, snapshot, Previews, Request};
+use crate::render::{ChangeKind, Plan, Settings};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -355,31 +355,32 @@ fn validate(paths: &[PathBuf], source: &charts::Source, settings: &Settings) -> 
     } else {
         paths
     };
-    let files = worktree::read_claim_files(paths)?;
-    let loaded = claims::load(&files, &Limits::default());
+    let (snap, objects) = snapshot::of_work_tree(paths, None, None)?;
+    let mut memo = pipeline::core::Memo::default();
+    let claims = pipeline::core::load(&snap, &objects, &mut memo)?;
     // The values each valid claim makes, against its chart (as `helm install` would).
-    let charts = source.resolve(&render::chart_refs(&loaded.claims, settings));
-    let failures = match render::render(&loaded.claims, &charts, settings) {
-        Ok(rendered) => rendered.failures,
-        Err(why) => {
-            eprintln!("claimd: warning: the values were not checked against the charts: {why}");
-            Vec::new()
-        }
+    let request = Request {
+        settings,
+        charts: source,
+        previews: &Previews::All,
+        branch: None,
     };
-    let mut diagnostics = loaded.diagnostics.clone();
-    // A chart that cannot be had (or no chart repository named, when validating some
-    // files only) is not the claim's fault: a warning.
-    diagnostics.extend(failures.iter().map(|f| {
-        let mut d = f.diagnostic.clone();
-        if f.chart_unavailable {
-            d.severity = claims::Severity::Warning;
+    let mut diagnostics = match pipeline::run(&snap, &objects, &request, &mut memo) {
+        // A chart that cannot be had (or no chart repository named, when validating
+        // some files only) is not the claim's fault: a warning, as at push time.
+        Ok(planned) => planned.push_diagnostics(),
+        Err(pipeline::core::Error::Render(why)) => {
+            eprintln!("claimd: warning: the values were not checked against the charts: {why}");
+            let mut d = claims.diagnostics.clone();
+            d.extend(claims.loaded.diagnostics.iter().cloned());
+            d
         }
-        d
-    }));
+        Err(e) => return Err(e.into()),
+    };
+    let (files, docs) = (snap.claim_files.len(), claims.loaded.claims.len());
     diagnostics.sort();
     print_diagnostics(&diagnostics);
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    let docs = loaded.claims.len();
     if errors > 0 {
         let mut failed: Vec<&str> = diagnostics
             .iter()
@@ -390,7 +391,7 @@ fn validate(paths: &[PathBuf], source: &charts::Source, settings: &Settings) -> 
         eprintln!("{errors} error(s) in {} file(s)", failed.len());
         return Ok(ExitCode::from(1));
     }
-    println!("{} file(s), {docs} claim(s): valid", files.len());
+    println!("{files} file(s), {docs} claim(s): valid");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -410,35 +411,19 @@ pub fn render_repo(
     settings: &Settings,
 ) -> Result<Outcome> {
     let t = std::time::Instant::now();
-    let files = worktree::read_claim_files(&[repo.join("claims")])?
-        .into_iter()
-        .map(|(p, t)| (worktree::relative(repo, &p), t))
-        .collect::<Vec<_>>();
-    tracing::debug!(elapsed = ?t.elapsed(), files = files.len(), "read claims");
-    let loaded = claims::load(&files, &Limits::default());
-    tracing::debug!(elapsed = ?t.elapsed(), claims = loaded.claims.len(), "validated");
-    let refs = render::chart_refs(&loaded.claims, settings);
-    let charts = source.resolve(&refs);
-    tracing::debug!(elapsed = ?t.elapsed(), charts = charts.len(), "charts loaded");
-    let rendered = render::render(&loaded.claims, &charts, settings).map_err(anyhow::Error::msg)?;
-    tracing::debug!(elapsed = ?t.elapsed(), files = rendered.files.len(), "rendered");
-    let claims::Loaded {
-        claims,
-        diagnostics,
-        failed_files,
-    } = loaded;
-    drop((claims, charts)); // not needed any more: keep the peak low
-    let existing = worktree::read_generated(out)?;
-    tracing::debug!(elapsed = ?t.elapsed(), files = existing.len(), "read generated files");
-    let files = rendered.files.len();
-    let mut diagnostics = diagnostics;
-    diagnostics.extend(rendered.failures.iter().map(|f| f.diagnostic.clone()));
-    let plan = render::plan(&existing, rendered, &failed_files);
-    tracing::debug!(elapsed = ?t.elapsed(), changes = plan.changes.len(), "planned");
+    let (snap, objects) = snapshot::of_work_tree(&[repo.join("claims")], Some(repo), Some(out))?;
+    tracing::debug!(elapsed = ?t.elapsed(), claim_files = snap.claim_files.len(), generated = snap.entries.len(), "read the work tree");
+    let request = Request {
+        settings,
+        charts: source,
+        previews: &Previews::All,
+        branch: None,
+    };
+    let planned = pipeline::run(&snap, &objects, &request, &mut Default::default())?;
     Ok(Outcome {
-        plan,
-        diagnostics,
-        files,
+        files: planned.rendered,
+        plan: planned.plan,
+        diagnostics: planned.diagnostics,
     })
 }
 
@@ -484,14 +469,12 @@ fn plan_bare(args: &RenderArgs) -> Result<Outcome> {
     let tip = repo
         .branch_tip(&branch)?
         .with_context(|| format!("{}: no branch {branch}", args.repo.display()))?;
-    let (plan, diagnostics) = crate::reconcile::plan_at(&repo, tip, &opts)?;
-    let files = repo
-        .read_entries(tip, &render::OUTPUT_ROOTS.map(|r| r.trim_end_matches('/')))?
-        .len();
+    let request = crate::reconcile::request(&opts, &branch);
+    let planned = pipeline::at_commit(&repo, tip, &request, &mut Default::default())?;
     Ok(Outcome {
-        plan,
-        diagnostics,
-        files,
+        files: planned.rendered,
+        plan: planned.plan,
+        diagnostics: planned.diagnostics,
     })
 }
 

@@ -2,10 +2,10 @@
 //! (namespaces, quotas, limit ranges, network policies, preview build Jobs), as the
 //! YAML stream claimd applies with server-side apply. Reads nothing from a cluster.
 
-use super::worktree;
 use crate::claims;
 use crate::kube::{self, Settings};
-use crate::yaml::{self, Limits};
+use crate::pipeline::{self, snapshot};
+use crate::yaml;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::Path;
@@ -20,11 +20,10 @@ pub fn run(repo: &Path, config: Option<&Path>, preview_domain: &str) -> Result<E
         }
         None => Settings::default(),
     };
-    let files = worktree::read_claim_files(&[repo.join("claims")])?
-        .into_iter()
-        .map(|(p, t)| (worktree::relative(repo, &p), t))
-        .collect::<Vec<_>>();
-    let loaded = claims::load(&files, &Limits::default());
+    let (snap, objects) = snapshot::of_work_tree(&[repo.join("claims")], Some(repo), None)?;
+    let read = pipeline::core::load(&snap, &objects, &mut Default::default())?;
+    super::print_diagnostics(&read.diagnostics);
+    let loaded = &read.loaded;
     super::print_diagnostics(&loaded.diagnostics);
     let name = loaded
         .claims

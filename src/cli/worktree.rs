@@ -1,82 +1,9 @@
-//! Files on disk: claim files in, generated files out. (The git adapter replaces this
-//! for bare repositories.)
+//! Generated files out, into a work tree (claim files come in through
+//! `pipeline::snapshot::of_work_tree`).
 
 use crate::render::{ChangeKind, Plan, OUTPUT_ROOTS};
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Every `*.yaml`/`*.yml` file under the given files or folders, as (path, text), sorted.
-pub fn read_claim_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>> {
-    let mut out = Vec::new();
-    for path in paths {
-        if path.is_file() {
-            out.push((path.display().to_string(), read(path)?));
-        } else if path.is_dir() {
-            for file in walk(path)? {
-                let name = file.to_string_lossy();
-                if name.ends_with(".yaml") || name.ends_with(".yml") {
-                    out.push((file.display().to_string(), read(&file)?));
-                }
-            }
-        } else {
-            bail!("{}: no such file or folder", path.display());
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-fn read(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", path.display()))
-}
-
-/// Files below `dir`, recursively, in sorted order (symlinks are not followed).
-fn walk(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
-            let entry = entry?;
-            let ft = entry.file_type()?;
-            if ft.is_dir() {
-                stack.push(entry.path());
-            } else if ft.is_file() {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
-/// `path` relative to `root`, with `/` separators.
-pub fn relative(root: &Path, path: &str) -> String {
-    Path::new(path)
-        .strip_prefix(root)
-        .map(|p| p.to_string_lossy().replace('\\', "/"))
-        .unwrap_or_else(|_| path.to_string())
-}
-
-/// The files under the output folders of `repo`, by relative path.
-pub fn read_generated(repo: &Path) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for root in OUTPUT_ROOTS {
-        let dir = repo.join(root.trim_end_matches('/'));
-        if !dir.is_dir() {
-            continue;
-        }
-        for file in walk(&dir)? {
-            let rel = relative(repo, &file.display().to_string());
-            // Non-UTF-8 files are not ours; leave them alone.
-            if let Ok(text) = std::fs::read_to_string(&file) {
-                out.insert(rel, text);
-            }
-        }
-    }
-    Ok(out)
-}
 
 /// Writes a plan into `repo`: each file is written to a temporary name and renamed, so a
 /// crash never leaves a half-written file. Emptied folders are removed. Deletions go

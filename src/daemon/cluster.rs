@@ -114,7 +114,7 @@ impl Kube {
         &self,
         repo: &Path,
         options: &Options,
-        cache: Arc<Mutex<reconcile::Cache>>,
+        cache: Arc<Mutex<reconcile::Memo>>,
         wake: impl Fn() -> bool + Send + Sync + 'static,
     ) -> Step {
         let (path, opts, settings) = (repo.to_path_buf(), options.clone(), self.settings.clone());

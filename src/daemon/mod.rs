@@ -30,6 +30,28 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch as channel, Notify};
 
+/// What went wrong in the daemon's own work.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Reconcile(#[from] reconcile::Error),
+    #[error(transparent)]
+    Git(#[from] crate::git::Error),
+    #[error("the worker task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Reconcile(e) => e.kind(),
+            Error::Git(_) => "git",
+            Error::Task(_) => "task",
+        }
+    }
+}
+
 /// Everything that can ask for work on a repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -114,7 +136,7 @@ struct Slot {
     seen: Mutex<Seen>,
     work: Work,
     /// Parsed claims and rendered applications of the last run (incremental rendering).
-    cache: Arc<Mutex<reconcile::Cache>>,
+    cache: Arc<Mutex<reconcile::Memo>>,
 }
 
 impl Slot {
@@ -295,7 +317,7 @@ impl Daemon {
                         served: channel::channel((0, String::new())).0,
                         seen: Mutex::new(None),
                         work: Work::default(),
-                        cache: Arc::new(Mutex::new(reconcile::Cache::batched())),
+                        cache: Arc::new(Mutex::new(reconcile::Memo::batched())),
                     });
                     slots.insert(path, slot.clone());
                     tokio::spawn(worker(slot, self.stop.subscribe()));
@@ -354,7 +376,7 @@ impl Daemon {
         repo: PathBuf,
         commit: gix::ObjectId,
         quarantine: Option<PathBuf>,
-    ) -> Option<Result<Vec<crate::claims::Diagnostic>, String>> {
+    ) -> Option<Result<Vec<crate::claims::Diagnostic>, Error>> {
         let slot = self
             .slots
             .lock()
@@ -363,8 +385,7 @@ impl Daemon {
             .cloned()?;
         let result = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
-            let r = Repo::open_for_hook(&slot.repo, quarantine.as_deref())
-                .map_err(|e| e.to_string())?;
+            let r = Repo::open_for_hook(&slot.repo, quarantine.as_deref())?;
             let options = slot.setup().options.clone();
             let mut cache = slot
                 .cache
@@ -372,10 +393,10 @@ impl Daemon {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let v = reconcile::validate_cached(&r, commit, &options, &mut cache);
             tracing::debug!(elapsed = ?t.elapsed(), "validated a pushed commit");
-            v.map_err(|e| e.to_string())
+            Ok(v?)
         })
         .await;
-        Some(result.unwrap_or_else(|e| Err(e.to_string())))
+        Some(result.unwrap_or_else(|e| Err(Error::Task(e))))
     }
 
     /// Every repository has been reconciled at least once since start-up.
@@ -501,15 +522,11 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
                 let mut cache = cache
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                reconcile::reconcile_cached(&r, &options, &mut cache)
+                Ok::<_, Error>(reconcile::reconcile_cached(&r, &options, &mut cache)?)
             })
             .await;
             slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
-            let result = result.unwrap_or_else(|e| {
-                Err(reconcile::Error::Render(format!(
-                    "reconcile task failed: {e}"
-                )))
-            });
+            let result = result.unwrap_or_else(|e| Err(Error::Task(e)));
             let summary = match &result {
                 Ok(report) => match &report.outcome {
                     Outcome::Committed { commit, .. } => {

@@ -7,7 +7,7 @@ pub mod push;
 use crate::render::{Change, ChangeKind};
 use gix::bstr::ByteSlice;
 use gix::objs::Find;
-use gix::ObjectId;
+pub use gix::ObjectId;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -3,27 +3,25 @@
 //! the branch compare-and-swap. If someone pushed meanwhile, start again on the new tip.
 //! Every trigger (hook, webhook, start-up, file watch) ends here.
 
-mod incremental;
-
 pub mod prepared;
 
-pub use incremental::{plan_cached, validate_cached, with_claims, Cache};
+pub use crate::pipeline::{Memo, Previews};
 
 use crate::charts;
-use crate::claims::{self, Diagnostic, Severity};
+use crate::claims::{self, Diagnostic};
 use crate::git::{self, Cas, Identity, Repo, SOURCE_TRAILER};
-use crate::render::{parse_owners, ChangeKind, Plan, Settings, OUTPUT_ROOTS};
+use crate::pipeline::{self, Planned, Request};
+use crate::render::{ChangeKind, Plan, Settings, OUTPUT_ROOTS};
 
 use gix::ObjectId;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Git(#[from] git::Error),
-    #[error("{0}")]
-    Render(String),
+    #[error(transparent)]
+    Pipeline(#[from] pipeline::Error),
     #[error("branch {branch} kept moving: gave up after {attempts} attempts (will retry on the next event)")]
     Contended { branch: String, attempts: u32 },
 }
@@ -43,16 +41,6 @@ pub struct Options {
     pub push_url: Option<String>,
     /// Which preview Environments may have their values committed.
     pub previews: Previews,
-}
-
-/// Which preview Environments may have their values committed.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub enum Previews {
-    /// All of them (no cluster: nothing builds images, so nothing is waited for).
-    #[default]
-    All,
-    /// Only these: namespace → the commit whose image exists.
-    Built(std::collections::BTreeMap<String, String>),
 }
 
 impl Default for Options {
@@ -105,14 +93,50 @@ pub fn branch_of(repo: &Repo, opts: &Options) -> String {
         .unwrap_or_else(|| "main".to_string())
 }
 
-pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
-    reconcile_cached(repo, opts, &mut Cache::default())
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Git(_) => "git",
+            Error::Pipeline(e) => e.kind(),
+            Error::Contended { .. } => "contended",
+        }
+    }
 }
 
-/// [`reconcile`] with a cache kept between runs (the daemon keeps one per repository):
+/// The request the pipeline gets for `opts` on `branch`.
+pub fn request<'a>(opts: &'a Options, branch: &'a str) -> Request<'a> {
+    Request {
+        settings: &opts.settings,
+        charts: &opts.charts,
+        previews: &opts.previews,
+        branch: Some(branch),
+    }
+}
+
+/// A reconcile in a process of its own (a hook, `claimd reconcile`): with the memo the
+/// last one left in the repository, and leaving its own.
+pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
+    let mut memo = Memo {
+        core: pipeline::store::load(repo.path()),
+        ..Memo::default()
+    };
+    let report = reconcile_cached(repo, opts, &mut memo)?;
+    save_memo(repo, &memo);
+    Ok(report)
+}
+
+/// Keeps the memo for the next process; failing to is only slower next time.
+pub(crate) fn save_memo(repo: &Repo, memo: &Memo) {
+    if let Err(e) = pipeline::store::save(repo.path(), &memo.core) {
+        tracing::warn!(error = %e, "could not keep the render memo (the next push renders everything)");
+    }
+}
+
+/// [`reconcile`] with a memo kept between runs (the daemon keeps one per repository):
 /// claim files and the applications of claim files that did not change since the last
 /// run are neither parsed nor merged again.
-pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Result<Report, Error> {
+pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<Report, Error> {
     let branch = branch_of(repo, opts);
     for attempt in 0..opts.attempts.max(1) {
         let Some(tip) = repo.branch_tip(&branch)? else {
@@ -124,8 +148,11 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
                 retry: false,
             });
         };
-        let (plan, diagnostics) = plan_cached(repo, tip, opts, cache)?;
-        let retry = cache.retry;
+        let planned = pipeline::at_commit(repo, tip, &request(opts, &branch), memo)?;
+        let (retry, claims) = (planned.retry, planned.claim_files());
+        let Planned {
+            plan, diagnostics, ..
+        } = planned;
         let kept = plan.kept.len();
         if plan.is_empty() {
             return Ok(Report {
@@ -136,7 +163,6 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
                 retry,
             });
         }
-        let claims = rendered_claims(&plan);
         let message = commit_message(&plan, &claims, tip);
         let commit = repo.commit_changes(tip, &plan.changes, &message, &opts.bot)?;
         let published = match &opts.push_url {
@@ -145,7 +171,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
         };
         match published {
             Cas::Updated => {
-                cache.committed(repo, tip, commit, &plan.changes)?;
+                pipeline::snapshot::committed(&mut memo.reads, repo, tip, commit, &plan.changes)?;
                 return Ok(Report {
                     branch,
                     outcome: Outcome::Committed {
@@ -171,26 +197,6 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, cache: &mut Cache) -> Resul
     })
 }
 
-/// A BootstrapClaim whose `gitOps.branch` is not the branch claimd renders: Argo CD
-/// would follow a branch that never gets the generated files.
-pub(crate) fn branch_mismatches(claims: &[claims::Claim], branch: &str) -> Vec<Diagnostic> {
-    claims
-        .iter()
-        .filter_map(|c| match &c.spec {
-            claims::Spec::Bootstrap(b) if b.branch != branch => Some(Diagnostic {
-                file: c.source.clone(),
-                pos: c.name.pos,
-                severity: Severity::Warning,
-                message: format!(
-                    "BootstrapClaim `{}` names branch `{}`, but claimd renders `{branch}` (the repository's HEAD or CLAIMD_BRANCH); Argo CD would not see the generated files",
-                    c.name.value, b.branch
-                ),
-            }),
-            _ => None,
-        })
-        .collect()
-}
-
 /// The output folders whose content differs between two commits (a hand edit, unless the
 /// new commit is claimd's own).
 pub fn edited_outputs(repo: &Repo, old: ObjectId, new: ObjectId) -> Result<Vec<String>, Error> {
@@ -203,14 +209,19 @@ pub fn edited_outputs(repo: &Repo, old: ObjectId, new: ObjectId) -> Result<Vec<S
         .collect())
 }
 
-/// Validates the claims of a commit and renders them (what pre-receive checks).
-/// Returns every diagnostic.
-pub fn validate_commit(
+/// What pre-receive checks: every diagnostic of the claims at `commit` and of rendering
+/// them (values the chart's schema refuses, requests above limits, …). A chart that
+/// cannot be had is a warning: the push is accepted and the claim renders once the
+/// chart can be had.
+pub fn validate_cached(
     repo: &Repo,
     commit: ObjectId,
     opts: &Options,
+    memo: &mut Memo,
 ) -> Result<Vec<Diagnostic>, Error> {
-    validate_cached(repo, commit, opts, &mut Cache::default())
+    let branch = branch_of(repo, opts);
+    let planned = pipeline::at_commit(repo, commit, &request(opts, &branch), memo)?;
+    Ok(planned.push_diagnostics())
 }
 
 /// The plan at `tip`: render its claims and compare with its generated files. Generated
@@ -220,21 +231,24 @@ pub fn plan_at(
     tip: ObjectId,
     opts: &Options,
 ) -> Result<(Plan, Vec<Diagnostic>), Error> {
-    plan_cached(repo, tip, opts, &mut Cache::default())
+    let branch = branch_of(repo, opts);
+    let planned = pipeline::at_commit(repo, tip, &request(opts, &branch), &mut Memo::default())?;
+    Ok((planned.plan, planned.diagnostics))
 }
 
-/// The claim files whose generated files change.
-fn rendered_claims(plan: &Plan) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    for c in &plan.changes {
-        let content = c.new.as_deref().or(c.old.as_deref()).unwrap_or("");
-        for owner in parse_owners(content).unwrap_or_default() {
-            if owner.contains('#') {
-                out.insert(owner.split('#').next().unwrap_or(&owner).to_string());
-            }
-        }
-    }
-    out.into_iter().collect()
+/// Calls `f` with the claims at the tip of the branch (parsed again only where the
+/// memo does not have them). None: the branch does not exist.
+pub fn with_claims<T>(
+    repo: &Repo,
+    opts: &Options,
+    memo: &mut Memo,
+    f: impl FnOnce(&claims::Loaded) -> T,
+) -> Result<Option<T>, Error> {
+    let Some(tip) = repo.branch_tip(&branch_of(repo, opts))? else {
+        return Ok(None);
+    };
+    let claims = pipeline::claims_at(repo, tip, memo)?;
+    Ok(Some(f(&claims.loaded)))
 }
 
 fn commit_message(plan: &Plan, claims: &[String], tip: ObjectId) -> String {

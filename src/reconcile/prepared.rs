@@ -5,10 +5,10 @@
 //! the render is not done twice. Anything else (another tip, a missing file) falls back
 //! to a full reconcile.
 
-use super::incremental::plan_with_failures;
-use super::{commit_message, rendered_claims, Error, Options, Outcome, Report};
-use crate::claims::{Diagnostic, Severity};
+use super::{commit_message, request, save_memo, Error, Memo, Options, Outcome, Report};
+use crate::claims::Diagnostic;
 use crate::git::{Cas, Repo, Staged};
+use crate::pipeline;
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -29,26 +29,33 @@ pub struct Prepared {
 
 /// What pre-receive does: every diagnostic of the claims at `commit` and of rendering
 /// them (see [`super::validate_cached`]), and, when nothing is wrong and something
-/// changes, the prepared bot commit (its blobs are written).
+/// changes, the prepared bot commit (its blobs are written). With the memo the last
+/// hook left in the repository: only what the push changed is rendered.
 pub fn validate_and_prepare(
     repo: &Repo,
     commit: ObjectId,
     opts: &Options,
 ) -> Result<(Vec<Diagnostic>, Option<Prepared>), Error> {
-    let (plan, mut diagnostics, failures) =
-        plan_with_failures(repo, commit, opts, &mut Default::default())?;
-    super::incremental::downgrade_chart_failures(&mut diagnostics, &failures);
+    let mut memo = Memo {
+        core: pipeline::store::load(repo.path()),
+        ..Memo::default()
+    };
+    let branch = super::branch_of(repo, opts);
+    let planned = pipeline::at_commit(repo, commit, &request(opts, &branch), &mut memo)?;
+    save_memo(repo, &memo);
+    let diagnostics = planned.push_diagnostics();
     if diagnostics.iter().any(Diagnostic::is_error)
-        || plan.is_empty()
-        || failures.iter().any(|f| f.chart_unavailable)
+        || planned.plan.is_empty()
+        || planned.chart_unavailable()
     {
         return Ok((diagnostics, None));
     }
+    let plan = &planned.plan;
     let staged = repo.write_blobs(&plan.changes)?;
-    let claims = rendered_claims(&plan);
+    let claims = planned.claim_files();
     let prepared = Prepared {
         tip: commit.to_string(),
-        message: commit_message(&plan, &claims, commit),
+        message: commit_message(plan, &claims, commit),
         claims,
         files: staged
             .into_iter()
@@ -139,11 +146,4 @@ pub fn commit(repo: &Repo, opts: &Options, prepared: &Prepared) -> Result<Option
         }),
         Cas::Moved => None,
     })
-}
-
-/// Diagnostics of a chart that cannot be had become warnings (see `validate_cached`).
-pub(super) fn warn(d: &mut Diagnostic) {
-    d.severity = Severity::Warning;
-    d.message
-        .push_str(" (the push is accepted; the claim renders once the chart can be had)");
 }

@@ -66,7 +66,7 @@ impl Default for Settings {
 pub type Charts = BTreeMap<ChartRef, Result<std::sync::Arc<Chart>, String>>;
 
 /// A piece of the output that could not be rendered. Its files are left as they are.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
     pub diagnostic: Diagnostic,
     /// Folder whose existing files must be kept untouched.
@@ -82,6 +82,26 @@ pub struct Rendered {
     /// Path → content, sorted by path.
     pub files: BTreeMap<String, String>,
     pub failures: Vec<Failure>,
+    /// Path → the claim files that produced it (an application's or service's files:
+    /// its claim file; a preview's: the Environment's and the Project's). ApplicationSets
+    /// and root apps belong to no claim file and are not listed.
+    pub sources: BTreeMap<String, Vec<String>>,
+}
+
+/// Why nothing could be rendered at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("no GitOps repository URL: add a BootstrapClaim to claims/ or set repo_url in the claimd config")]
+    NoRepoUrl,
+}
+
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoRepoUrl => "no_repo_url",
+        }
+    }
 }
 
 struct Ctx<'a> {
@@ -131,7 +151,7 @@ pub fn chart_refs_where(
 
 /// Renders every file. Deterministic: the same claims and charts give the same bytes,
 /// whatever order the claims come in.
-pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<Rendered, String> {
+pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<Rendered, Error> {
     render_reusing(claims, charts, settings, &|_| false)
 }
 
@@ -144,7 +164,7 @@ pub fn render_reusing(
     charts: &Charts,
     settings: &Settings,
     reuse: &dyn Fn(&Claim) -> bool,
-) -> Result<Rendered, String> {
+) -> Result<Rendered, Error> {
     let mut sorted: Vec<&Claim> = claims.iter().collect();
     sorted.sort_by(|a, b| (&a.source, a.pos, a.kind()).cmp(&(&b.source, b.pos, b.kind())));
     let bootstraps = bootstraps(sorted.iter().copied());
@@ -152,9 +172,7 @@ pub fn render_reusing(
     let repo_url = first
         .map(Bootstrap::gitops_repo_url)
         .or_else(|| settings.repo_url.clone())
-        .ok_or_else(|| {
-            "no GitOps repository URL: add a BootstrapClaim to claims/ or set repo_url in the claimd config".to_string()
-        })?;
+        .ok_or(Error::NoRepoUrl)?;
     let branch = first.map_or_else(|| settings.branch.clone(), |b| b.branch.clone());
     let mut ctx = Ctx {
         settings,
@@ -218,7 +236,12 @@ pub fn render_reusing(
         }
     }
     let (files, failures) = workload::render_all(&jobs, charts);
-    ctx.out.files.extend(files);
+    for (path, content, source) in files {
+        ctx.out
+            .sources
+            .insert(path.clone(), vec![source.to_string()]);
+        ctx.out.files.insert(path, content);
+    }
     ctx.out.failures.extend(failures);
     render_scaffold(&mut ctx);
     Ok(ctx.out)
@@ -414,14 +437,19 @@ fn render_environment(ctx: &mut Ctx<'_>, claim: &Claim, e: &Environment, claims:
         },
         "url": format!("https://{host}"),
     });
-    ctx.out.files.insert(
-        format!("{dir}/config.yaml"),
-        header.render(&yaml::emit(&config)),
-    );
-    ctx.out.files.insert(
-        format!("{dir}/values.yaml"),
-        header.render(&yaml::emit(&Json::Object(values))),
-    );
+    for (name, content) in [
+        ("config.yaml", header.render(&yaml::emit(&config))),
+        (
+            "values.yaml",
+            header.render(&yaml::emit(&Json::Object(values))),
+        ),
+    ] {
+        let path = format!("{dir}/{name}");
+        let sources = [&claim.source, &pc.source];
+        let sources = sources.iter().map(|s| s.to_string());
+        ctx.out.sources.insert(path.clone(), sources.collect());
+        ctx.out.files.insert(path, content);
+    }
     let s = ctx
         .appsets
         .entry((

@@ -143,7 +143,11 @@ fn layout_follows_the_design() {
 fn no_repository_url_is_an_error() {
     let loaded = load(&[("claims/apps.yaml", APPS)]);
     let err = render(&loaded.claims, &Charts::new(), &Settings::default()).unwrap_err();
-    assert!(err.contains("no GitOps repository URL"), "{err}");
+    assert_eq!(err, crate::render::Error::NoRepoUrl);
+    assert!(
+        err.to_string().contains("no GitOps repository URL"),
+        "{err}"
+    );
 }
 
 fn existing(r: &Rendered) -> BTreeMap<String, String> {

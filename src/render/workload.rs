@@ -27,10 +27,11 @@ pub struct Job<'a> {
     pub reference: Result<ChartRef, (Pos, String)>,
 }
 
-type Files = Vec<(String, String)>;
+/// (path, content, the claim file it comes from).
+type Files<'a> = Vec<(String, String, &'a str)>;
 
 /// Renders every job; files and failures come back in job order.
-pub fn render_all(jobs: &[Job<'_>], charts: &Charts) -> (Files, Vec<Failure>) {
+pub fn render_all<'a>(jobs: &[Job<'a>], charts: &Charts) -> (Files<'a>, Vec<Failure>) {
     // One prepared set of chart layers per (chart, environment, profile).
     let mut layers: HashMap<(&ChartRef, &str, bool), Layers<'_>> = HashMap::new();
     for job in jobs {
@@ -67,11 +68,11 @@ fn profile(job: &Job<'_>) -> Profile {
     )
 }
 
-fn render_one(
-    job: &Job<'_>,
+fn render_one<'a>(
+    job: &Job<'a>,
     charts: &Charts,
     layers: &HashMap<(&ChartRef, &str, bool), Layers<'_>>,
-) -> Result<Files, Vec<Failure>> {
+) -> Result<Files<'a>, Vec<Failure>> {
     let (claim, at, w) = (job.claim, &job.at, job.workload);
     let dir = format!(
         "environments/{}/{}/{}/{}",
@@ -196,10 +197,12 @@ fn render_one(
         (
             format!("{dir}/config.yaml"),
             header.render(&yaml::emit(&config)),
+            claim.source.as_str(),
         ),
         (
             format!("{dir}/values.yaml"),
             header.render(&yaml::emit(&Json::Object(merged.file_values))),
+            claim.source.as_str(),
         ),
     ])
 }

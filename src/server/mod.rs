@@ -94,7 +94,7 @@ pub async fn run(
                         StatusCode::NOT_FOUND,
                     ),
                     Some(Err(e)) => warp::reply::with_status(
-                        warp::reply::json(&e),
+                        warp::reply::json(&e.to_string()),
                         StatusCode::INTERNAL_SERVER_ERROR,
                     ),
                     Some(Ok(diags)) => {

@@ -15,7 +15,9 @@ use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
 
 /// Which chart reference a claim asks for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct ChartRef {
     /// OCI repository holding the chart, e.g. `oci://ghcr.io/nimbusprotch`.
     pub repository: String,

@@ -1,0 +1,653 @@
+//! The pure function of the pipeline: (claim files, charts, settings, existing entries)
+//! → (plan, diagnostics, failures, the claim files behind each changed file), with a
+//! memo that makes a run after a small change cost only what changed.
+//!
+//! No I/O here: objects (claim files, generated files there now) are read through the
+//! [`Objects`] port, charts come in resolved, and the memo is plain data. The memo is
+//! keyed by claim file path and blob id. A claim file whose blob did not change keeps
+//! its parsed claims; its applications and services keep their generated files (by
+//! blob id) as long as the context they depend on is the same: the settings, the
+//! charts (by digest), and the BootstrapClaims, Projects and Environments. Cross-file
+//! checks, ApplicationSets, root apps and previews are always recomputed. With an
+//! empty memo this is exactly a full render.
+
+use crate::claims::{self, Diagnostic, ParsedFile, Severity, Spec};
+use crate::render::{self, parse_owners, Charts, Failure, Plan, Rendered, Settings};
+use crate::values::ChartRef;
+use crate::yaml::{Limits, Pos};
+use gix::ObjectId;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+/// A claim file or generated file: (path, blob id).
+pub type FileKey = (String, ObjectId);
+
+/// Claim files whose applications are rendered together when the memo is `batched`.
+const BATCH_FILES: usize = 10;
+
+/// Reading an object failed.
+pub type ReadError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The port through which the pipeline reads the objects of a snapshot.
+pub trait Objects {
+    /// The content of a blob of the snapshot.
+    fn read(&self, id: ObjectId) -> Result<Vec<u8>, ReadError>;
+    /// How the blob id of some content is computed (git's object hash); a plain
+    /// function, so that it runs on all cores.
+    fn blob_hasher(&self) -> fn(&[u8]) -> ObjectId;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("reading object {id}: {source}")]
+    Read {
+        id: ObjectId,
+        #[source]
+        source: ReadError,
+    },
+    #[error(transparent)]
+    Render(#[from] render::Error),
+}
+
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "read",
+            Error::Render(e) => e.kind(),
+        }
+    }
+}
+
+/// What the pipeline looks at: the claim files and the generated files of one commit,
+/// quarantine or work tree, by blob id. Objects are read only when needed.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Claim files (`*.yaml`, `*.yml`), sorted by path.
+    pub claim_files: Vec<FileKey>,
+    /// An id for the whole set of claim files (the `claims/` tree), when there is one.
+    pub claims_tree: Option<ObjectId>,
+    /// Every file under the output folders there now.
+    pub entries: Arc<BTreeMap<String, ObjectId>>,
+}
+
+/// Which preview Environments may have their values committed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Previews {
+    /// All of them (no cluster: nothing builds images, so nothing is waited for).
+    #[default]
+    All,
+    /// Only these: namespace → the commit whose image exists.
+    Built(BTreeMap<String, String>),
+}
+
+/// The claims of one snapshot: its files (path, blob id), the combined claims and the
+/// file-level problems.
+pub struct Claims {
+    pub files: Vec<FileKey>,
+    pub loaded: claims::Loaded,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// What the pipeline made of a snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct Planned {
+    pub plan: Plan,
+    /// Every diagnostic: the claim files', the render's, the previews held back.
+    pub diagnostics: Vec<Diagnostic>,
+    pub failures: Vec<Failure>,
+    /// Changed path → the claim files that produced it (as render knew them).
+    pub sources: BTreeMap<String, Vec<String>>,
+    /// How many files the render produced (unchanged ones included).
+    pub rendered: usize,
+    /// A chart registry did not answer: worth trying again later.
+    pub retry: bool,
+}
+
+impl Planned {
+    /// The claim files whose generated files change, sorted. A deleted file's claim is
+    /// not in the render; its header names it.
+    pub fn claim_files(&self) -> Vec<String> {
+        let mut out = BTreeSet::new();
+        for c in &self.plan.changes {
+            if let Some(sources) = self.sources.get(&c.path) {
+                out.extend(sources.iter().cloned());
+            } else if let Some(old) = c.old.as_deref().filter(|_| c.new.is_none()) {
+                for owner in parse_owners(old).unwrap_or_default() {
+                    if let Some((file, _)) = owner.split_once('#') {
+                        out.insert(file.to_string());
+                    }
+                }
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// The diagnostics as a push sees them: a chart that cannot be had is not the
+    /// claim's fault and does not refuse the push, so its errors are warnings.
+    pub fn push_diagnostics(&self) -> Vec<Diagnostic> {
+        at_push(&self.diagnostics, &self.failures)
+    }
+
+    /// Whether a chart could not be had for some claim.
+    pub fn chart_unavailable(&self) -> bool {
+        self.failures.iter().any(|f| f.chart_unavailable)
+    }
+}
+
+/// `diagnostics` as a push sees them (see [`Planned::push_diagnostics`]).
+pub fn at_push(diagnostics: &[Diagnostic], failures: &[Failure]) -> Vec<Diagnostic> {
+    let mut out = diagnostics.to_vec();
+    for f in failures.iter().filter(|f| f.chart_unavailable) {
+        if let Some(d) = out.iter_mut().find(|d| **d == f.diagnostic) {
+            d.severity = Severity::Warning;
+            d.message
+                .push_str(" (the push is accepted; the claim renders once the chart can be had)");
+        }
+    }
+    out
+}
+
+/// What a run learned, reused by the next. Everything in it is keyed by what it was
+/// computed from, so any memo (an old one, another process's) gives the same result.
+#[derive(Default)]
+pub struct Memo {
+    parsed: HashMap<FileKey, ParsedFile>,
+    pub(crate) outputs: Outputs,
+    /// The combined claims of the last claim set seen (pre-receive validates the pushed
+    /// commit, then the reconcile of the same commit finds them here).
+    claims: Option<(ObjectId, Arc<Claims>)>,
+    /// The chart references of the last claim set rendered, with the settings' hash.
+    refs: Option<((ObjectId, [u8; 32]), Arc<BTreeSet<ChartRef>>)>,
+    /// Chart references per claim file, with the hash of the context they were made in.
+    pub(crate) file_refs: FileRefs,
+    /// Render claim files in batches to bound memory (the daemon; a hook process renders
+    /// in one go, which is faster).
+    batched: bool,
+}
+
+/// The generated files of each claim file's applications, in one context.
+#[derive(Default, Clone)]
+pub(crate) struct Outputs {
+    pub context: Option<[u8; 32]>,
+    pub files: HashMap<FileKey, FileOutputs>,
+}
+
+/// Chart references per claim file, in one context.
+#[derive(Default, Clone)]
+pub(crate) struct FileRefs {
+    pub context: [u8; 32],
+    pub refs: HashMap<FileKey, BTreeSet<ChartRef>>,
+}
+
+/// The generated files of one claim file's applications and services: their paths and
+/// blob ids (not their content: a file that differs is rendered again).
+#[derive(Clone, Default)]
+pub(crate) struct FileOutputs {
+    pub files: Vec<(String, ObjectId)>,
+    pub failures: Vec<Failure>,
+}
+
+impl Memo {
+    /// A memo for a long-lived process: the applications of many claim files are
+    /// rendered in batches, keeping only what differs, so the peak memory stays low.
+    pub fn batched() -> Memo {
+        Memo {
+            batched: true,
+            ..Memo::default()
+        }
+    }
+}
+
+fn settings_hash(settings: &Settings) -> [u8; 32] {
+    Sha256::digest(format!("{settings:?}").as_bytes()).into()
+}
+
+/// The claims of a snapshot, parsing only claim files whose blob is not in the memo.
+pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<Arc<Claims>, Error> {
+    if let (Some((cached, claims)), Some(tree)) = (&memo.claims, snap.claims_tree) {
+        if *cached == tree {
+            return Ok(claims.clone());
+        }
+    }
+    let mut unreadable = Vec::new();
+    let mut to_parse = Vec::new();
+    for key in &snap.claim_files {
+        if !memo.parsed.contains_key(key) {
+            let bytes = objects
+                .read(key.1)
+                .map_err(|source| Error::Read { id: key.1, source })?;
+            match String::from_utf8(bytes) {
+                Ok(text) => to_parse.push((key.clone(), text)),
+                Err(_) => unreadable.push(key.0.clone()),
+            }
+        }
+    }
+    let fresh = crate::par::map(&to_parse, 16, |((path, id), text)| {
+        let (claims, diagnostics) = claims::parse_file(path, text, &Limits::default());
+        let file = ParsedFile {
+            path: path.clone(),
+            claims,
+            diagnostics,
+        };
+        ((path.clone(), *id), file)
+    });
+    memo.parsed.extend(fresh);
+    let live: HashSet<&FileKey> = snap.claim_files.iter().collect();
+    memo.parsed.retain(|k, _| live.contains(k));
+    let parsed: Vec<ParsedFile> = snap
+        .claim_files
+        .iter()
+        .filter_map(|k| memo.parsed.get(k).cloned())
+        .collect();
+    tracing::debug!(parsed = to_parse.len(), "claims parsed");
+    let mut loaded = claims::combine(parsed);
+    let mut diagnostics = Vec::new();
+    for path in unreadable {
+        diagnostics.push(Diagnostic {
+            file: path.clone(),
+            pos: Pos { line: 1, col: 1 },
+            severity: Severity::Error,
+            message: "not UTF-8 text; save the claim as UTF-8".into(),
+        });
+        loaded.failed_files.push(path);
+    }
+    let claims = Arc::new(Claims {
+        files: snap.claim_files.clone(),
+        loaded,
+        diagnostics,
+    });
+    if let Some(tree) = snap.claims_tree {
+        memo.claims = Some((tree, claims.clone()));
+    }
+    Ok(claims)
+}
+
+/// The charts the claims need, reusing the references of claim files seen before in
+/// the same context (settings and BootstrapClaims, which give default repositories).
+pub fn chart_refs(
+    snap: &Snapshot,
+    claims: &Claims,
+    settings: &Settings,
+    memo: &mut Memo,
+) -> Arc<BTreeSet<ChartRef>> {
+    let settings_hash = settings_hash(settings);
+    if let (Some((key, refs)), Some(tree)) = (&memo.refs, snap.claims_tree) {
+        if *key == (tree, settings_hash) {
+            return refs.clone();
+        }
+    }
+    let all = claims.loaded.claims.as_slice();
+    let mut h = Sha256::new();
+    h.update(settings_hash);
+    let blob_of: HashMap<&str, ObjectId> = claims
+        .files
+        .iter()
+        .map(|(p, id)| (p.as_str(), *id))
+        .collect();
+    for c in all.iter().filter(|c| matches!(c.spec, Spec::Bootstrap(_))) {
+        hash_claim_file(&mut h, &c.source, blob_of.get(c.source.as_str()));
+    }
+    let context: [u8; 32] = h.finalize().into();
+    if memo.file_refs.context != context {
+        memo.file_refs = FileRefs {
+            context,
+            refs: HashMap::new(),
+        };
+    }
+    let mut refs = BTreeSet::new();
+    let mut fresh = HashMap::new();
+    for key in &claims.files {
+        let file = match memo.file_refs.refs.get(key) {
+            Some(r) => r.clone(),
+            None => render::chart_refs_where(all, settings, |c| c.source == key.0),
+        };
+        refs.extend(file.iter().cloned());
+        fresh.insert(key.clone(), file);
+    }
+    memo.file_refs.refs = fresh;
+    let refs = Arc::new(refs);
+    if let Some(tree) = snap.claims_tree {
+        memo.refs = Some(((tree, settings_hash), refs.clone()));
+    }
+    refs
+}
+
+fn hash_claim_file(h: &mut Sha256, path: &str, blob: Option<&ObjectId>) {
+    h.update(path.as_bytes());
+    h.update([0]);
+    if let Some(id) = blob {
+        h.update(id.as_bytes());
+    }
+    h.update([0]);
+}
+
+/// What the plan depends on besides the snapshot, the claims and the charts.
+pub struct Inputs<'a> {
+    pub settings: &'a Settings,
+    pub previews: &'a Previews,
+    /// The branch the files are committed to, if any (see [`branch_mismatches`]).
+    pub branch: Option<&'a str>,
+}
+
+/// The plan of a snapshot: render its claims (only what the memo does not have) and
+/// compare with its generated files. Generated files whose blob id equals the rendered
+/// content's are not read at all.
+pub fn plan(
+    snap: &Snapshot,
+    objects: &dyn Objects,
+    read: &Claims,
+    charts: &Charts,
+    inputs: &Inputs<'_>,
+    memo: &mut Memo,
+) -> Result<Planned, Error> {
+    let (claim_entries, loaded) = (&read.files, &read.loaded);
+    let mut diagnostics = read.diagnostics.clone();
+    if let Some(branch) = inputs.branch {
+        diagnostics.extend(branch_mismatches(&loaded.claims, branch));
+    }
+    let live: HashSet<&FileKey> = claim_entries.iter().collect();
+
+    // The context every application depends on; when it changes, nothing is reused.
+    let blob_of: HashMap<&str, ObjectId> = claim_entries
+        .iter()
+        .map(|(p, id)| (p.as_str(), *id))
+        .collect();
+    let mut h = Sha256::new();
+    h.update(settings_hash(inputs.settings));
+    for c in &loaded.claims {
+        if matches!(
+            c.spec,
+            Spec::Bootstrap(_) | Spec::Project(_) | Spec::Environment(_)
+        ) {
+            hash_claim_file(&mut h, &c.source, blob_of.get(c.source.as_str()));
+        }
+    }
+    for (r, chart) in charts {
+        h.update(format!("{r}\0").as_bytes());
+        match chart {
+            Ok(c) => h.update(format!("ok {}\0", c.digest).as_bytes()),
+            Err(e) => h.update(format!("err {e}\0").as_bytes()),
+        }
+    }
+    let context: [u8; 32] = h.finalize().into();
+    let memo_outputs = &mut memo.outputs;
+    if memo_outputs.context != Some(context) {
+        memo_outputs.files.clear();
+        memo_outputs.context = Some(context);
+    }
+    let entries = &snap.entries;
+    // Paths there now that the render accounts for (unchanged or reused).
+    let mut accounted: HashSet<&str> = HashSet::new();
+
+    // A claim file's applications are reused when its blob, the context and every one of
+    // its generated files are as they were (a hand-edited file makes it render again).
+    let failed: HashSet<&str> = loaded.failed_files.iter().map(String::as_str).collect();
+    let reusable: HashSet<String> = claim_entries
+        .iter()
+        .filter(|k| !failed.contains(k.0.as_str()))
+        .filter(|k| {
+            memo_outputs.files.get(*k).is_some_and(|out| {
+                out.files
+                    .iter()
+                    .all(|(path, id)| entries.get(path) == Some(id))
+            })
+        })
+        .map(|k| k.0.clone())
+        .collect();
+    // Every reused file is there (checked above): they account for this many entries.
+    let reused_files: usize = reusable
+        .iter()
+        .filter_map(|source| {
+            memo_outputs
+                .files
+                .get(&(source.clone(), blob_of[source.as_str()]))
+        })
+        .map(|out| out.files.len())
+        .sum();
+    tracing::debug!(reused = reusable.len(), "memo checked");
+    diagnostics.extend(loaded.diagnostics.iter().cloned());
+    // The applications of the claim files not reused are rendered in batches of claim
+    // files, and only what differs from the snapshot is kept: a start-up render of
+    // 10,000 applications does not hold all their files at once. ApplicationSets, root
+    // apps and previews come from the last batch. Into an empty output tree everything
+    // is new and kept anyway: one batch.
+    let batch_files = if !memo.batched || entries.is_empty() {
+        usize::MAX
+    } else {
+        BATCH_FILES
+    };
+    let to_render: Vec<&str> = claim_entries
+        .iter()
+        .map(|k| k.0.as_str())
+        .filter(|p| !reusable.contains(*p))
+        .collect();
+    let mut batches: Vec<HashSet<&str>> = to_render
+        .chunks(batch_files)
+        .map(|c| c.iter().copied().collect())
+        .collect();
+    if batches.is_empty() {
+        batches.push(HashSet::new());
+    }
+    let last = batches.len() - 1;
+    let mut new_outputs: HashMap<String, FileOutputs> = HashMap::new();
+    let mut differing = BTreeMap::new();
+    let mut sources = BTreeMap::new();
+    let mut overlap = false;
+    // Files there that the render changes (the plan needs their old content).
+    let mut modified: Vec<(&str, ObjectId)> = Vec::new();
+    let mut all_failures = Vec::new();
+    let mut rendered = reused_files;
+    for (i, batch) in batches.iter().enumerate() {
+        let Rendered {
+            files,
+            failures,
+            sources: mut file_sources,
+        } = render::render_reusing(&loaded.claims, charts, inputs.settings, &|c| {
+            matches!(c.spec, Spec::Application(_) | Spec::Platform(_))
+                && !batch.contains(c.source.as_str())
+        })?;
+        // This batch's applications; the files of no claim file's applications once.
+        let fresh: Vec<(String, String, Option<Vec<String>>)> = files
+            .into_iter()
+            .filter_map(|(path, content)| {
+                let from = file_sources.remove(&path);
+                let keep = match workload_source(&path, from.as_deref()) {
+                    Some(src) => batch.contains(src) || reusable.contains(src),
+                    None => i == last,
+                };
+                keep.then_some((path, content, from))
+            })
+            .collect();
+        let hasher = objects.blob_hasher();
+        let ids = crate::par::map(&fresh, 256, |(_, content, _)| hasher(content.as_bytes()));
+        rendered += fresh.len();
+        for ((path, content, from), id) in fresh.into_iter().zip(ids) {
+            if let Some(source) = workload_source(&path, from.as_deref()) {
+                overlap |= reusable.contains(source);
+                new_outputs
+                    .entry(source.to_string())
+                    .or_default()
+                    .files
+                    .push((path.clone(), id));
+            }
+            if let Some((there, there_id)) = entries.get_key_value(&path) {
+                if *there_id == id {
+                    accounted.insert(there.as_str());
+                    continue;
+                }
+                modified.push((there.as_str(), *there_id));
+            }
+            if let Some(from) = from {
+                sources.insert(path.clone(), from);
+            }
+            differing.insert(path, content);
+        }
+        for f in failures {
+            if is_workload_failure(&f) {
+                if !batch.contains(f.diagnostic.file.as_str()) {
+                    continue;
+                }
+                new_outputs
+                    .entry(f.diagnostic.file.clone())
+                    .or_default()
+                    .failures
+                    .push(f.clone());
+            } else if i != last {
+                continue;
+            }
+            all_failures.push(f);
+        }
+    }
+    tracing::debug!(batches = batches.len(), "rendered");
+    // Files there that the render does not account for are deleted or kept by the plan.
+    // When the counts add up, there are none, and the scan below is skipped.
+    let none_left = !overlap && entries.len() == accounted.len() + modified.len() + reused_files;
+    // Reused files are unchanged by construction.
+    for source in &reusable {
+        let key = (source.clone(), blob_of[source.as_str()]);
+        if let Some(out) = memo_outputs.files.get(&key) {
+            if !none_left {
+                for (path, _) in &out.files {
+                    if let Some((there, _)) = entries.get_key_value(path) {
+                        accounted.insert(there.as_str());
+                    }
+                }
+            }
+            all_failures.extend(out.failures.iter().cloned());
+        }
+    }
+    for (source, outputs) in new_outputs {
+        if let Some(id) = blob_of.get(source.as_str()) {
+            memo_outputs.files.insert((source, *id), outputs);
+        }
+    }
+    memo_outputs.files.retain(|k, _| live.contains(k));
+    hold_previews(
+        &loaded.claims,
+        inputs.previews,
+        &mut differing,
+        &mut all_failures,
+    );
+    diagnostics.extend(all_failures.iter().map(|f| f.diagnostic.clone()));
+
+    let left: Vec<(&str, ObjectId)> = if none_left {
+        modified
+    } else {
+        entries
+            .iter()
+            .filter(|(p, _)| !accounted.contains(p.as_str()))
+            .map(|(p, id)| (p.as_str(), *id))
+            .collect()
+    };
+    let mut existing = BTreeMap::new();
+    for (path, id) in left {
+        let bytes = objects
+            .read(id)
+            .map_err(|source| Error::Read { id, source })?;
+        // A non-UTF-8 file there is not ours: leave it alone.
+        if let Ok(text) = String::from_utf8(bytes) {
+            existing.insert(path.to_string(), text);
+        }
+    }
+    let failures = all_failures.clone();
+    let differing = Rendered {
+        files: differing,
+        failures: all_failures,
+        sources: BTreeMap::new(),
+    };
+    let plan = render::plan(&existing, differing, &loaded.failed_files);
+    sources.retain(|path, _| plan.changes.iter().any(|c| &c.path == path));
+    tracing::debug!(changes = plan.changes.len(), "planned");
+    Ok(Planned {
+        plan,
+        diagnostics,
+        failures,
+        sources,
+        rendered,
+        retry: false,
+    })
+}
+
+/// A BootstrapClaim whose `gitOps.branch` is not the branch claimd renders: Argo CD
+/// would follow a branch that never gets the generated files.
+pub fn branch_mismatches(claims: &[claims::Claim], branch: &str) -> Vec<Diagnostic> {
+    claims
+        .iter()
+        .filter_map(|c| match &c.spec {
+            Spec::Bootstrap(b) if b.branch != branch => Some(Diagnostic {
+                file: c.source.clone(),
+                pos: c.name.pos,
+                severity: Severity::Warning,
+                message: format!(
+                    "BootstrapClaim `{}` names branch `{}`, but claimd renders `{branch}` (the repository's HEAD or CLAIMD_BRANCH); Argo CD would not see the generated files",
+                    c.name.value, b.branch
+                ),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Previews whose image is not known to exist keep their files as they are: the
+/// values commit with `image.tag = <commitSha>` waits for the build.
+fn hold_previews(
+    claims: &[claims::Claim],
+    gate: &Previews,
+    differing: &mut BTreeMap<String, String>,
+    failures: &mut Vec<Failure>,
+) {
+    let Previews::Built(ready) = gate else {
+        return;
+    };
+    for c in claims {
+        let Spec::Environment(e) = &c.spec else {
+            continue;
+        };
+        let (Ok(t), Some(sha)) = (render::preview_target(c, e, claims), &e.commit_sha) else {
+            continue;
+        };
+        if ready.get(&t.namespace) == Some(&sha.value) {
+            continue;
+        }
+        let dir = format!(
+            "environments/{}/{}",
+            render::CATALYST_CLUSTER_TYPE,
+            t.namespace
+        );
+        let prefix = format!("{dir}/");
+        differing.retain(|path, _| !path.starts_with(&prefix));
+        failures.push(Failure {
+            diagnostic: Diagnostic {
+                file: c.source.clone(),
+                pos: c.name.pos,
+                severity: Severity::Warning,
+                message: format!(
+                    "Environment `{}` waits for the image of commit {}: its values are committed once the image exists",
+                    c.name.value, sha.value
+                ),
+            },
+            keep: Some(dir),
+            chart_unavailable: false,
+        });
+    }
+}
+
+/// The claim file an application's or service's generated file comes from (not previews,
+/// which depend on two claims and are always rendered).
+fn workload_source<'a>(path: &str, sources: Option<&'a [String]>) -> Option<&'a str> {
+    if !path.starts_with("environments/")
+        || path.starts_with(&format!("environments/{}/", render::CATALYST_CLUSTER_TYPE))
+    {
+        return None;
+    }
+    sources?.first().map(String::as_str)
+}
+
+fn is_workload_failure(f: &Failure) -> bool {
+    f.keep.as_deref().is_some_and(|k| {
+        k.starts_with("environments/")
+            && !k.starts_with(&format!("environments/{}/", render::CATALYST_CLUSTER_TYPE))
+    })
+}

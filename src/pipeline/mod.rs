@@ -1,0 +1,111 @@
+//! One pipeline from "claims at a snapshot" to "plan of generated files". Every caller
+//! goes through it: the hooks, `claimd render`/`plan`/`validate`/`reconcile`, the
+//! daemon, its Kubernetes step (which needs only the claims).
+//!
+//! - [`snapshot`] reads: the claim files and generated files of a commit, a quarantine
+//!   or a work tree, by blob id;
+//! - [`core`] is the pure function (claim files, charts, settings, existing entries) →
+//!   [`Planned`], with its [`core::Memo`];
+//! - [`store`] keeps the memo between processes (the hooks) in the repository's
+//!   `claimd/` folder;
+//! - [`run`] puts them together with the chart adapter in between.
+
+pub mod core;
+pub mod snapshot;
+pub mod store;
+
+pub use self::core::{at_push, Claims, Objects, Planned, Previews, Snapshot};
+
+use crate::charts;
+use crate::git::{self, Repo};
+use crate::render::Settings;
+use gix::ObjectId;
+use std::sync::Arc;
+
+/// Everything a run remembers: the pure function's memo and the reads'.
+#[derive(Default)]
+pub struct Memo {
+    pub core: core::Memo,
+    pub reads: snapshot::Reads,
+}
+
+impl Memo {
+    /// For a long-lived process (see [`core::Memo::batched`]).
+    pub fn batched() -> Memo {
+        Memo {
+            core: core::Memo::batched(),
+            reads: snapshot::Reads::default(),
+        }
+    }
+}
+
+/// What a run needs besides the snapshot.
+#[derive(Clone, Copy)]
+pub struct Request<'a> {
+    pub settings: &'a Settings,
+    pub charts: &'a charts::Source,
+    pub previews: &'a Previews,
+    /// The branch the generated files are committed to (a BootstrapClaim naming another
+    /// gets a warning); None: not committing.
+    pub branch: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Git(#[from] git::Error),
+    #[error(transparent)]
+    Core(#[from] core::Error),
+}
+
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Git(_) => "git",
+            Error::Core(e) => e.kind(),
+        }
+    }
+}
+
+/// The pipeline on a snapshot: load the claims (memo), resolve their charts (the chart
+/// adapter), plan (memo).
+pub fn run(
+    snap: &Snapshot,
+    objects: &dyn Objects,
+    req: &Request<'_>,
+    memo: &mut core::Memo,
+) -> Result<Planned, core::Error> {
+    let t = std::time::Instant::now();
+    let claims = core::load(snap, objects, memo)?;
+    let refs = core::chart_refs(snap, &claims, req.settings, memo);
+    let (charts, retry) = req.charts.resolve_retrying(refs.iter());
+    tracing::debug!(elapsed = ?t.elapsed(), charts = charts.len(), "claims loaded, charts resolved");
+    let inputs = core::Inputs {
+        settings: req.settings,
+        previews: req.previews,
+        branch: req.branch,
+    };
+    let mut planned = core::plan(snap, objects, &claims, &charts, &inputs, memo)?;
+    planned.retry = retry;
+    tracing::debug!(elapsed = ?t.elapsed(), changes = planned.plan.changes.len(), "planned");
+    Ok(planned)
+}
+
+/// The pipeline on a commit of `repo`.
+pub fn at_commit(
+    repo: &Repo,
+    commit: ObjectId,
+    req: &Request<'_>,
+    memo: &mut Memo,
+) -> Result<Planned, Error> {
+    let snap = snapshot::at_commit(repo, commit, &mut memo.reads)?;
+    Ok(run(&snap, repo, req, &mut memo.core)?)
+}
+
+/// The claims at a commit of `repo` (parsed again only where the memo does not have
+/// them): what the Kubernetes step needs.
+pub fn claims_at(repo: &Repo, commit: ObjectId, memo: &mut Memo) -> Result<Arc<Claims>, Error> {
+    let snap = snapshot::at_commit(repo, commit, &mut memo.reads)?;
+    Ok(core::load(&snap, repo, &mut memo.core)?)
+}

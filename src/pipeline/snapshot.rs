@@ -1,0 +1,228 @@
+//! The read side of the pipeline: a [`Snapshot`] of claim files and generated files by
+//! blob id, from a commit (with a pre-receive quarantine when the hook opened the
+//! repository with one) or from a work tree, and the [`Objects`] to read them by.
+
+use super::core::{Objects, ReadError, Snapshot};
+use crate::git::{self, Repo};
+use crate::render::{Change, OUTPUT_ROOTS};
+use gix::ObjectId;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+impl Objects for Repo {
+    fn read(&self, id: ObjectId) -> Result<Vec<u8>, ReadError> {
+        Ok(self.read_blob(id)?)
+    }
+
+    fn blob_hasher(&self) -> fn(&[u8]) -> ObjectId {
+        sha1_blob_id
+    }
+}
+
+/// The SHA-1 blob id of `content` (claimd opens SHA-1 repositories only).
+fn sha1_blob_id(content: &[u8]) -> ObjectId {
+    let kind = gix::hash::Kind::Sha1;
+    // Hashing in memory fails only on a detected SHA-1 collision attack.
+    git::blob_id(kind, content).unwrap_or_else(|_| ObjectId::null(kind))
+}
+
+fn output_roots() -> [&'static str; 3] {
+    OUTPUT_ROOTS.map(|r| r.trim_end_matches('/'))
+}
+
+/// What reading commits learned: the entries under the output folders by their tree
+/// ids (20,000 generated files are not walked again while their folders are the same).
+#[derive(Default)]
+pub struct Reads {
+    claims: Option<(ObjectId, Vec<(String, ObjectId)>)>,
+    entries: Option<(Vec<Option<ObjectId>>, Arc<BTreeMap<String, ObjectId>>)>,
+}
+
+/// The snapshot of `commit`.
+pub fn at_commit(repo: &Repo, commit: ObjectId, reads: &mut Reads) -> Result<Snapshot, git::Error> {
+    let top = repo.top_level(commit)?;
+    let claims_tree = top.get("claims").copied();
+    let claim_files = match (&reads.claims, claims_tree) {
+        (Some((tree, files)), Some(now)) if *tree == now => files.clone(),
+        _ => {
+            let files: Vec<(String, ObjectId)> = repo
+                .read_entries(commit, &["claims"])?
+                .into_iter()
+                .filter(|(p, _)| is_claim_file(p))
+                .collect();
+            if let Some(tree) = claims_tree {
+                reads.claims = Some((tree, files.clone()));
+            }
+            files
+        }
+    };
+    let root_ids: Vec<Option<ObjectId>> = output_roots()
+        .iter()
+        .map(|r| top.get(*r).copied())
+        .collect();
+    let entries = match &reads.entries {
+        Some((ids, entries)) if *ids == root_ids => entries.clone(),
+        _ => {
+            let e = Arc::new(repo.read_entries(commit, &output_roots())?);
+            reads.entries = Some((root_ids, e.clone()));
+            e
+        }
+    };
+    Ok(Snapshot {
+        claim_files,
+        claims_tree,
+        entries,
+    })
+}
+
+/// Tells the reads that `commit` was made from `parent` with `changes`, so the next
+/// snapshot does not walk every generated file's entry again.
+pub fn committed(
+    reads: &mut Reads,
+    repo: &Repo,
+    parent: ObjectId,
+    commit: ObjectId,
+    changes: &[Change],
+) -> Result<(), git::Error> {
+    let Some((ids, entries)) = &mut reads.entries else {
+        return Ok(());
+    };
+    let at = |c: ObjectId| -> Result<Vec<Option<ObjectId>>, git::Error> {
+        let top = repo.top_level(c)?;
+        Ok(output_roots()
+            .iter()
+            .map(|r| top.get(*r).copied())
+            .collect())
+    };
+    if *ids != at(parent)? {
+        reads.entries = None;
+        return Ok(());
+    }
+    for change in changes {
+        match &change.new {
+            Some(content) => {
+                let id = git::blob_id(repo.object_hash(), content.as_bytes())?;
+                Arc::make_mut(entries).insert(change.path.clone(), id);
+            }
+            None => {
+                Arc::make_mut(entries).remove(&change.path);
+            }
+        }
+    }
+    *ids = at(commit)?;
+    Ok(())
+}
+
+fn is_claim_file(path: &str) -> bool {
+    path.ends_with(".yaml") || path.ends_with(".yml")
+}
+
+/// Files read from disk, kept in memory by blob id.
+pub struct WorkTree {
+    objects: HashMap<ObjectId, Vec<u8>>,
+}
+
+impl Objects for WorkTree {
+    fn read(&self, id: ObjectId) -> Result<Vec<u8>, ReadError> {
+        self.objects
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| format!("no object {id} in the work tree").into())
+    }
+
+    fn blob_hasher(&self) -> fn(&[u8]) -> ObjectId {
+        sha1_blob_id
+    }
+}
+
+/// A snapshot of files on disk: the claim files under `claims` (files or folders, named
+/// as given, or relative to `root` when they are below it) and the generated files
+/// under `out`'s output folders (none when `out` is None).
+pub fn of_work_tree(
+    claims: &[PathBuf],
+    root: Option<&Path>,
+    out: Option<&Path>,
+) -> std::io::Result<(Snapshot, WorkTree)> {
+    let mut tree = WorkTree {
+        objects: HashMap::new(),
+    };
+    let mut claim_files = Vec::new();
+    for path in claims {
+        let files = if path.is_file() {
+            vec![path.clone()]
+        } else if path.is_dir() {
+            walk(path)?
+                .into_iter()
+                .filter(|f| is_claim_file(&f.to_string_lossy()))
+                .collect()
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{}: no such file or folder", path.display()),
+            ));
+        };
+        for file in files {
+            let name = match root {
+                Some(root) => relative(root, &file),
+                None => file.display().to_string(),
+            };
+            claim_files.push((name, tree.add(std::fs::read(&file)?)));
+        }
+    }
+    claim_files.sort();
+    claim_files.dedup();
+    let mut entries = BTreeMap::new();
+    if let Some(out) = out {
+        for root in output_roots() {
+            let dir = out.join(root);
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in walk(&dir)? {
+                let id = tree.add(std::fs::read(&file)?);
+                entries.insert(relative(out, &file), id);
+            }
+        }
+    }
+    let snapshot = Snapshot {
+        claim_files,
+        claims_tree: None,
+        entries: Arc::new(entries),
+    };
+    Ok((snapshot, tree))
+}
+
+impl WorkTree {
+    fn add(&mut self, bytes: Vec<u8>) -> ObjectId {
+        let id = sha1_blob_id(&bytes);
+        self.objects.insert(id, bytes);
+        id
+    }
+}
+
+/// Files below `dir`, recursively, in sorted order (symlinks are not followed).
+pub fn walk(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            if ft.is_dir() {
+                stack.push(entry.path());
+            } else if ft.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// `path` relative to `root`, with `/` separators.
+pub fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .map(|p| p.to_string_lossy().replace('\\', "/"))
+        .unwrap_or_else(|_| path.display().to_string())
+}
