@@ -66,6 +66,33 @@ fn validate_reports_every_error_with_file_line_col_and_exit_1() {
 }
 
 #[test]
+fn a_binary_claim_file_is_an_error_at_its_first_position_and_loses_nothing() {
+    let dir = example_repo();
+    assert!(claimd(dir.path(), &["render"]).status.success());
+    let before = generated(dir.path());
+    // Not UTF-8: a byte sequence no text editor writes.
+    std::fs::write(
+        dir.path().join("claims/blob.yaml"),
+        [0xff, 0xfe, 0x00, 0x9f, 0x80],
+    )
+    .expect("write");
+    for args in [&["validate"][..], &["render"][..]] {
+        let out = claimd(dir.path(), args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("claims/blob.yaml:1:1: not UTF-8 text; save the claim as UTF-8"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        generated(dir.path()),
+        before,
+        "the other claims' files stay"
+    );
+}
+
+#[test]
 fn validate_accepts_the_examples() {
     let out = claimd(Path::new(EXAMPLES), &["validate", "."]);
     assert!(out.status.success(), "{}", text(&out.stderr));

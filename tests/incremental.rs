@@ -53,7 +53,7 @@ fn incremental_plans_equal_full_plans() {
     }
     let opts = Options::default();
     let mut cache = Memo::default();
-    let memo_file = bare.join("claimd/memo.json");
+    let memo_file = bare.join("claimd/memo.msgpack");
 
     type Step = Box<dyn Fn(&Path)>;
     let steps: Vec<(&str, Step)> = vec![

@@ -21,7 +21,7 @@ pub const PLATFORM_API: &str = "platform.infraforge.io/v1";
 pub const CATALYST_API: &str = "catalyst.catalyst.dev/v1alpha1";
 
 /// One claim document.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Claim {
     /// Path of the file it came from, relative to the repository root.
     pub source: String,
@@ -67,7 +67,7 @@ impl Claim {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Spec {
     Bootstrap(Bootstrap),
     Application(WorkloadClaim),
@@ -76,7 +76,7 @@ pub enum Spec {
     Environment(Environment),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bootstrap {
     pub gitea_url: Spanned<String>,
     pub organization: Spanned<String>,
@@ -101,14 +101,14 @@ impl Bootstrap {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChartsRepository {
     pub url: Spanned<String>,
     pub version: Option<Spanned<String>>,
 }
 
 /// An ApplicationClaim or a PlatformApplicationClaim: workloads of one environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WorkloadClaim {
     pub environment: Spanned<String>,
     pub cluster_type: Spanned<String>,
@@ -131,7 +131,7 @@ impl WorkloadClaim {
 
 /// An application (ApplicationClaim) or a data service (PlatformApplicationClaim): what
 /// becomes one Argo CD Application with one chart and one values file.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Workload {
     pub name: Spanned<String>,
     /// `Some` for platform services.
@@ -147,7 +147,7 @@ pub struct Workload {
     pub values: Map<String, Json>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChartSpec {
     pub name: Spanned<String>,
     /// None: the BootstrapClaim's `chartsRepository.version` applies.
@@ -156,7 +156,9 @@ pub struct ChartSpec {
     pub repository: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum ServiceType {
     Postgresql,
     Mongodb,
@@ -183,7 +185,7 @@ impl ServiceType {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Project {
     /// The team: the Project's `metadata.namespace`.
     pub team: Option<Spanned<String>>,
@@ -196,7 +198,7 @@ pub struct Project {
     pub quota_memory: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Environment {
     pub project_ref: Spanned<String>,
     /// `development` (previews) or `deployment` (staging, production).
@@ -243,7 +245,7 @@ impl Loaded {
 }
 
 /// One parsed claim file: what [`parse_file`] returns, kept for [`combine`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ParsedFile {
     pub path: String,
     pub claims: Vec<Claim>,

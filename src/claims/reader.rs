@@ -5,7 +5,9 @@ use crate::yaml::{Key, Node, NodeValue, Pos};
 use std::cell::RefCell;
 
 /// A value with the position it came from.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Spanned<T> {
     pub value: T,
     pub pos: Pos,
@@ -85,10 +87,12 @@ impl<'a> Obj<'a> {
                 asked: RefCell::new(Vec::new()),
             }),
             _ => {
-                ctx.error(
-                    node.pos,
-                    format!("`{path}` must be a map, found {}", describe(node)),
-                );
+                let what = if path.is_empty() {
+                    "a claim document must be a map (apiVersion, kind, metadata, spec)".to_string()
+                } else {
+                    format!("`{path}` must be a map")
+                };
+                ctx.error(node.pos, format!("{what}, found {}", describe(node)));
                 None
             }
         }

@@ -383,7 +383,7 @@ fn unknown_kind_and_wrong_api_version() {
 fn document_that_is_not_a_map() {
     one(
         "- just\n- a list\n",
-        &["c.yaml:1:1: `` must be a map, found a list"],
+        &["c.yaml:1:1: a claim document must be a map (apiVersion, kind, metadata, spec), found a list"],
     );
 }
 

@@ -272,7 +272,7 @@ pub fn post_receive() -> Result<ExitCode> {
                 writeln!(
                     err,
                     "claimd: rendered {} → bot commit {commit} on {} ({files} files{}); `git pull` to get it",
-                    if claims.is_empty() { "ApplicationSets".to_string() } else { claims.join(", ") },
+                    if claims.is_empty() { "ApplicationSets".to_string() } else { reconcile::claim_list(&claims) },
                     report.branch,
                     if at_push_time { ", rendered while the push was checked" } else { "" }
                 )?;

@@ -149,22 +149,27 @@ pub fn at_push(diagnostics: &[Diagnostic], failures: &[Failure]) -> Vec<Diagnost
     out
 }
 
+/// The claim set and the settings' hash.
+type RefsKey = (ObjectId, [u8; 32]);
+
 /// What a run learned, reused by the next. Everything in it is keyed by what it was
 /// computed from, so any memo (an old one, another process's) gives the same result.
 #[derive(Default)]
 pub struct Memo {
-    parsed: HashMap<FileKey, ParsedFile>,
+    pub(crate) parsed: HashMap<FileKey, ParsedFile>,
     pub(crate) outputs: Outputs,
     /// The combined claims of the last claim set seen (pre-receive validates the pushed
     /// commit, then the reconcile of the same commit finds them here).
     claims: Option<(ObjectId, Arc<Claims>)>,
     /// The chart references of the last claim set rendered, with the settings' hash.
-    refs: Option<((ObjectId, [u8; 32]), Arc<BTreeSet<ChartRef>>)>,
+    refs: Option<(RefsKey, Arc<BTreeSet<ChartRef>>)>,
     /// Chart references per claim file, with the hash of the context they were made in.
     pub(crate) file_refs: FileRefs,
     /// Render claim files in batches to bound memory (the daemon; a hook process renders
     /// in one go, which is faster).
     batched: bool,
+    /// Something was learned since the memo was made (worth keeping).
+    pub(crate) learned: bool,
 }
 
 /// The generated files of each claim file's applications, in one context.
@@ -233,9 +238,12 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
         };
         ((path.clone(), *id), file)
     });
+    memo.learned |= !fresh.is_empty();
     memo.parsed.extend(fresh);
     let live: HashSet<&FileKey> = snap.claim_files.iter().collect();
+    let before = memo.parsed.len();
     memo.parsed.retain(|k, _| live.contains(k));
+    memo.learned |= memo.parsed.len() != before;
     let parsed: Vec<ParsedFile> = snap
         .claim_files
         .iter()
@@ -301,7 +309,10 @@ pub fn chart_refs(
     for key in &claims.files {
         let file = match memo.file_refs.refs.get(key) {
             Some(r) => r.clone(),
-            None => render::chart_refs_where(all, settings, |c| c.source == key.0),
+            None => {
+                memo.learned = true;
+                render::chart_refs_where(all, settings, |c| c.source == key.0)
+            }
         };
         refs.extend(file.iter().cloned());
         fresh.insert(key.clone(), file);
@@ -518,12 +529,15 @@ pub fn plan(
             all_failures.extend(out.failures.iter().cloned());
         }
     }
+    memo.learned |= !new_outputs.is_empty();
     for (source, outputs) in new_outputs {
         if let Some(id) = blob_of.get(source.as_str()) {
             memo_outputs.files.insert((source, *id), outputs);
         }
     }
+    let before = memo_outputs.files.len();
     memo_outputs.files.retain(|k, _| live.contains(k));
+    memo.learned |= memo_outputs.files.len() != before;
     hold_previews(
         &loaded.claims,
         inputs.previews,

@@ -31,12 +31,15 @@ fn output_roots() -> [&'static str; 3] {
     OUTPUT_ROOTS.map(|r| r.trim_end_matches('/'))
 }
 
+/// The tree ids of the output folders.
+type RootIds = Vec<Option<ObjectId>>;
+
 /// What reading commits learned: the entries under the output folders by their tree
 /// ids (20,000 generated files are not walked again while their folders are the same).
 #[derive(Default)]
 pub struct Reads {
     claims: Option<(ObjectId, Vec<(String, ObjectId)>)>,
-    entries: Option<(Vec<Option<ObjectId>>, Arc<BTreeMap<String, ObjectId>>)>,
+    entries: Option<(RootIds, Arc<BTreeMap<String, ObjectId>>)>,
 }
 
 /// The snapshot of `commit`.

@@ -1,9 +1,9 @@
 //! The memo kept between processes: each hook is a new process, and without this a push
 //! that changes one claim file among 10,000 applications would render all of them.
 //!
-//! Stored in `<git dir>/claimd/memo.json`: the generated files of each claim file's
-//! applications and the chart references per claim file, each under the context hash
-//! it was made in (see [`super::core`]). Every entry is keyed by what it was computed
+//! Stored in `<git dir>/claimd/memo.msgpack` (MessagePack: serde, compact, quick to read): the parsed claim files by blob id, the
+//! generated files of each claim file's applications and the chart references per
+//! claim file, each under the context hash it was made in (see [`super::core`]). Every entry is keyed by what it was computed
 //! from, so any memo, however old or whichever process wrote it, gives the same plan as
 //! a full render; a memo written by another build of claimd is not used at all.
 //! Written to a temporary file and renamed: a kill at any point leaves the old memo or
@@ -11,6 +11,7 @@
 //! rename wins. A memo that does not read is ignored (a full render, then a new one).
 
 use super::core::{FileOutputs, FileRefs, Memo, Outputs};
+use crate::claims::ParsedFile;
 use crate::values::ChartRef;
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
@@ -22,7 +23,7 @@ use std::time::Duration;
 const STALE: Duration = Duration::from_secs(3600);
 
 fn file(git_dir: &Path) -> PathBuf {
-    git_dir.join("claimd").join("memo.json")
+    git_dir.join("claimd").join("memo.msgpack")
 }
 
 /// Which build of claimd wrote a memo: its version and the executable's size and
@@ -49,6 +50,18 @@ struct Stored {
     outputs: Vec<StoredOutputs>,
     refs_context: String,
     refs: Vec<(String, String, BTreeSet<ChartRef>)>,
+    parsed: Vec<(String, String, ParsedFile)>,
+}
+
+/// [`Stored`] by reference, to write it without copying the memo.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    build: String,
+    outputs_context: Option<String>,
+    outputs: Vec<StoredOutputs>,
+    refs_context: String,
+    refs: Vec<(&'a str, String, &'a BTreeSet<ChartRef>)>,
+    parsed: Vec<(&'a str, String, &'a ParsedFile)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,22 +93,27 @@ fn id(s: &str) -> Option<ObjectId> {
 
 /// The memo the last process left in `git_dir`, or an empty one.
 pub fn load(git_dir: &Path) -> Memo {
+    let t = std::time::Instant::now();
     let mut memo = Memo::default();
     let Ok(bytes) = std::fs::read(file(git_dir)) else {
         return memo;
     };
     match decode(&bytes) {
-        Some((outputs, refs)) => {
+        Some((outputs, refs, parsed)) => {
             memo.outputs = outputs;
             memo.file_refs = refs;
+            memo.parsed = parsed;
+            tracing::debug!(elapsed = ?t.elapsed(), bytes = bytes.len(), "memo loaded");
         }
         None => tracing::debug!("the stored memo does not read or is of another build: not used"),
     }
     memo
 }
 
-fn decode(bytes: &[u8]) -> Option<(Outputs, FileRefs)> {
-    let stored: Stored = serde_json::from_slice(bytes).ok()?;
+type Parsed = HashMap<(String, ObjectId), ParsedFile>;
+
+fn decode(bytes: &[u8]) -> Option<(Outputs, FileRefs, Parsed)> {
+    let stored: Stored = rmp_serde::from_slice(bytes).ok()?;
     if stored.build != build() {
         return None;
     }
@@ -127,11 +145,20 @@ fn decode(bytes: &[u8]) -> Option<(Outputs, FileRefs)> {
     for (path, blob, r) in stored.refs {
         refs.refs.insert((path, id(&blob)?), r);
     }
-    Some((outputs, refs))
+    let mut parsed = HashMap::with_capacity(stored.parsed.len());
+    for (path, blob, file) in stored.parsed {
+        parsed.insert((path, id(&blob)?), file);
+    }
+    Some((outputs, refs, parsed))
 }
 
-/// Leaves `memo` for the next process (atomically; see the module doc).
+/// Leaves `memo` for the next process (atomically; see the module doc), unless it
+/// learned nothing since it was loaded.
 pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
+    if !memo.learned {
+        return Ok(());
+    }
+    let t = std::time::Instant::now();
     let mut outputs: Vec<StoredOutputs> = memo
         .outputs
         .files
@@ -148,19 +175,26 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
         })
         .collect();
     outputs.sort_by(|a, b| (&a.claim_file, &a.blob).cmp(&(&b.claim_file, &b.blob)));
-    let mut refs: Vec<(String, String, BTreeSet<ChartRef>)> = memo
+    let mut refs: Vec<(&str, String, &BTreeSet<ChartRef>)> = memo
         .file_refs
         .refs
         .iter()
-        .map(|((p, id), r)| (p.clone(), id.to_string(), r.clone()))
+        .map(|((p, id), r)| (p.as_str(), id.to_string(), r))
         .collect();
     refs.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    let stored = Stored {
+    let mut parsed: Vec<(&str, String, &ParsedFile)> = memo
+        .parsed
+        .iter()
+        .map(|((p, id), f)| (p.as_str(), id.to_string(), f))
+        .collect();
+    parsed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let stored = StoredRef {
         build: build(),
         outputs_context: memo.outputs.context.as_ref().map(|c| hex(c)),
         outputs,
         refs_context: hex(&memo.file_refs.context),
         refs,
+        parsed,
     };
     let path = file(git_dir);
     let dir = path.parent().unwrap_or(git_dir);
@@ -181,7 +215,9 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
     let tmp = dir.join(format!(".memo.{}.tmp", std::process::id()));
     std::fs::write(
         &tmp,
-        serde_json::to_vec(&stored).map_err(std::io::Error::other)?,
+        rmp_serde::to_vec_named(&stored).map_err(std::io::Error::other)?,
     )?;
-    std::fs::rename(&tmp, &path)
+    std::fs::rename(&tmp, &path)?;
+    tracing::debug!(elapsed = ?t.elapsed(), "memo saved");
+    Ok(())
 }

@@ -251,18 +251,26 @@ pub fn with_claims<T>(
     Ok(Some(f(&claims.loaded)))
 }
 
+/// Claim files for a one-line message: all of them up to three, else the first two
+/// and how many more.
+pub fn claim_list(claims: &[String]) -> String {
+    if claims.len() <= 3 {
+        claims.join(", ")
+    } else {
+        format!(
+            "{} and {} more claim files",
+            claims[..2].join(", "),
+            claims.len() - 2
+        )
+    }
+}
+
 fn commit_message(plan: &Plan, claims: &[String], tip: ObjectId) -> String {
     let count = |k: ChangeKind| plan.changes.iter().filter(|c| c.kind == k).count();
     let subject = if claims.is_empty() {
         "claimd: render ApplicationSets and root apps".to_string()
-    } else if claims.len() <= 3 {
-        format!("claimd: render {}", claims.join(", "))
     } else {
-        format!(
-            "claimd: render {} and {} more claim files",
-            claims[..2].join(", "),
-            claims.len() - 2
-        )
+        format!("claimd: render {}", claim_list(claims))
     };
     let mut body = format!(
         "{subject}\n\n{} generated file(s): {} added, {} modified, {} removed.\n",
@@ -288,4 +296,21 @@ pub fn is_bot_commit(repo: &Repo, commit: ObjectId, bot: &Identity) -> Result<bo
         && message
             .lines()
             .any(|l| l.starts_with(&format!("{SOURCE_TRAILER}: "))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_list;
+
+    #[test]
+    fn a_long_list_of_claim_files_is_summarised() {
+        let files: Vec<String> = (0..100)
+            .map(|i| format!("claims/apps-{i:03}.yaml"))
+            .collect();
+        assert_eq!(
+            claim_list(&files),
+            "claims/apps-000.yaml, claims/apps-001.yaml and 98 more claim files"
+        );
+        assert_eq!(claim_list(&files[..3]), files[..3].join(", "));
+    }
 }

@@ -146,14 +146,14 @@ fn render_one<'a>(
                 .map(|v| {
                     let (pos, fix) = claim_field_for(w, &chart.mapping, &v.path);
                     let at = if v.path.is_empty() {
-                        "the values".to_string()
+                        "the values are".to_string()
                     } else {
-                        format!("value `{}`", v.path)
+                        format!("value `{}` is", v.path)
                     };
                     fail(
                         pos,
                         format!(
-                            "`{}`: {at} is refused by the values.schema.json of chart {reference}: {}; {fix}",
+                            "`{}`: {at} refused by the values.schema.json of chart {reference}: {}; {fix}",
                             w.name.value, v.message
                         ),
                     )
