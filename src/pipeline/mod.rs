@@ -99,7 +99,9 @@ pub fn at_commit(
     req: &Request<'_>,
     memo: &mut Memo,
 ) -> Result<Planned, Error> {
+    let t = std::time::Instant::now();
     let snap = snapshot::at_commit(repo, commit, &mut memo.reads)?;
+    tracing::debug!(elapsed = ?t.elapsed(), entries = snap.entries.len(), "snapshot read");
     Ok(run(&snap, repo, req, &mut memo.core)?)
 }
 

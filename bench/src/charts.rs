@@ -1,9 +1,9 @@
-//! `claimd bench-charts`: chart pulls from a real OCI registry (numbers for BENCHMARKS.md).
+//! `claimd-bench charts`: chart pulls from a real OCI registry (numbers for BENCHMARKS.md).
 
-use crate::charts::oci::{Registry, Settings};
-use crate::charts::publish;
-use crate::values::ChartRef;
 use anyhow::{ensure, Context, Result};
+use claimd::charts::oci::{Registry, Settings};
+use claimd::charts::publish;
+use claimd::values::ChartRef;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -133,7 +133,10 @@ impl Drop for Scratch {
 }
 
 fn check<E: std::fmt::Display>(
-    resolved: std::collections::BTreeMap<ChartRef, Result<std::sync::Arc<crate::values::Chart>, E>>,
+    resolved: std::collections::BTreeMap<
+        ChartRef,
+        Result<std::sync::Arc<claimd::values::Chart>, E>,
+    >,
 ) -> Result<()> {
     for (r, c) in resolved {
         if let Err(e) = c {

@@ -1,43 +1,18 @@
-//! `claimd bench`: reproducible measurements on a synthetic repository.
+//! `claimd-bench render|push`: reproducible measurements on a synthetic repository.
 
 use anyhow::{Context, Result};
-use std::fmt::Write as _;
+use claimd::examples::{APPS_PER_CLAIM, SYNTHETIC_ENVS};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const ENVS: [&str; 4] = ["dev", "qa", "staging", "prod"];
-const APPS_PER_CLAIM: usize = 100;
-
-/// Writes a repository with `apps` applications (microservice chart) spread over four
-/// environments, in claim files of 100 applications each, plus a BootstrapClaim.
+/// Writes a repository with `apps` applications (see [`claimd::examples::synthetic`]).
 pub fn generate(dir: &Path, apps: usize) -> Result<()> {
     let claims = dir.join("claims");
     std::fs::create_dir_all(&claims).with_context(|| format!("creating {}", claims.display()))?;
-    std::fs::write(
-        claims.join("bootstrap.yaml"),
-        "apiVersion: platform.infraforge.io/v1\nkind: BootstrapClaim\nmetadata:\n  name: bench\nspec:\n  giteaURL: http://gitea:3000\n  organization: platform\n  chartsRepository: {type: oci, url: oci://ghcr.io/nimbusprotch, version: \"1.0.0\"}\n  repositories: {voltran: voltran}\n  gitOps: {branch: main, clusterType: bench, environments: [dev, qa, staging, prod]}\n",
-    )?;
-    let mut i = 0;
-    let mut file = 0;
-    while i < apps {
-        let env = ENVS[file % ENVS.len()];
-        let mut text = format!(
-            "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata:\n  name: apps-{file:05}\nspec:\n  environment: {env}\n  clusterType: bench\n  applications:\n"
-        );
-        for _ in 0..APPS_PER_CLAIM.min(apps - i) {
-            let _ = write!(
-                text,
-                "    - name: app-{i:05}\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: registry.example.com/app-{i:05}, tag: v1.{}.0}}\n      replicas: {}\n      resources: {{requests: {{cpu: 100m, memory: 128Mi}}}}\n      ingress: {{enabled: true, host: app-{i:05}.{env}.example.com}}\n      env:\n        - {{name: APP_ID, value: \"{i}\"}}\n      values:\n        podAnnotations: {{team: team-{}}}\n",
-                i % 7,
-                1 + i % 3,
-                i % 13
-            );
-            i += 1;
-        }
-        std::fs::write(claims.join(format!("apps-{file:05}.yaml")), text)?;
-        file += 1;
+    for (path, text) in claimd::examples::synthetic(apps) {
+        std::fs::write(dir.join(path), text)?;
     }
     Ok(())
 }
@@ -56,7 +31,7 @@ fn children_peak_kib() -> i64 {
 }
 
 fn run_render(repo: &Path, out_dir: &Path) -> Result<Duration> {
-    let exe = std::env::current_exe().context("locating the claimd binary")?;
+    let exe = crate::claimd_binary()?;
     let start = Instant::now();
     let out = Command::new(exe)
         .arg("render")
@@ -75,7 +50,7 @@ fn run_render(repo: &Path, out_dir: &Path) -> Result<Duration> {
     Ok(took)
 }
 
-pub(super) fn median(mut v: Vec<Duration>) -> Duration {
+pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
@@ -166,8 +141,13 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     let bare = root.join("server.git");
     let work = root.join("work");
     git(&root, &["init", "-q", "--bare", "-b", "main", "server.git"])?;
-    let exe = std::env::current_exe().context("locating the claimd binary")?;
-    super::hooks::install(&bare, Some(exe), false)?;
+    let exe = crate::claimd_binary()?;
+    let installed = Command::new(&exe)
+        .args(["hooks", "install"])
+        .arg(&bare)
+        .status()
+        .context("claimd hooks install")?;
+    anyhow::ensure!(installed.success(), "claimd hooks install failed");
     git(
         &root,
         &["clone", "-q", &format!("file://{}", bare.display()), "work"],
@@ -183,7 +163,7 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     git(&work, &["pull", "-q", "--rebase", "origin", "main"])?;
 
     // The same generated files written by git fast-import, for scale.
-    let generated = crate::git::Repo::open(&bare)?;
+    let generated = claimd::git::Repo::open(&bare)?;
     let tip = generated.branch_tip("main")?.context("main")?;
     let files = generated.read_files(tip, &["root-apps", "appsets", "environments"])?;
     let mut stream = Vec::new();
@@ -250,13 +230,13 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
         ],
     )?;
     git(&naive_dir, &["reset", "-q", "--hard", "HEAD~2"])?;
-    let after = crate::git::Repo::open(&bare)?;
+    let after = claimd::git::Repo::open(&bare)?;
     let tip = after.branch_tip("main")?.context("main")?;
     let rendered = after.read_files(tip, &["environments"])?;
     let changed_apps: Vec<usize> = (0..apps.min(1000)).collect();
     let start = Instant::now();
     for i in &changed_apps {
-        let env = ENVS[(i / APPS_PER_CLAIM) % ENVS.len()];
+        let env = SYNTHETIC_ENVS[(i / APPS_PER_CLAIM) % SYNTHETIC_ENVS.len()];
         let dir = format!("environments/bench/{env}/applications/app-{i:05}");
         for name in ["values.yaml", "config.yaml"] {
             let rel = format!("{dir}/{name}");
@@ -332,7 +312,7 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
             bare.display()
         ),
     )?;
-    let exe = std::env::current_exe()?;
+    let exe = crate::claimd_binary()?;
     let mut child = Command::new(&exe)
         .args(["serve", "--config"])
         .arg(&config)
@@ -373,8 +353,8 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
         .env("CLAIMD_DAEMON", &addr)
         .output()?;
     anyhow::ensure!(out.status.success(), "push to the daemon failed");
-    let pushed = crate::git::Repo::open(bare)?.branch_tip("main")?;
-    while crate::git::Repo::open(bare)?.branch_tip("main")? == pushed {
+    let pushed = claimd::git::Repo::open(bare)?.branch_tip("main")?;
+    while claimd::git::Repo::open(bare)?.branch_tip("main")? == pushed {
         anyhow::ensure!(Instant::now() < deadline, "no bot commit from the daemon");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -423,7 +403,7 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
         std::fs::rename(hooks.join(format!("{h}.off")), hooks.join(h))?;
     }
     // The hook's own cost with a daemon: read the ref lines, hand off, return.
-    let tip = crate::git::Repo::open(bare)?
+    let tip = claimd::git::Repo::open(bare)?
         .branch_tip("main")?
         .context("main")?;
     let mut handoffs = Vec::new();

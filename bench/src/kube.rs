@@ -1,12 +1,12 @@
-//! `claimd bench-kube`: namespace sync against a real API server (numbers for
+//! `claimd-bench kube`: namespace sync against a real API server (numbers for
 //! BENCHMARKS.md): the first apply of N preview namespaces, the sync every reconcile
 //! makes when nothing changed, one new Environment among N, and the cleanup of N.
 
-use super::bench::median;
-use crate::claims::{self, Claim};
-use crate::kube::{self, Cluster, Settings};
-use crate::yaml::Limits;
+use crate::push::median;
 use anyhow::{ensure, Context, Result};
+use claimd::claims::{self, Claim};
+use claimd::kube::{self, Cluster, Settings};
+use claimd::yaml::Limits;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

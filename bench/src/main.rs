@@ -1,0 +1,122 @@
+//! `claimd-bench`: the measurements behind BENCHMARKS.md, outside the shipped binary.
+//! It drives the real `claimd` binary (hooks, daemon) and the library (charts, kube).
+//!
+//! ```text
+//! cargo build --release && cargo run --release -p claimd-bench -- push --apps 10000
+//! ```
+
+mod charts;
+mod kube;
+mod push;
+
+use anyhow::{ensure, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+#[derive(Parser, Debug)]
+#[command(name = "claimd-bench", about = "Measurements for BENCHMARKS.md")]
+struct Cli {
+    /// The claimd binary to measure (default: `claimd` next to this binary, i.e. the
+    /// same target folder: build it first with `cargo build --release`).
+    #[arg(long, global = true)]
+    claimd: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Render on a synthetic repository.
+    Render {
+        /// Number of applications.
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Where to generate the repository (kept afterwards; default: a temporary folder, removed).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// The push loop on a synthetic repository: hooks only, with the daemon, and the
+    /// same pushes with no hooks at all.
+    Push {
+        /// Number of applications.
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Pushes of one changed claim file (P1).
+        #[arg(long, default_value_t = 20)]
+        pushes: usize,
+        /// Where to create the repositories (kept afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Chart pulls from an OCI registry.
+    Charts {
+        /// Registry host:port, spoken to over plain HTTP (a registry on loopback).
+        #[arg(long)]
+        registry: String,
+        /// Chart versions to publish and resolve.
+        #[arg(long, default_value_t = 1000)]
+        versions: usize,
+        /// Repetitions (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+    /// Namespace sync against the cluster of a kubeconfig (it creates and deletes
+    /// namespaces `bench<pid>-shop-pr-*`).
+    Kube {
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Preview Environments (one namespace each).
+        #[arg(long, default_value_t = 200)]
+        environments: usize,
+        /// Repetitions of the no-change sync (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
+}
+
+static CLAIMD: OnceLock<PathBuf> = OnceLock::new();
+
+/// The claimd binary the measurements run.
+pub fn claimd_binary() -> Result<PathBuf> {
+    let path = CLAIMD.get().cloned().context("claimd binary not set")?;
+    ensure!(
+        path.is_file(),
+        "{}: no claimd binary; build it first (`cargo build --release`) or pass --claimd PATH",
+        path.display()
+    );
+    Ok(path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let claimd = cli.claimd.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("claimd")))
+            .unwrap_or_else(|| PathBuf::from("target/release/claimd"))
+    });
+    let _ = CLAIMD.set(claimd);
+    let result = match cli.command {
+        Command::Render { apps, runs, dir } => push::render(apps, runs, dir),
+        Command::Push { apps, pushes, dir } => push::push(apps, pushes, dir),
+        Command::Charts {
+            registry,
+            versions,
+            runs,
+        } => charts::run(&registry, versions, runs),
+        Command::Kube {
+            kubeconfig,
+            environments,
+            runs,
+        } => kube::run(&kubeconfig, environments, runs),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("claimd-bench: {e:#}");
+        ExitCode::from(2)
+    })
+}

@@ -1,0 +1,138 @@
+//! `claimd render` and `claimd plan`: a work tree (or, for `plan`, a bare repository's
+//! branch) through the pipeline; render writes the plan into the work tree.
+
+use super::args::RenderArgs;
+use super::{hooks, print_diagnostics, worktree};
+use crate::charts;
+use crate::claims::Diagnostic;
+use crate::pipeline::{self, snapshot, Previews, Request};
+use crate::render::{ChangeKind, Plan, Settings};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// What one render run produced.
+pub struct Outcome {
+    pub plan: Plan,
+    pub diagnostics: Vec<Diagnostic>,
+    pub files: usize,
+}
+
+/// Reads the claims of `repo`, renders with charts from `source`, and plans the changes
+/// against the generated files currently in `out`.
+pub fn render_repo(
+    repo: &Path,
+    out: &Path,
+    source: &charts::Source,
+    settings: &Settings,
+) -> Result<Outcome> {
+    let t = std::time::Instant::now();
+    let (snap, objects) = snapshot::of_work_tree(&[repo.join("claims")], Some(repo), Some(out))?;
+    tracing::debug!(elapsed = ?t.elapsed(), claim_files = snap.claim_files.len(), generated = snap.entries.len(), "read the work tree");
+    let request = Request {
+        settings,
+        charts: source,
+        previews: &Previews::All,
+        branch: None,
+    };
+    let planned = pipeline::run(&snap, &objects, &request, &mut Default::default())?;
+    Ok(Outcome {
+        files: planned.rendered,
+        plan: planned.plan,
+        diagnostics: planned.diagnostics,
+    })
+}
+
+pub fn run(args: &RenderArgs, dry_run: bool) -> Result<ExitCode> {
+    let out = args.out.clone().unwrap_or_else(|| args.repo.clone());
+    let outcome = if dry_run && is_bare(&args.repo) {
+        plan_bare(args)?
+    } else {
+        render_repo(&args.repo, &out, &args.chart_source()?, &args.settings())?
+    };
+    print_diagnostics(&outcome.diagnostics);
+    let mut stdout = std::io::stdout().lock();
+    if dry_run {
+        write!(stdout, "{}", plan_diff(&outcome.plan))?;
+    } else {
+        let t = std::time::Instant::now();
+        worktree::apply(&out, &outcome.plan)
+            .with_context(|| format!("writing into {}", out.display()))?;
+        tracing::debug!(elapsed = ?t.elapsed(), "written");
+    }
+    writeln!(stdout, "{}", summary(&outcome, dry_run))?;
+    let failed = outcome.diagnostics.iter().any(Diagnostic::is_error);
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A bare git repository (no work tree to read claims from).
+fn is_bare(path: &Path) -> bool {
+    !path.join("claims").exists() && path.join("objects").is_dir() && path.join("HEAD").is_file()
+}
+
+/// `claimd plan` of a bare repository: what a reconcile would commit on its branch
+/// (the HEAD branch, or `CLAIMD_BRANCH`), read from git; nothing is written.
+fn plan_bare(args: &RenderArgs) -> Result<Outcome> {
+    let repo = crate::git::Repo::open(&args.repo)?;
+    let mut opts = hooks::options_from_env();
+    opts.charts = args.chart_source()?;
+    opts.settings = args.settings();
+    let branch = crate::reconcile::branch_of(&repo, &opts);
+    let tip = repo
+        .branch_tip(&branch)?
+        .with_context(|| format!("{}: no branch {branch}", args.repo.display()))?;
+    let request = crate::reconcile::request(&opts, &branch);
+    let planned = pipeline::at_commit(&repo, tip, &request, &mut Default::default())?;
+    Ok(Outcome {
+        files: planned.rendered,
+        plan: planned.plan,
+        diagnostics: planned.diagnostics,
+    })
+}
+
+pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
+    let count = |k: ChangeKind| outcome.plan.changes.iter().filter(|c| c.kind == k).count();
+    let verb = if dry_run { "would change" } else { "changed" };
+    let mut s = format!(
+        "{} generated file(s); {verb}: {} added, {} modified, {} removed",
+        outcome.files,
+        count(ChangeKind::Add),
+        count(ChangeKind::Modify),
+        count(ChangeKind::Delete)
+    );
+    if !outcome.plan.kept.is_empty() {
+        s.push_str(&format!(
+            "; {} file(s) of failed claims left untouched",
+            outcome.plan.kept.len()
+        ));
+    }
+    s
+}
+
+/// Unified diff of a plan.
+pub fn plan_diff(plan: &Plan) -> String {
+    let mut out = String::new();
+    for c in &plan.changes {
+        let old = c.old.as_deref().unwrap_or("");
+        let new = c.new.as_deref().unwrap_or("");
+        let (a, b) = match c.kind {
+            ChangeKind::Add => ("/dev/null".to_string(), format!("b/{}", c.path)),
+            ChangeKind::Delete => (format!("a/{}", c.path), "/dev/null".to_string()),
+            ChangeKind::Modify => (format!("a/{}", c.path), format!("b/{}", c.path)),
+        };
+        let diff = similar::TextDiff::from_lines(old, new);
+        out.push_str(
+            &diff
+                .unified_diff()
+                .context_radius(3)
+                .header(&a, &b)
+                .to_string(),
+        );
+    }
+    out
+}
