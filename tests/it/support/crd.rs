@@ -2,11 +2,10 @@
 // published `CustomResourceDefinition` (CRD) manifests in the shared contracts
 // folder, the way the API server would with `kubectl apply --validate=strict`.
 //
-// Usage from an integration test (`tests/foo.rs`):
+// Usage from a test module of `tests/it`:
 //
 // ```ignore
-// #[path = "support/crd.rs"]
-// mod crd;
+// use crate::support::crd;
 //
 // let Some(dir) = crd::crds_dir_or_skip("my_test") else { return };
 // if let Err(errs) = crd::validate(&dir, &object) {
@@ -33,7 +32,6 @@
 //
 // Errors are `"<json pointer>: message"`; the root of the object is shown as `/`.
 //
-// (Plain `//` comments rather than `//!`, so the file also works through `include!`.)
 
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
@@ -46,7 +44,6 @@ use std::time::SystemTime;
 /// Directory of the published CRDs: `$CLAIMD_CONTRACTS/crds` when that variable is
 /// set (and non-empty), else `<CARGO_MANIFEST_DIR>/../shared/contracts/crds`.
 /// `None` if the chosen directory does not exist.
-#[allow(dead_code)]
 pub fn crds_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("CLAIMD_CONTRACTS") {
         Some(root) if !root.is_empty() => PathBuf::from(root).join("crds"),
@@ -63,10 +60,16 @@ pub fn crds_dir() -> Option<PathBuf> {
 /// `SKIPPED: <test>: contracts folder not found` line. The line goes straight to
 /// the process's stderr: `eprintln!` output is captured by the test harness and
 /// shown only for failing tests, which would make the skip silent.
-#[allow(dead_code)]
+/// In CI (`CI=true`) a missing folder fails the test instead: a green CI run must
+/// have checked the contracts.
 pub fn crds_dir_or_skip(test: &str) -> Option<PathBuf> {
     let dir = crds_dir();
     if dir.is_none() {
+        assert!(
+            !in_ci(),
+            "{test}: the contracts folder is absent (set CLAIMD_CONTRACTS or check out \
+             shared/ beside the crate); CI=true does not allow skipping this test"
+        );
         let _ = writeln!(
             std::io::stderr(),
             "SKIPPED: {test}: contracts folder not found \
@@ -76,9 +79,13 @@ pub fn crds_dir_or_skip(test: &str) -> Option<PathBuf> {
     dir
 }
 
+/// Whether the tests run in CI (`CI=true`, as CI services set it).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// Validates one object (apiVersion/kind pick the CRD and version).
 /// `Err` holds every problem found, each as `"<json pointer>: message"`.
-#[allow(dead_code)]
 pub fn validate(crds: &Path, obj: &Value) -> Result<(), Vec<String>> {
     let mut errs = Errors::default();
     let Some(root) = obj.as_object() else {

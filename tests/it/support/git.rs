@@ -1,6 +1,5 @@
 // Running git in tests, isolated from the machine's configuration (no system config,
-// HOME in the test's folder, a fixed identity). Included with `#[path]` by the tests
-// that use it.
+// HOME in the test's folder, a fixed identity).
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -9,8 +9,7 @@ use claimd::reconcile::{self, Memo, Options};
 use claimd::render::Plan;
 use std::path::Path;
 
-#[path = "support/git.rs"]
-mod support_git;
+use crate::support::git as support_git;
 use support_git::git;
 
 fn app_claim(name: &str, env: &str, tag: &str) -> String {

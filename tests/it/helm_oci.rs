@@ -1,12 +1,8 @@
 //! Interoperability with real Helm (v4.3.0) through a real OCI registry: charts Helm
 //! pushes are pulled by claimd, and charts claimd pushes are consumed by Helm.
 
-#[path = "support/helm.rs"]
-#[allow(dead_code)]
-mod helm;
-#[path = "support/registry.rs"]
-#[allow(dead_code)]
-mod registry;
+use crate::support::helm;
+use crate::support::registry;
 
 use claimd::charts::oci::{Registry as Client, Settings};
 use claimd::charts::Source;
@@ -126,7 +122,7 @@ fn charts_pushed_by_claimd_are_consumed_by_helm() {
         // And lints the archive claimd packages. The microservice chart needs the image a
         // claim gives (its schema refuses an empty image.repository): lint it with one.
         let dir = tmp.path().join(chart);
-        registry::copy_dir(Path::new(&format!("{ROOT}/charts/{chart}")), &dir);
+        crate::support::setup::copy_dir(Path::new(&format!("{ROOT}/charts/{chart}")), &dir);
         if chart == "microservice" {
             let values = std::fs::read_to_string(dir.join("values.yaml")).unwrap();
             let set = values.replacen(

@@ -2,12 +2,8 @@
 //! CNCF Distribution registry, installed by `tests/registry/setup.sh`), and of
 //! `tests/helm/oci.py` (real Helm pushing to and loading from it).
 
-#[path = "support/helm.rs"]
-#[allow(dead_code)]
-mod helm;
-#[path = "support/registry.rs"]
-#[allow(dead_code)]
-mod registry;
+use crate::support::helm;
+use crate::support::registry;
 
 use registry::{basic_auth, http_request, Registry};
 use sha2::{Digest, Sha256};

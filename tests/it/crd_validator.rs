@@ -1,8 +1,7 @@
 //! Self-tests of the CRD validator in `tests/support/crd.rs`: it must accept
 //! what Argo CD accepts and, above all, be able to fail.
 
-#[path = "support/crd.rs"]
-mod crd;
+use crate::support::crd;
 
 use serde_json::{json, Value};
 use std::path::PathBuf;

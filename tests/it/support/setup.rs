@@ -1,6 +1,5 @@
 // Test support: runs one of the project's idempotent setup scripts (tests/*/setup.sh)
-// and returns the last line it prints (the path of what it provisioned). Included with
-// `include!` by the other support files, so each keeps one copy of this function.
+// and returns the last line it prints (the path of what it provisioned).
 
 /// Runs `bash <CARGO_MANIFEST_DIR>/<script>`; panics with its stderr and `needed` (what
 /// the test requires) when it fails.

@@ -3,12 +3,10 @@
 // processes on 127.0.0.1, for integration tests that create objects in a
 // cluster (Helm installs, server-side apply, CRD validation).
 //
-// Usage from an integration test (`tests/foo.rs`):
+// Usage from a test module of `tests/it`:
 //
 // ```ignore
-// #[path = "support/kube.rs"]
-// #[allow(dead_code)] // each test file uses only part of the module
-// mod kube;
+// use crate::support::kube;
 //
 // let cluster = kube::Cluster::start();      // own etcd + API server, ~2-4 s
 // // or: let cluster = kube::Cluster::shared(); // one per test process
@@ -47,9 +45,8 @@
 //   (killed, or a `shared()` cluster, which lives in a static).
 //
 // Std only, plus `tempfile` and `serde_json` (already dependencies).
-// (Plain `//` comments rather than `//!`, so the file also works through `include!`.)
 
-include!("setup.rs");
+use super::setup::run_setup_script;
 
 use std::fs;
 use std::net::TcpListener;
@@ -59,8 +56,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// The version the harness builds; `/version` reports `v{K8S_VERSION}`.
-pub const K8S_VERSION: &str = "1.20.2";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const ETCD_TIMEOUT: Duration = Duration::from_secs(20);
 const ESTABLISHED_TIMEOUT: Duration = Duration::from_secs(60);

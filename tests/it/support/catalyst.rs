@@ -1,5 +1,4 @@
-// Catalyst claims and kubeconfigs for the Kubernetes tests. Included with `#[path]`.
-#![allow(dead_code)]
+// Catalyst claims and kubeconfigs for the Kubernetes tests.
 
 /// A Project `shop` of `team` whose image repository is `image` (`""`: none).
 pub fn project(team: &str, image: &str) -> String {

@@ -2,12 +2,10 @@
 // `docker-registry`) started as a child process on 127.0.0.1, for integration
 // tests that pull or push charts.
 //
-// Usage from an integration test (`tests/foo.rs`):
+// Usage from a test module of `tests/it`:
 //
 // ```ignore
-// #[path = "support/registry.rs"]
-// #[allow(dead_code)] // each test file uses only part of the module
-// mod registry;
+// use crate::support::registry;
 //
 // let mut reg = registry::Registry::start(Some(("alice", "s3cret"))); // or None
 // let url = reg.oci("charts");               // "oci://127.0.0.1:PORT/charts"
@@ -30,9 +28,8 @@
 //   failure messages.
 //
 // Std only, plus `tempfile` and `serde_json` (already dependencies).
-// (Plain `//` comments rather than `//!`, so the file also works through `include!`.)
 
-include!("setup.rs");
+use super::setup::run_setup_script;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
@@ -183,10 +180,6 @@ impl Registry {
     /// "127.0.0.1:PORT"
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// "http://127.0.0.1:PORT"

@@ -1,6 +1,5 @@
 //! `claimd serve` as a child process for tests: start (reads the address it prints),
 //! HTTP GET, SIGTERM, kill -9; and polling with a deadline.
-#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;

@@ -14,12 +14,8 @@ use serde_json::{Map, Value as Json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "support/helm.rs"]
-#[allow(dead_code)] // each test file uses part of it
-mod helm;
-#[path = "support/kube.rs"]
-#[allow(dead_code)]
-mod kube;
+use crate::support::helm;
+use crate::support::kube;
 use helm::helm_pythonpath;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -1,7 +1,7 @@
 // Test support: real Helm (v4.3.0, the helm-sdkpy wheel) installed once by
 // tests/helm/setup.sh into the test cache, for the Python helpers in tests/helm/.
 
-include!("setup.rs");
+use super::setup::run_setup_script;
 
 use std::process::Command;
 use std::sync::OnceLock;

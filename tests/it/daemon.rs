@@ -9,13 +9,9 @@ use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_claimd");
 
-#[path = "support/registry.rs"]
-#[allow(dead_code)]
-mod registry;
-#[path = "support/daemon.rs"]
-mod support_daemon;
-#[path = "support/git.rs"]
-mod support_git;
+use crate::support::daemon as support_daemon;
+use crate::support::git as support_git;
+use crate::support::registry;
 use support_daemon::{wait_until, Daemon};
 use support_git::git;
 

@@ -2,9 +2,7 @@
 //! publishing, pulling by digest, the cache, credentials, and what happens when the
 //! registry is down or sends something broken.
 
-#[path = "support/registry.rs"]
-#[allow(dead_code)] // each test file uses only part of the harness
-mod registry;
+use crate::support::registry;
 
 use registry::Registry;
 use std::collections::BTreeMap;
@@ -104,7 +102,7 @@ fn small_repo(dir: &Path, repository: &str, a_version: &str, b_version: &str, re
 fn chart_version(dir: &Path, version: &str, extra_values: &str) -> PathBuf {
     let src = Path::new(ROOT).join("charts/microservice");
     let dst = dir.join(format!("microservice-{version}"));
-    registry::copy_dir(&src, &dst);
+    crate::support::setup::copy_dir(&src, &dst);
     let chart = std::fs::read_to_string(dst.join("Chart.yaml")).unwrap();
     let chart = chart.replace("version: \"1.0.0\"", &format!("version: \"{version}\""));
     assert!(
@@ -138,7 +136,7 @@ fn publish_skips_the_same_content_and_refuses_to_move_a_published_version() {
 
     // Same version, other content: refused, and the published chart is still the old one.
     let changed = tmp.path().join("redis");
-    registry::copy_dir(Path::new(&redis), &changed);
+    crate::support::setup::copy_dir(Path::new(&redis), &changed);
     let values = std::fs::read_to_string(changed.join("values.yaml")).unwrap();
     std::fs::write(changed.join("values.yaml"), format!("{values}extra: 1\n")).unwrap();
     let refused = claimd(

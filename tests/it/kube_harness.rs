@@ -3,13 +3,9 @@
 //! the CRD installer (`tests/kube/crds.py`), and real Helm (`tests/helm/`)
 //! installing into that server.
 
-#[path = "support/kube.rs"]
-#[allow(dead_code)]
-mod kube;
+use crate::support::kube;
 
-#[path = "support/helm.rs"]
-#[allow(dead_code)]
-mod helm;
+use crate::support::helm;
 
 use kube::Cluster;
 use serde_json::{json, Value};
@@ -17,16 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const CRDS_DIR: &str = "/work/shared/contracts/crds";
-
 fn crds_dir_or_skip(test: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(CRDS_DIR);
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED {test}: {CRDS_DIR} (the published CRDs) is absent");
-        None
-    }
+    crate::support::crd::crds_dir_or_skip(test)
 }
 
 #[test]

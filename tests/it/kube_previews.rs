@@ -5,18 +5,11 @@
 //! a failed Job is reported as Failed and commits nothing; an image that exists needs no
 //! Job. The status API shows each phase.
 
-#[path = "support/catalyst.rs"]
-mod catalyst;
-#[path = "support/kube.rs"]
-#[allow(dead_code)]
-mod kube;
-#[path = "support/registry.rs"]
-#[allow(dead_code)]
-mod registry;
-#[path = "support/daemon.rs"]
-mod support_daemon;
-#[path = "support/git.rs"]
-mod support_git;
+use crate::support::catalyst;
+use crate::support::daemon as support_daemon;
+use crate::support::git as support_git;
+use crate::support::kube;
+use crate::support::registry;
 
 use catalyst::project;
 use kube::Cluster;

@@ -29,17 +29,13 @@
 //!
 //! Without the CRDs folder the installs (2 and 3) are skipped with a loud message.
 
-#[path = "support/helm.rs"]
-#[allow(dead_code)] // each test file uses part of it
-mod helm;
-#[path = "support/kube.rs"]
-#[allow(dead_code)]
-mod kube;
+use crate::support::helm;
+use crate::support::kube;
 
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -1099,19 +1095,11 @@ fn cluster_with_crds() -> Option<&'static kube::Cluster> {
     static READY: OnceLock<bool> = OnceLock::new();
     let cluster = kube::Cluster::shared();
     let ready = *READY.get_or_init(|| {
-        let dir = match std::env::var_os("CLAIMD_CONTRACTS") {
-            Some(root) if !root.is_empty() => PathBuf::from(root).join("crds"),
-            _ => Path::new(ROOT).join("../shared/contracts/crds"),
-        };
-        if !dir.is_dir() {
-            eprintln!(
-                "\n!!!!!!!!!! SKIPPED: {} (the operators' CRDs) is absent: the charts are NOT \
-                 installed into the API server, only linted and checked for schema refusals \
-                 !!!!!!!!!!\n",
-                dir.display()
-            );
+        let Some(dir) = crate::support::crd::crds_dir_or_skip(
+            "charts: installs into the API server (the charts are only linted and checked for schema refusals)",
+        ) else {
             return false;
-        }
+        };
         let t = Instant::now();
         let names = cluster.install_crds(&dir);
         eprintln!(

@@ -4,8 +4,7 @@
 //!   (`../shared/contracts/crds`), and so does every Application that the
 //!   ApplicationSets' git files generator would make from the generated config.yaml files.
 
-#[path = "support/crd.rs"]
-mod crd;
+use crate::support::crd;
 
 use claimd::charts::Source;
 use claimd::claims;

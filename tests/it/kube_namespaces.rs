@@ -3,11 +3,8 @@
 //! applying again writes nothing, a namespace claimd does not own is never taken over
 //! or deleted, and the namespaces of removed claims are deleted.
 
-#[path = "support/catalyst.rs"]
-mod catalyst;
-#[path = "support/kube.rs"]
-#[allow(dead_code)]
-mod kube;
+use crate::support::catalyst;
+use crate::support::kube;
 use catalyst::apps;
 
 use claimd::claims::{parse_file, Claim};
@@ -425,7 +422,7 @@ fn an_unreachable_api_server_holds_previews_and_deletes_nothing() {
     assert!(s.problems[0].contains("unreachable"), "{:?}", s.problems);
 }
 
-const RBAC: &str = include_str!("../deploy/kubernetes/rbac.yaml");
+const RBAC: &str = include_str!("../../deploy/kubernetes/rbac.yaml");
 const CLAIMD_USER: &str = "system:serviceaccount:claimd:claimd";
 
 /// Applies the shipped RBAC file as an administrator would.

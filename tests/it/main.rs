@@ -1,0 +1,19 @@
+//! The one integration test binary: each module was a test file of its own.
+
+mod support;
+
+mod charts;
+mod cli;
+mod crd_validator;
+mod daemon;
+mod git_loop;
+mod helm_oci;
+mod helm_values;
+mod incremental;
+mod kube_harness;
+mod kube_namespaces;
+mod kube_previews;
+mod oci;
+mod purity;
+mod registry_harness;
+mod render_examples;

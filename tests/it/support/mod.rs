@@ -1,0 +1,11 @@
+//! Test support: the real components the tests provision (Helm, an OCI registry, a
+//! kube-apiserver), git and daemon helpers, the published CRDs.
+
+pub mod catalyst;
+pub mod crd;
+pub mod daemon;
+pub mod git;
+pub mod helm;
+pub mod kube;
+pub mod registry;
+pub mod setup;
