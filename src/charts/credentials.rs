@@ -3,9 +3,33 @@
 //! `~/.docker/config.json`, `auths.<host>`), else anonymous. Secrets are never logged:
 //! [`Credentials`] prints as `***`.
 
-use super::oci::HostSettings;
 use base64::Engine;
+use serde::Deserialize;
 use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HostSettings {
+    /// Talk plain HTTP to this host (a registry on loopback or a trusted network).
+    #[serde(default)]
+    pub plain_http: bool,
+    /// PEM file of a CA to trust for this host, besides the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (secrets come from files or the environment only).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// File holding a bearer token (instead of username and password).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
 
 /// What to present to a registry.
 #[derive(Clone, PartialEq)]

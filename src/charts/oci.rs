@@ -3,6 +3,7 @@
 //! in memory by manifest digest. Tags are re-checked at most every `refresh` seconds;
 //! `offline` works from the cache alone.
 
+pub use super::credentials::HostSettings;
 use super::credentials::{self, Credentials};
 use super::{archive, chart_from_files, Error, Memo};
 use crate::values::{Chart, ChartRef};
@@ -44,30 +45,6 @@ pub struct Settings {
     /// Per registry host (`ghcr.io`, `127.0.0.1:5000`): transport and credentials.
     #[serde(default)]
     pub hosts: BTreeMap<String, HostSettings>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HostSettings {
-    /// Talk plain HTTP to this host (a registry on loopback or a trusted network).
-    #[serde(default)]
-    pub plain_http: bool,
-    /// PEM file of a CA to trust for this host, besides the system's.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    #[serde(default)]
-    pub username: Option<String>,
-    /// File holding the password (secrets come from files or the environment only).
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// Environment variable holding the password.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// File holding a bearer token (instead of username and password).
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    #[serde(default)]
-    pub token_env: Option<String>,
 }
 
 impl Settings {

@@ -2,7 +2,6 @@
 //! namespaces its claims want are applied (and the unwanted ones deleted), preview
 //! builds started or watched, and the next reconcile told which previews it may commit.
 
-use crate::charts::oci::Registry;
 use crate::claims::{Loaded, Spec};
 use crate::git::Repo;
 use crate::kube::{self, cluster, Cluster, EnvironmentStatus};
@@ -19,7 +18,7 @@ pub struct Kube {
     /// Connected on first use; None inside: no cluster (dry-run).
     cluster: OnceCell<Option<Cluster>>,
     /// Where preview images are looked up.
-    registry: Option<Arc<Registry>>,
+    registry: Option<Arc<dyn kube::ImageLookup>>,
     /// The Environments' status after the last step.
     pub statuses: Mutex<Vec<EnvironmentStatus>>,
     /// The repository name the namespaces and Jobs are annotated with (last step).
@@ -65,7 +64,7 @@ impl Kube {
     pub fn new(
         settings: kube::Settings,
         argocd_namespace: String,
-        registry: Option<Arc<Registry>>,
+        registry: Option<Arc<dyn kube::ImageLookup>>,
     ) -> Kube {
         Kube {
             settings,
@@ -226,4 +225,16 @@ fn repository_name(loaded: &Loaded, opts: &Options, path: &Path, branch: &str) -
         .or_else(|| opts.settings.repo_url.clone())
         .unwrap_or_else(|| path.display().to_string());
     format!("{repository}@{branch}")
+}
+
+/// The OCI adapter answers the Kubernetes step's image lookups.
+impl kube::ImageLookup for crate::charts::oci::Registry {
+    fn exists<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<bool, kube::LookupError>> + Send + 'a>,
+    > {
+        Box::pin(async move { Ok(self.image_exists(image).await?) })
+    }
 }

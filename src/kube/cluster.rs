@@ -6,8 +6,7 @@
 use super::desired::{Desired, Managed, Preview};
 use super::objects::{self, CLAIM_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, REPOSITORY_ANNOTATION};
 use super::status::{EnvironmentStatus, Step};
-use super::{Error, Settings};
-use crate::charts::oci::Registry;
+use super::{Error, ImageLookup, Settings};
 use ::kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use ::kube::core::{ApiResource, GroupVersionKind};
 use futures_util::StreamExt;
@@ -119,15 +118,14 @@ impl Cluster {
         }
         let config = match &s.kubeconfig {
             Some(path) => {
-                let fail = |detail: String| Error::Config {
+                let fail = |source| Error::Config {
                     path: path.display().to_string(),
-                    detail,
+                    source,
                 };
-                let kc =
-                    ::kube::config::Kubeconfig::read_from(path).map_err(|e| fail(e.to_string()))?;
+                let kc = ::kube::config::Kubeconfig::read_from(path).map_err(fail)?;
                 ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
                     .await
-                    .map_err(|e| fail(e.to_string()))?
+                    .map_err(fail)?
             }
             None => match ::kube::Config::infer().await {
                 Ok(c) => c,
@@ -140,7 +138,7 @@ impl Cluster {
         let mut config = config;
         config.connect_timeout = Some(Duration::from_secs(3));
         config.read_timeout = Some(Duration::from_secs(30));
-        let client = ::kube::Client::try_from(config).map_err(|e| Error::Api(e.to_string()))?;
+        let client = ::kube::Client::try_from(config).map_err(Error::Client)?;
         Ok(Some(Cluster {
             client,
             argocd_namespace: argocd_namespace.to_string(),
@@ -177,7 +175,7 @@ impl Cluster {
 
     /// Applies what `desired` wants and differs from the cluster, deletes this
     /// repository's namespaces nobody wants, and runs the preview builds.
-    pub async fn sync(&self, d: &Desired, registry: Option<&Registry>) -> Sync {
+    pub async fn sync(&self, d: &Desired, registry: Option<&dyn ImageLookup>) -> Sync {
         let mut out = Sync::default();
         let live_ns: HashMap<String, DynamicObject> = match self.list("Namespace", &managed()).await
         {
@@ -368,7 +366,7 @@ impl Cluster {
         &self,
         d: &Desired,
         ns_steps: &BTreeMap<&str, Step>,
-        registry: Option<&Registry>,
+        registry: Option<&dyn ImageLookup>,
         out: &mut Sync,
     ) {
         let params = managed().labels(&format!(
@@ -419,7 +417,7 @@ impl Cluster {
         p: &Preview,
         ns: &Step,
         jobs: &HashMap<(String, String), DynamicObject>,
-        registry: Option<&Registry>,
+        registry: Option<&dyn ImageLookup>,
         out: &mut Sync,
     ) -> Step {
         if p.commit.is_none() {
@@ -437,7 +435,7 @@ impl Cluster {
             .contains(image);
         let exists = match registry {
             _ if known => Ok(true),
-            Some(r) => r.image_exists(image).await.map_err(|e| e.to_string()),
+            Some(r) => r.exists(image).await.map_err(|e| e.to_string()),
             None => Ok(false),
         };
         if exists == Ok(true) {

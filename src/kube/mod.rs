@@ -103,8 +103,34 @@ impl Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("kubeconfig {path}: {detail}")]
-    Config { path: String, detail: String },
-    #[error("Kubernetes API: {0}")]
-    Api(String),
+    #[error("kubeconfig {path}: {source}")]
+    Config {
+        path: String,
+        #[source]
+        source: ::kube::config::KubeconfigError,
+    },
+    #[error("Kubernetes client: {0}")]
+    Client(#[source] ::kube::Error),
 }
+
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "kubeconfig",
+            Error::Client(_) => "client",
+        }
+    }
+}
+
+/// Whether a container image exists in its registry: the one thing the Kubernetes
+/// step needs from a registry (the OCI adapter implements it; tests may fake it).
+pub trait ImageLookup: Send + std::marker::Sync {
+    fn exists<'a>(
+        &'a self,
+        image: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, LookupError>> + Send + 'a>>;
+}
+
+/// Why an image lookup failed (the registry's own error, kept as the source).
+pub type LookupError = Box<dyn std::error::Error + Send + std::marker::Sync>;
