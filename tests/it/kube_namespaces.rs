@@ -514,23 +514,26 @@ fn the_shipped_cluster_role_is_enough_and_no_more() {
     assert!(!allowed(c, "patch", "argoproj.io", "applications"));
 }
 
-/// `claimd bench-kube` against this harness's API server (numbers for BENCHMARKS.md):
-/// `cargo test --release --test kube_namespaces -- --ignored --nocapture bench`.
+/// `claimd-bench kube` against this harness's API server (numbers for BENCHMARKS.md):
+/// `cargo build --release --workspace && cargo test --release --test it -- --ignored --nocapture bench_kube`.
 #[test]
 #[ignore]
 fn bench_kube() {
     let c = TestCluster::shared();
     let environments = std::env::var("CLAIMD_BENCH_ENVIRONMENTS").unwrap_or_else(|_| "200".into());
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
-        .args([
-            "bench-kube",
-            "--environments",
-            &environments,
-            "--kubeconfig",
-        ])
+    // The bench binary is another workspace member: it sits next to claimd in the same
+    // target folder once `cargo build --workspace` has run.
+    let bench = std::path::Path::new(env!("CARGO_BIN_EXE_claimd")).with_file_name("claimd-bench");
+    assert!(
+        bench.exists(),
+        "{} is missing: run `cargo build --release --workspace` first",
+        bench.display()
+    );
+    let out = std::process::Command::new(&bench)
+        .args(["kube", "--environments", &environments, "--kubeconfig"])
         .arg(c.kubeconfig())
         .output()
-        .expect("claimd bench-kube");
+        .expect("claimd-bench kube");
     println!("{}", String::from_utf8_lossy(&out.stdout));
     assert!(
         out.status.success(),
