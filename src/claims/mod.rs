@@ -252,6 +252,45 @@ pub struct ParsedFile {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+impl ParsedFile {
+    /// This file without what only rendering its applications and services needs (their
+    /// claim fields, the positions of those and their raw `values:`): enough for the
+    /// checks across files, the chart references and the ApplicationSets, and much smaller.
+    /// Whoever renders the applications must parse the file again.
+    pub fn outline(&self) -> ParsedFile {
+        let claims = self
+            .claims
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                if let Spec::Application(w) | Spec::Platform(w) = &mut c.spec {
+                    w.workloads = w
+                        .workloads
+                        .iter()
+                        .map(|w| Workload {
+                            fields: Json::Null,
+                            field_pos: Vec::new(),
+                            values: Map::new(),
+                            ..w.clone()
+                        })
+                        .collect();
+                }
+                c
+            })
+            .collect();
+        ParsedFile {
+            path: self.path.clone(),
+            claims,
+            diagnostics: self.diagnostics.clone(),
+        }
+    }
+
+    /// Whether [`ParsedFile::outline`] leaves anything out.
+    pub fn has_workloads(&self) -> bool {
+        self.claims.iter().any(|c| c.workloads().is_some())
+    }
+}
+
 /// Parses and validates claim files `(path, text)`, then checks them against each other.
 /// Files are processed in path order, so the result does not depend on input order.
 pub fn load(files: &[(String, String)], limits: &Limits) -> Loaded {

@@ -165,7 +165,8 @@ impl Repo {
         }
     }
 
-    fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
+    /// The tree of a commit.
+    pub fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
         let mut buf = Vec::new();
         self.object(&commit, &mut buf)?;
         let mut c = gix::objs::CommitRefIter::from_bytes(&buf, self.repo.object_hash());
@@ -185,7 +186,11 @@ impl Repo {
 
     /// The ids of the top-level entries of a commit's tree (cheap: one tree object).
     pub fn top_level(&self, commit: ObjectId) -> Result<BTreeMap<String, ObjectId>> {
-        let tree = self.tree_of(commit)?;
+        self.top_level_of_tree(self.tree_of(commit)?)
+    }
+
+    /// The ids of the entries of one tree.
+    pub fn top_level_of_tree(&self, tree: ObjectId) -> Result<BTreeMap<String, ObjectId>> {
         let mut buf = Vec::new();
         self.object(&tree, &mut buf)?;
         let mut out = BTreeMap::new();
@@ -325,25 +330,46 @@ impl Repo {
         message: &str,
         bot: &Identity,
     ) -> Result<ObjectId> {
+        let tree = self.write_tree(parent, staged)?;
+        self.commit_tree(parent, tree, message, bot)
+    }
+
+    /// The tree of `parent` with the staged files (blobs already written), written.
+    pub fn write_tree(&self, parent: ObjectId, staged: &[Staged]) -> Result<ObjectId> {
         let tree = self.tree_of(parent)?;
-        let mut editor = self
-            .repo
-            .edit_tree(tree)
-            .map_err(git_err("editing the tree"))?;
+        let mut buf = Vec::new();
+        self.object(&tree, &mut buf)?;
+        let root: gix::objs::Tree = gix::objs::TreeRef::from_bytes(&buf, self.repo.object_hash())
+            .map_err(git_err(format!("reading tree {tree}")))?
+            .into();
+        // Read through this repository (a pre-receive hook's tree is in the quarantine).
+        let mut editor = gix::objs::tree::Editor::new(root, self, self.repo.object_hash());
         for s in staged {
             match s.blob {
                 Some(id) => editor
-                    .upsert(s.path.as_str(), gix::objs::tree::EntryKind::Blob, id)
+                    .upsert(s.path.split('/'), gix::objs::tree::EntryKind::Blob, id)
                     .map_err(git_err(format!("adding {}", s.path)))?,
                 None => editor
-                    .remove(s.path.as_str())
+                    .remove(s.path.split('/'))
                     .map_err(git_err(format!("removing {}", s.path)))?,
             };
         }
-        let new_tree = editor
-            .write()
-            .map_err(git_err("writing the tree"))?
-            .detach();
+        editor.write(|t| {
+            self.repo
+                .write_object(t)
+                .map(|id| id.detach())
+                .map_err(git_err("writing the tree"))
+        })
+    }
+
+    /// One commit of `tree` on top of `parent`.
+    pub fn commit_tree(
+        &self,
+        parent: ObjectId,
+        new_tree: ObjectId,
+        message: &str,
+        bot: &Identity,
+    ) -> Result<ObjectId> {
         let signature = gix::actor::Signature {
             name: bot.name.as_str().into(),
             email: bot.email.as_str().into(),
@@ -429,6 +455,25 @@ impl Repo {
                     })
                 }
             }
+        }
+    }
+}
+
+/// Objects as the repository reads them (the quarantine first, when a hook has one).
+impl gix::objs::Find for Repo {
+    fn try_find<'a>(
+        &self,
+        id: &gix::oid,
+        buffer: &'a mut Vec<u8>,
+    ) -> std::result::Result<Option<gix::objs::Data<'a>>, gix::objs::find::Error> {
+        match self.object(id, buffer) {
+            Ok(kind) => Ok(Some(gix::objs::Data::new(
+                buffer,
+                kind,
+                self.repo.object_hash(),
+            ))),
+            Err(Error::Missing { .. }) => Ok(None),
+            Err(e) => Err(Box::new(e)),
         }
     }
 }

@@ -157,6 +157,9 @@ type RefsKey = (ObjectId, [u8; 32]);
 #[derive(Default)]
 pub struct Memo {
     pub(crate) parsed: HashMap<FileKey, ParsedFile>,
+    /// Files of `parsed` held only in outline ([`ParsedFile::outline`]: the stored memo
+    /// keeps them so); they are parsed again before their applications are rendered.
+    pub(crate) light: HashSet<FileKey>,
     pub(crate) outputs: Outputs,
     /// The combined claims of the last claim set seen (pre-receive validates the pushed
     /// commit, then the reconcile of the same commit finds them here).
@@ -243,6 +246,7 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
     let live: HashSet<&FileKey> = snap.claim_files.iter().collect();
     let before = memo.parsed.len();
     memo.parsed.retain(|k, _| live.contains(k));
+    memo.light.retain(|k| live.contains(k));
     memo.learned |= memo.parsed.len() != before;
     let parsed: Vec<ParsedFile> = snap
         .claim_files
@@ -270,6 +274,75 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
         memo.claims = Some((tree, claims.clone()));
     }
     Ok(claims)
+}
+
+/// `read` with the claims of these files complete, where the memo holds them only in
+/// outline: parsed again from their blobs. None: nothing was in outline.
+fn fill<'a>(
+    read: &Claims,
+    files: impl Iterator<Item = &'a FileKey>,
+    objects: &dyn Objects,
+    memo: &mut Memo,
+) -> Result<Option<Claims>, Error> {
+    let mut texts = Vec::new();
+    for key in files.filter(|k| memo.light.contains(*k)) {
+        let bytes = objects
+            .read(key.1)
+            .map_err(|source| Error::Read { id: key.1, source })?;
+        // It parsed before (its outline is in the memo), so it is UTF-8.
+        texts.push((key.clone(), String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    if texts.is_empty() {
+        return Ok(None);
+    }
+    let full = crate::par::map(&texts, 4, |((path, _), text)| {
+        claims::parse_file(path, text, &Limits::default())
+    });
+    let mut complete: HashMap<String, std::vec::IntoIter<claims::Claim>> = HashMap::new();
+    for ((key, _), (parsed, diagnostics)) in texts.into_iter().zip(full) {
+        memo.light.remove(&key);
+        complete.insert(key.0.clone(), parsed.clone().into_iter());
+        let file = ParsedFile {
+            path: key.0.clone(),
+            claims: parsed,
+            diagnostics,
+        };
+        memo.parsed.insert(key, file);
+    }
+    // An outline has the claims of its file in the same order: swap them one by one.
+    let claims = read
+        .loaded
+        .claims
+        .iter()
+        .map(
+            |c| match complete.get_mut(&c.source).and_then(Iterator::next) {
+                Some(full) => full,
+                None => c.clone(),
+            },
+        )
+        .collect();
+    Ok(Some(Claims {
+        files: read.files.clone(),
+        loaded: claims::Loaded {
+            claims,
+            diagnostics: read.loaded.diagnostics.clone(),
+            failed_files: read.loaded.failed_files.clone(),
+        },
+        diagnostics: read.diagnostics.clone(),
+    }))
+}
+
+/// The claims complete (none in outline): for callers that look at every application.
+pub fn complete(
+    read: Arc<Claims>,
+    objects: &dyn Objects,
+    memo: &mut Memo,
+) -> Result<Arc<Claims>, Error> {
+    let files = read.files.clone();
+    Ok(match fill(&read, files.iter(), objects, memo)? {
+        Some(full) => Arc::new(full),
+        None => read,
+    })
 }
 
 /// The charts the claims need, reusing the references of claim files seen before in
@@ -353,10 +426,10 @@ pub fn plan(
     inputs: &Inputs<'_>,
     memo: &mut Memo,
 ) -> Result<Planned, Error> {
-    let (claim_entries, loaded) = (&read.files, &read.loaded);
+    let claim_entries = &read.files;
     let mut diagnostics = read.diagnostics.clone();
     if let Some(branch) = inputs.branch {
-        diagnostics.extend(branch_mismatches(&loaded.claims, branch));
+        diagnostics.extend(branch_mismatches(&read.loaded.claims, branch));
     }
     let live: HashSet<&FileKey> = claim_entries.iter().collect();
 
@@ -367,7 +440,7 @@ pub fn plan(
         .collect();
     let mut h = Sha256::new();
     h.update(settings_hash(inputs.settings));
-    for c in &loaded.claims {
+    for c in &read.loaded.claims {
         if matches!(
             c.spec,
             Spec::Bootstrap(_) | Spec::Project(_) | Spec::Environment(_)
@@ -383,10 +456,9 @@ pub fn plan(
         }
     }
     let context: [u8; 32] = h.finalize().into();
-    let memo_outputs = &mut memo.outputs;
-    if memo_outputs.context != Some(context) {
-        memo_outputs.files.clear();
-        memo_outputs.context = Some(context);
+    if memo.outputs.context != Some(context) {
+        memo.outputs.files.clear();
+        memo.outputs.context = Some(context);
     }
     let entries = &snap.entries;
     // Paths there now that the render accounts for (unchanged or reused).
@@ -394,12 +466,17 @@ pub fn plan(
 
     // A claim file's applications are reused when its blob, the context and every one of
     // its generated files are as they were (a hand-edited file makes it render again).
-    let failed: HashSet<&str> = loaded.failed_files.iter().map(String::as_str).collect();
+    let failed: HashSet<&str> = read
+        .loaded
+        .failed_files
+        .iter()
+        .map(String::as_str)
+        .collect();
     let reusable: HashSet<String> = claim_entries
         .iter()
         .filter(|k| !failed.contains(k.0.as_str()))
         .filter(|k| {
-            memo_outputs.files.get(*k).is_some_and(|out| {
+            memo.outputs.files.get(*k).is_some_and(|out| {
                 out.files
                     .iter()
                     .all(|(path, id)| entries.get(path) == Some(id))
@@ -407,6 +484,13 @@ pub fn plan(
         })
         .map(|k| k.0.clone())
         .collect();
+    // The claim files rendered again need their claims complete.
+    let to_fill = claim_entries
+        .iter()
+        .filter(|k| !reusable.contains(&k.0) && !failed.contains(k.0.as_str()));
+    let filled = fill(read, to_fill, objects, memo)?;
+    let loaded = &filled.as_ref().unwrap_or(read).loaded;
+    let memo_outputs = &mut memo.outputs;
     // Every reused file is there (checked above): they account for this many entries.
     let reused_files: usize = reusable
         .iter()

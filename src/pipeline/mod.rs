@@ -109,5 +109,6 @@ pub fn at_commit(
 /// them): what the Kubernetes step needs.
 pub fn claims_at(repo: &Repo, commit: ObjectId, memo: &mut Memo) -> Result<Arc<Claims>, Error> {
     let snap = snapshot::at_commit(repo, commit, &mut memo.reads)?;
-    Ok(core::load(&snap, repo, &mut memo.core)?)
+    let claims = core::load(&snap, repo, &mut memo.core)?;
+    Ok(core::complete(claims, repo, &mut memo.core)?)
 }

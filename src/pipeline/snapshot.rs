@@ -32,14 +32,16 @@ fn output_roots() -> [&'static str; 3] {
 }
 
 /// The tree ids of the output folders.
-type RootIds = Vec<Option<ObjectId>>;
+pub(crate) type RootIds = Vec<Option<ObjectId>>;
 
 /// What reading commits learned: the entries under the output folders by their tree
 /// ids (20,000 generated files are not walked again while their folders are the same).
 #[derive(Default)]
 pub struct Reads {
-    claims: Option<(ObjectId, Vec<(String, ObjectId)>)>,
-    entries: Option<(RootIds, Arc<BTreeMap<String, ObjectId>>)>,
+    pub(crate) claims: Option<(ObjectId, Vec<(String, ObjectId)>)>,
+    pub(crate) entries: Option<(RootIds, Arc<BTreeMap<String, ObjectId>>)>,
+    /// Something was read since these were made (worth keeping, see [`super::store`]).
+    pub(crate) changed: bool,
 }
 
 /// The snapshot of `commit`.
@@ -56,6 +58,7 @@ pub fn at_commit(repo: &Repo, commit: ObjectId, reads: &mut Reads) -> Result<Sna
                 .collect();
             if let Some(tree) = claims_tree {
                 reads.claims = Some((tree, files.clone()));
+                reads.changed = true;
             }
             files
         }
@@ -69,6 +72,7 @@ pub fn at_commit(repo: &Repo, commit: ObjectId, reads: &mut Reads) -> Result<Sna
         _ => {
             let e = Arc::new(repo.read_entries(commit, &output_roots())?);
             reads.entries = Some((root_ids, e.clone()));
+            reads.changed = true;
             e
         }
     };
@@ -79,26 +83,25 @@ pub fn at_commit(repo: &Repo, commit: ObjectId, reads: &mut Reads) -> Result<Sna
     })
 }
 
-/// Tells the reads that `commit` was made from `parent` with `changes`, so the next
-/// snapshot does not walk every generated file's entry again.
+/// Tells the reads that `tree` (a commit's or one about to be committed) is `parent`'s
+/// with `changes`, so the next snapshot does not walk every generated file's entry again.
 pub fn committed(
     reads: &mut Reads,
     repo: &Repo,
     parent: ObjectId,
-    commit: ObjectId,
+    tree: ObjectId,
     changes: &[Change],
 ) -> Result<(), git::Error> {
     let Some((ids, entries)) = &mut reads.entries else {
         return Ok(());
     };
-    let at = |c: ObjectId| -> Result<Vec<Option<ObjectId>>, git::Error> {
-        let top = repo.top_level(c)?;
-        Ok(output_roots()
+    let roots = |top: BTreeMap<String, ObjectId>| -> RootIds {
+        output_roots()
             .iter()
             .map(|r| top.get(*r).copied())
-            .collect())
+            .collect()
     };
-    if *ids != at(parent)? {
+    if *ids != roots(repo.top_level(parent)?) {
         reads.entries = None;
         return Ok(());
     }
@@ -113,7 +116,8 @@ pub fn committed(
             }
         }
     }
-    *ids = at(commit)?;
+    *ids = roots(repo.top_level_of_tree(tree)?);
+    reads.changed = true;
     Ok(())
 }
 

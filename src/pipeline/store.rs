@@ -1,22 +1,31 @@
 //! The memo kept between processes: each hook is a new process, and without this a push
-//! that changes one claim file among 10,000 applications would render all of them.
+//! that changes one claim file among 10,000 applications would read, parse and render
+//! all of them.
 //!
-//! Stored in `<git dir>/claimd/memo.msgpack` (MessagePack: serde, compact, quick to read): the parsed claim files by blob id, the
-//! generated files of each claim file's applications and the chart references per
-//! claim file, each under the context hash it was made in (see [`super::core`]). Every entry is keyed by what it was computed
-//! from, so any memo, however old or whichever process wrote it, gives the same plan as
-//! a full render; a memo written by another build of claimd is not used at all.
-//! Written to a temporary file and renamed: a kill at any point leaves the old memo or
-//! the new one, never a torn one; concurrent hooks each write a whole memo, the last
-//! rename wins. A memo that does not read is ignored (a full render, then a new one).
+//! Stored in `<git dir>/claimd/memo.msgpack` (MessagePack, compact: object ids as bytes):
+//! the parsed claim files by blob id (those with applications in outline, see
+//! [`ParsedFile::outline`]), the generated files of each claim file's applications and
+//! the chart references per claim file, each under the context hash it was made in (see
+//! [`super::core`]), and the reads ([`Reads`]: the claim files of a `claims/` tree, the
+//! generated files under output folders by their tree ids, as left by the last bot
+//! commit). Every entry is keyed by what it was computed from, so any memo, however old
+//! or whichever process wrote it, gives the same plan as a full render; a memo written
+//! by another build of claimd is not used at all. Written to a temporary file and
+//! renamed: a kill at any point leaves the old memo or the new one, never a torn one;
+//! concurrent hooks each write a whole memo, the last rename wins. A memo that does not
+//! read is ignored (a full render, then a new one).
 
-use super::core::{FileOutputs, FileRefs, Memo, Outputs};
+use super::core::{FileOutputs, FileRefs, Outputs};
+use super::snapshot::Reads;
+use super::Memo;
 use crate::claims::ParsedFile;
 use crate::values::ChartRef;
 use gix::ObjectId;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Temporary files older than this were left by a killed process.
@@ -40,161 +49,220 @@ fn build() -> String {
             format!("{} {mtime}", m.len())
         })
         .unwrap_or_default();
-    format!("claimd {} memo 1 {exe}", env!("CARGO_PKG_VERSION"))
+    format!("claimd {} memo 2 {exe}", env!("CARGO_PKG_VERSION"))
+}
+
+/// An object id as its raw bytes (MessagePack `bin`: half the size of hex).
+#[derive(Clone, Copy)]
+struct Oid(ObjectId);
+
+impl Serialize for Oid {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0.as_bytes())
+    }
+}
+
+impl<'de> Deserialize<'de> for Oid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Oid, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = Oid;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object id")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Oid, E> {
+                ObjectId::try_from(v)
+                    .map(Oid)
+                    .map_err(|_| E::custom("not an object id"))
+            }
+        }
+        d.deserialize_bytes(Visit)
+    }
+}
+
+/// The memo as stored; `Cow`s so that writing it copies nothing but the outlines.
+#[derive(Serialize, Deserialize)]
+struct Stored<'a> {
+    build: String,
+    outputs_context: Option<[u8; 32]>,
+    outputs: Vec<StoredOutputs<'a>>,
+    refs_context: [u8; 32],
+    refs: Vec<(Cow<'a, str>, Oid, Cow<'a, BTreeSet<ChartRef>>)>,
+    /// (path, blob, in outline, parsed file).
+    parsed: Vec<(Cow<'a, str>, Oid, bool, Cow<'a, ParsedFile>)>,
+    /// The claim files of one `claims/` tree.
+    claims: Option<(Oid, Vec<(Cow<'a, str>, Oid)>)>,
+    /// The generated files under output folders with these tree ids.
+    entries: Option<(Vec<Option<Oid>>, Vec<(Cow<'a, str>, Oid)>)>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct Stored {
-    build: String,
-    outputs_context: Option<String>,
-    outputs: Vec<StoredOutputs>,
-    refs_context: String,
-    refs: Vec<(String, String, BTreeSet<ChartRef>)>,
-    parsed: Vec<(String, String, ParsedFile)>,
-}
-
-/// [`Stored`] by reference, to write it without copying the memo.
-#[derive(Serialize)]
-struct StoredRef<'a> {
-    build: String,
-    outputs_context: Option<String>,
-    outputs: Vec<StoredOutputs>,
-    refs_context: String,
-    refs: Vec<(&'a str, String, &'a BTreeSet<ChartRef>)>,
-    parsed: Vec<(&'a str, String, &'a ParsedFile)>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct StoredOutputs {
-    claim_file: String,
-    blob: String,
-    files: Vec<(String, String)>,
-    failures: Vec<crate::render::Failure>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex32(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
-fn id(s: &str) -> Option<ObjectId> {
-    ObjectId::from_hex(s.as_bytes()).ok()
+struct StoredOutputs<'a> {
+    claim_file: Cow<'a, str>,
+    blob: Oid,
+    files: Vec<(Cow<'a, str>, Oid)>,
+    failures: Cow<'a, [crate::render::Failure]>,
 }
 
 /// The memo the last process left in `git_dir`, or an empty one.
 pub fn load(git_dir: &Path) -> Memo {
     let t = std::time::Instant::now();
-    let mut memo = Memo::default();
     let Ok(bytes) = std::fs::read(file(git_dir)) else {
-        return memo;
+        return Memo::default();
     };
     match decode(&bytes) {
-        Some((outputs, refs, parsed)) => {
-            memo.outputs = outputs;
-            memo.file_refs = refs;
-            memo.parsed = parsed;
+        Some(memo) => {
             tracing::debug!(elapsed = ?t.elapsed(), bytes = bytes.len(), "memo loaded");
+            memo
         }
-        None => tracing::debug!("the stored memo does not read or is of another build: not used"),
+        None => {
+            tracing::debug!("the stored memo does not read or is of another build: not used");
+            Memo::default()
+        }
     }
-    memo
 }
 
-type Parsed = HashMap<(String, ObjectId), ParsedFile>;
-
-fn decode(bytes: &[u8]) -> Option<(Outputs, FileRefs, Parsed)> {
+fn decode(bytes: &[u8]) -> Option<Memo> {
     let stored: Stored = rmp_serde::from_slice(bytes).ok()?;
     if stored.build != build() {
         return None;
     }
-    let mut outputs = Outputs {
-        context: match &stored.outputs_context {
-            Some(c) => Some(unhex32(c)?),
-            None => None,
-        },
+    let mut memo = Memo::default();
+    let core = &mut memo.core;
+    core.outputs = Outputs {
+        context: stored.outputs_context,
         files: HashMap::with_capacity(stored.outputs.len()),
     };
     for o in stored.outputs {
         let files = o
             .files
             .into_iter()
-            .map(|(path, blob)| Some((path, id(&blob)?)))
-            .collect::<Option<Vec<_>>>()?;
-        outputs.files.insert(
-            (o.claim_file, id(&o.blob)?),
+            .map(|(path, blob)| (path.into_owned(), blob.0))
+            .collect();
+        core.outputs.files.insert(
+            (o.claim_file.into_owned(), o.blob.0),
             FileOutputs {
                 files,
-                failures: o.failures,
+                failures: o.failures.into_owned(),
             },
         );
     }
-    let mut refs = FileRefs {
-        context: unhex32(&stored.refs_context)?,
-        refs: HashMap::with_capacity(stored.refs.len()),
+    core.file_refs = FileRefs {
+        context: stored.refs_context,
+        refs: stored
+            .refs
+            .into_iter()
+            .map(|(path, blob, r)| ((path.into_owned(), blob.0), r.into_owned()))
+            .collect(),
     };
-    for (path, blob, r) in stored.refs {
-        refs.refs.insert((path, id(&blob)?), r);
-    }
-    let mut parsed = HashMap::with_capacity(stored.parsed.len());
-    for (path, blob, file) in stored.parsed {
-        parsed.insert((path, id(&blob)?), file);
-    }
-    Some((outputs, refs, parsed))
+    let mut light = HashSet::new();
+    core.parsed = stored
+        .parsed
+        .into_iter()
+        .map(|(path, blob, outline, file)| {
+            let key = (path.into_owned(), blob.0);
+            if outline {
+                light.insert(key.clone());
+            }
+            (key, file.into_owned())
+        })
+        .collect();
+    core.light = light;
+    memo.reads = Reads {
+        claims: stored.claims.map(|(tree, files)| {
+            let files = files
+                .into_iter()
+                .map(|(p, id)| (p.into_owned(), id.0))
+                .collect();
+            (tree.0, files)
+        }),
+        entries: stored.entries.map(|(ids, entries)| {
+            let ids = ids.into_iter().map(|i| i.map(|i| i.0)).collect();
+            let entries: BTreeMap<String, ObjectId> = entries
+                .into_iter()
+                .map(|(p, id)| (p.into_owned(), id.0))
+                .collect();
+            (ids, Arc::new(entries))
+        }),
+        changed: false,
+    };
+    Some(memo)
 }
 
 /// Leaves `memo` for the next process (atomically; see the module doc), unless it
-/// learned nothing since it was loaded.
+/// learned nothing since it was loaded. Claim files with applications are kept in
+/// outline (see [`ParsedFile::outline`]): a hook renders only the few that changed.
 pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
-    if !memo.learned {
+    let core = &memo.core;
+    if !core.learned && !memo.reads.changed {
         return Ok(());
     }
     let t = std::time::Instant::now();
-    let mut outputs: Vec<StoredOutputs> = memo
+    let mut outputs: Vec<StoredOutputs> = core
         .outputs
         .files
         .iter()
         .map(|((claim_file, blob), o)| StoredOutputs {
-            claim_file: claim_file.clone(),
-            blob: blob.to_string(),
+            claim_file: Cow::Borrowed(claim_file),
+            blob: Oid(*blob),
             files: o
                 .files
                 .iter()
-                .map(|(p, id)| (p.clone(), id.to_string()))
+                .map(|(p, id)| (Cow::Borrowed(p.as_str()), Oid(*id)))
                 .collect(),
-            failures: o.failures.clone(),
+            failures: Cow::Borrowed(&o.failures),
         })
         .collect();
-    outputs.sort_by(|a, b| (&a.claim_file, &a.blob).cmp(&(&b.claim_file, &b.blob)));
-    let mut refs: Vec<(&str, String, &BTreeSet<ChartRef>)> = memo
+    outputs.sort_by(|a, b| (&a.claim_file, a.blob.0).cmp(&(&b.claim_file, b.blob.0)));
+    let mut refs: Vec<_> = core
         .file_refs
         .refs
         .iter()
-        .map(|((p, id), r)| (p.as_str(), id.to_string(), r))
+        .map(|((p, id), r)| (Cow::Borrowed(p.as_str()), Oid(*id), Cow::Borrowed(r)))
         .collect();
-    refs.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    let mut parsed: Vec<(&str, String, &ParsedFile)> = memo
+    refs.sort_by(|a, b| (&a.0, a.1 .0).cmp(&(&b.0, b.1 .0)));
+    let outlines: Vec<_> = core
         .parsed
         .iter()
-        .map(|((p, id), f)| (p.as_str(), id.to_string(), f))
+        .filter(|(k, f)| !core.light.contains(*k) && f.has_workloads())
+        .map(|(k, f)| (k, f.outline()))
         .collect();
-    parsed.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    let stored = StoredRef {
+    let outlines: HashMap<_, _> = outlines.iter().map(|(k, f)| (*k, f)).collect();
+    let mut parsed: Vec<_> = core
+        .parsed
+        .iter()
+        .map(|(k, f)| {
+            let (outline, file) = match outlines.get(k) {
+                Some(o) => (true, Cow::Borrowed(*o)),
+                None => (core.light.contains(k), Cow::Borrowed(f)),
+            };
+            (Cow::Borrowed(k.0.as_str()), Oid(k.1), outline, file)
+        })
+        .collect();
+    parsed.sort_by(|a, b| (&a.0, a.1 .0).cmp(&(&b.0, b.1 .0)));
+    let stored = Stored {
         build: build(),
-        outputs_context: memo.outputs.context.as_ref().map(|c| hex(c)),
+        outputs_context: core.outputs.context,
         outputs,
-        refs_context: hex(&memo.file_refs.context),
+        refs_context: core.file_refs.context,
         refs,
         parsed,
+        claims: memo.reads.claims.as_ref().map(|(tree, files)| {
+            let files = files
+                .iter()
+                .map(|(p, id)| (Cow::Borrowed(p.as_str()), Oid(*id)))
+                .collect();
+            (Oid(*tree), files)
+        }),
+        entries: memo.reads.entries.as_ref().map(|(ids, entries)| {
+            (
+                ids.iter().map(|i| i.map(Oid)).collect(),
+                entries
+                    .iter()
+                    .map(|(p, id)| (Cow::Borrowed(p.as_str()), Oid(*id)))
+                    .collect(),
+            )
+        }),
     };
     let path = file(git_dir);
     let dir = path.parent().unwrap_or(git_dir);
@@ -215,7 +283,7 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
     let tmp = dir.join(format!(".memo.{}.tmp", std::process::id()));
     std::fs::write(
         &tmp,
-        rmp_serde::to_vec_named(&stored).map_err(std::io::Error::other)?,
+        rmp_serde::to_vec(&stored).map_err(std::io::Error::other)?,
     )?;
     std::fs::rename(&tmp, &path)?;
     tracing::debug!(elapsed = ?t.elapsed(), "memo saved");

@@ -117,10 +117,7 @@ pub fn request<'a>(opts: &'a Options, branch: &'a str) -> Request<'a> {
 /// A reconcile in a process of its own (a hook, `claimd reconcile`): with the memo the
 /// last one left in the repository, and leaving its own.
 pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
-    let mut memo = Memo {
-        core: pipeline::store::load(repo.path()),
-        ..Memo::default()
-    };
+    let mut memo = pipeline::store::load(repo.path());
     let report = reconcile_cached(repo, opts, &mut memo)?;
     save_memo(repo, &memo);
     Ok(report)
@@ -128,7 +125,7 @@ pub fn reconcile(repo: &Repo, opts: &Options) -> Result<Report, Error> {
 
 /// Keeps the memo for the next process; failing to is only slower next time.
 pub(crate) fn save_memo(repo: &Repo, memo: &Memo) {
-    if let Err(e) = pipeline::store::save(repo.path(), &memo.core) {
+    if let Err(e) = pipeline::store::save(repo.path(), memo) {
         tracing::warn!(error = %e, "could not keep the render memo (the next push renders everything)");
     }
 }
@@ -171,7 +168,8 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
         };
         match published {
             Cas::Updated => {
-                pipeline::snapshot::committed(&mut memo.reads, repo, tip, commit, &plan.changes)?;
+                let tree = repo.tree_of(commit)?;
+                pipeline::snapshot::committed(&mut memo.reads, repo, tip, tree, &plan.changes)?;
                 return Ok(Report {
                     branch,
                     outcome: Outcome::Committed {

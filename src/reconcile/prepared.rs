@@ -5,7 +5,7 @@
 //! the render is not done twice. Anything else (another tip, a missing file) falls back
 //! to a full reconcile.
 
-use super::{commit_message, request, save_memo, Error, Memo, Options, Outcome, Report};
+use super::{commit_message, request, save_memo, Error, Options, Outcome, Report};
 use crate::claims::Diagnostic;
 use crate::git::{Cas, Repo, Staged};
 use crate::pipeline;
@@ -25,6 +25,9 @@ pub struct Prepared {
     pub claims: Vec<String>,
     /// (path, blob id) of written files; no blob id: the file is deleted.
     pub files: Vec<(String, Option<String>)>,
+    /// The tree of the bot commit, written too (None: build it from `files`).
+    #[serde(default)]
+    pub tree: Option<String>,
 }
 
 /// What pre-receive does: every diagnostic of the claims at `commit` and of rendering
@@ -36,22 +39,24 @@ pub fn validate_and_prepare(
     commit: ObjectId,
     opts: &Options,
 ) -> Result<(Vec<Diagnostic>, Option<Prepared>), Error> {
-    let mut memo = Memo {
-        core: pipeline::store::load(repo.path()),
-        ..Memo::default()
-    };
+    let mut memo = pipeline::store::load(repo.path());
     let branch = super::branch_of(repo, opts);
     let planned = pipeline::at_commit(repo, commit, &request(opts, &branch), &mut memo)?;
-    save_memo(repo, &memo);
     let diagnostics = planned.push_diagnostics();
     if diagnostics.iter().any(Diagnostic::is_error)
         || planned.plan.is_empty()
         || planned.chart_unavailable()
     {
+        save_memo(repo, &memo);
         return Ok((diagnostics, None));
     }
     let plan = &planned.plan;
     let staged = repo.write_blobs(&plan.changes)?;
+    // The bot commit's tree too: the memo then knows its generated files, and the next
+    // push (on top of the bot commit) does not walk them all again.
+    let tree = repo.write_tree(commit, &staged)?;
+    pipeline::snapshot::committed(&mut memo.reads, repo, commit, tree, &plan.changes)?;
+    save_memo(repo, &memo);
     let claims = planned.claim_files();
     let prepared = Prepared {
         tip: commit.to_string(),
@@ -61,6 +66,7 @@ pub fn validate_and_prepare(
             .into_iter()
             .map(|s| (s.path, s.blob.map(|b| b.to_string())))
             .collect(),
+        tree: Some(tree.to_string()),
     };
     Ok((diagnostics, Some(prepared)))
 }
@@ -124,7 +130,17 @@ pub fn commit(repo: &Repo, opts: &Options, prepared: &Prepared) -> Result<Option
             blob,
         });
     }
-    let Ok(commit) = repo.commit_staged(tip, &staged, &prepared.message, &opts.bot) else {
+    let tree = prepared
+        .tree
+        .as_deref()
+        .and_then(|t| ObjectId::from_hex(t.as_bytes()).ok())
+        // Written by pre-receive into the quarantine, so here once the push was accepted.
+        .filter(|t| repo.top_level_of_tree(*t).is_ok());
+    let made = match tree {
+        Some(tree) => repo.commit_tree(tip, tree, &prepared.message, &opts.bot),
+        None => repo.commit_staged(tip, &staged, &prepared.message, &opts.bot),
+    };
+    let Ok(commit) = made else {
         return Ok(None);
     };
     let published = match &opts.push_url {

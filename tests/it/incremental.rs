@@ -32,10 +32,7 @@ fn plan_with(
 
 /// The memo the hooks left in the repository.
 fn stored(repo: &Repo) -> Memo {
-    Memo {
-        core: store::load(repo.path()),
-        ..Memo::default()
-    }
+    store::load(repo.path())
 }
 
 #[test]
