@@ -228,7 +228,7 @@ fn repository_name(loaded: &Loaded, opts: &Options, path: &Path, branch: &str) -
 }
 
 /// The OCI adapter answers the Kubernetes step's image lookups.
-impl kube::ImageLookup for crate::charts::oci::Registry {
+impl kube::ImageLookup for crate::oci::Registry {
     fn exists<'a>(
         &'a self,
         image: &'a str,

@@ -23,7 +23,7 @@ pub struct Config {
     /// OCI registries: cache, tag refresh interval, offline mode, per-host transport
     /// and credentials (secrets from files or environment variables only).
     #[serde(default)]
-    pub registries: crate::charts::oci::Settings,
+    pub registries: crate::oci::Settings,
     #[serde(default)]
     pub bot: Option<Bot>,
     /// The cluster claimd manages namespaces and preview builds in (kubeconfig,
