@@ -101,7 +101,7 @@ pub fn run(action: ChartAction) -> Result<ExitCode> {
                     }
                     Err(e) => {
                         failed += 1;
-                        eprintln!("{}: {e:#}", path.display());
+                        eprintln!("{}: {}", path.display(), super::error_text(&e));
                     }
                 }
             }
