@@ -1,7 +1,8 @@
 //! claimd: turns claims pushed to a GitOps repository into the files Argo CD deploys from.
 //!
-//! Pure core: [`claims`], [`values`], [`render`]. Adapters: [`charts`] (and later git,
-//! kube, gitea). The binary (`main.rs`, [`cli`]) is glue.
+//! Pure core: [`yaml`], [`claims`], [`values`], [`render`], the pipeline's pure function
+//! ([`pipeline::core`]). Adapters: [`charts`], [`oci`] (below charts and kube), [`git`],
+//! [`kube`] (and later gitea). The binary (`main.rs`, [`cli`]) is glue.
 
 pub mod charts;
 pub mod claims;
@@ -10,6 +11,7 @@ pub mod daemon;
 pub mod examples;
 pub mod git;
 pub mod kube;
+pub mod oci;
 pub mod par;
 pub mod pipeline;
 pub mod reconcile;

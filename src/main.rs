@@ -40,7 +40,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("claimd: {e:#}");
+            eprintln!("claimd: {}", claimd::cli::error_text(&e));
             ExitCode::from(2)
         }
     }

@@ -1,8 +1,8 @@
 //! `claimd-bench charts`: chart pulls from a real OCI registry (numbers for BENCHMARKS.md).
 
 use anyhow::{ensure, Context, Result};
-use claimd::charts::oci::{Registry, Settings};
-use claimd::charts::publish;
+use claimd::charts::{publish, Remote};
+use claimd::oci::{Registry, Settings};
 use claimd::values::ChartRef;
 use std::path::Path;
 use std::process::ExitCode;
@@ -66,31 +66,34 @@ pub fn run(registry_host: &str, versions: usize, runs: usize) -> Result<ExitCode
     // Cold: a new client and an empty cache each run.
     let mut cold = Vec::new();
     for run in 0..runs {
-        let registry = Registry::new(settings(&scratch.path().join(format!("cold-{run}"))))?;
+        let remote = Remote::new(
+            Registry::new(settings(&scratch.path().join(format!("cold-{run}"))))?.into(),
+        );
         let t = Instant::now();
-        registry
-            .block_on(registry.pull(refs[0]))
+        remote
+            .registry()
+            .block_on(remote.pull(refs[0]))
             .context("cold pull")?;
         cold.push(t.elapsed());
     }
     // Warm: the references resolved once, then again (memory: no request).
     let cache = scratch.path().join("warm");
-    let registry = Registry::new(settings(&cache))?;
+    let remote = Remote::new(Registry::new(settings(&cache))?.into());
     let first = Instant::now();
-    check(registry.resolve(&refs))?;
+    check(remote.resolve(&refs))?;
     let first = first.elapsed();
     let mut warm = Vec::new();
     for _ in 0..runs {
         let t = Instant::now();
-        check(registry.resolve(&refs))?;
+        check(remote.resolve(&refs))?;
         warm.push(t.elapsed());
     }
     // Disk: a new client over the same cache (tags checked within the refresh interval).
     let mut disk = Vec::new();
     for _ in 0..runs {
-        let registry = Registry::new(settings(&cache))?;
+        let remote = Remote::new(Registry::new(settings(&cache))?.into());
         let t = Instant::now();
-        check(registry.resolve(&refs))?;
+        check(remote.resolve(&refs))?;
         disk.push(t.elapsed());
     }
     for v in [&mut cold, &mut warm, &mut disk] {

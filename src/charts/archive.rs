@@ -37,6 +37,21 @@ pub enum Error {
     Chart(String),
 }
 
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Corrupt(_) => "corrupt_archive",
+            Error::TooLarge | Error::FileTooLarge { .. } => "archive_too_large",
+            Error::Escape(_) => "archive_escape",
+            Error::NoChart => "no_chart_yaml",
+            Error::NotText { .. } => "not_text",
+            Error::Io { .. } => "io",
+            Error::Chart(_) => "invalid",
+        }
+    }
+}
+
 /// The data files of the chart in a `.tgz`: `Chart.yaml`, `values*.yaml`,
 /// `values.schema.json` and the mapping file from the chart's top folder (not from
 /// sub-charts). Refuses entries that would escape the folder, and oversize content.

@@ -1,17 +1,19 @@
 //! Chart sources (adapter): the chart data claimd needs, from an OCI registry (the
-//! chart repository a claim names), a local charts folder, or the charts embedded in
-//! the binary (the embedded default). Parsed charts are kept in memory by digest.
+//! chart repository a claim names, through [`crate::oci`]), a local charts folder, or
+//! the charts embedded in the binary (the embedded default). Parsed charts are kept in
+//! memory by digest.
 
 pub mod archive;
-pub mod credentials;
 mod embedded;
 mod files;
-pub mod oci;
 pub mod publish;
+mod remote;
 
 pub use files::{chart_from_files, digest, ChartFiles};
+pub use remote::Remote;
 
-use crate::render::Charts;
+use crate::oci;
+use crate::render::{ChartUnavailable, Charts};
 use crate::values::{Chart, ChartRef};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -37,8 +39,30 @@ pub enum Error {
         place: String,
     },
     /// Anything that went wrong talking to a registry or with what it sent.
-    #[error("{reference}: {detail}")]
-    Registry { reference: String, detail: String },
+    #[error("{reference}: {source}")]
+    Registry {
+        reference: String,
+        #[source]
+        source: oci::Error,
+    },
+    /// The registry client could not be set up (an unreadable CA file).
+    #[error(transparent)]
+    Setup(oci::Error),
+    /// The chart layer a registry sent is not a chart archive claimd reads.
+    #[error("{reference}: {source}")]
+    Archive {
+        reference: String,
+        #[source]
+        source: archive::Error,
+    },
+    /// A push would move a published version.
+    #[error("{reference}: version {version} is already published with different content; bump the chart's version (or --force to overwrite it)")]
+    Published { reference: String, version: String },
+    #[error("{reference}: the tag holds an image index, not a chart")]
+    NotAChart { reference: String },
+    /// A source that could not be set up (see [`Source::Broken`]).
+    #[error("chart source: {0}")]
+    Broken(String),
 }
 
 impl Error {
@@ -46,9 +70,30 @@ impl Error {
     /// problem that stays until someone changes a claim, a chart or the config.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Registry { detail, .. } => detail.starts_with(oci::UNREACHABLE),
+            Error::Registry { source, .. } => source.is_transient(),
             _ => false,
         }
+    }
+
+    /// A short name for metrics (a registry's problem by its own kind).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Invalid { .. } => "invalid",
+            Error::Missing { .. } => "missing",
+            Error::Version { .. } => "version",
+            Error::Registry { source, .. } | Error::Setup(source) => source.kind(),
+            Error::Archive { source, .. } => source.kind(),
+            Error::Published { .. } => "published",
+            Error::NotAChart { .. } => "not_a_chart",
+            Error::Broken(_) => "broken",
+        }
+    }
+}
+
+impl From<&Error> for ChartUnavailable {
+    fn from(e: &Error) -> ChartUnavailable {
+        ChartUnavailable::new(e.to_string(), e.kind(), e.is_transient())
     }
 }
 
@@ -60,7 +105,7 @@ pub enum Source {
     /// A folder with one sub-folder per chart (`charts/microservice/Chart.yaml`, …).
     Dir(PathBuf),
     /// The OCI registry each reference names (`oci://host/path`), with claimd's cache.
-    Oci(Arc<oci::Registry>),
+    Oci(Arc<Remote>),
     /// A source that could not be set up (e.g. an unreadable CA file): every chart fails
     /// with this reason, so claims fail and their files are kept.
     Broken(String),
@@ -71,7 +116,9 @@ impl Source {
     pub fn parse(spec: &str, registry: &oci::Settings) -> Result<Source, Error> {
         Ok(match spec {
             "" | "embedded" => Source::Embedded,
-            "oci" => Source::Oci(Arc::new(oci::Registry::new(registry.clone())?)),
+            "oci" => Source::Oci(Arc::new(Remote::new(Arc::new(
+                oci::Registry::new(registry.clone()).map_err(Error::Setup)?,
+            )))),
             dir => Source::Dir(PathBuf::from(dir)),
         })
     }
@@ -104,51 +151,33 @@ impl Source {
                 files::read_dir_files(&chart_dir).map(Some)
             }
             Source::Oci(_) => Ok(None),
-            Source::Broken(e) => Err(Error::Invalid {
-                path: "chart source".into(),
-                detail: format!(" {e}"),
-            }),
+            Source::Broken(e) => Err(Error::Broken(e.clone())),
         }
     }
 
-    /// Loads every chart in `refs`; each reference gets its chart or the reason it has none.
-    /// Local sources (embedded, folder) stand in for the repository part of a reference;
-    /// the OCI source pulls from it (several charts at once).
+    /// Loads every chart in `refs`; each reference gets its chart or the reason it has
+    /// none (with whether that is worth retrying later). Local sources (embedded,
+    /// folder) stand in for the repository part of a reference; the OCI source pulls
+    /// from it (several charts at once).
     pub fn resolve<'a>(&self, refs: impl IntoIterator<Item = &'a ChartRef>) -> Charts {
-        self.resolve_retrying(refs).0
-    }
-
-    /// Like [`Source::resolve`], and says whether a failure is worth retrying later.
-    pub fn resolve_retrying<'a>(
-        &self,
-        refs: impl IntoIterator<Item = &'a ChartRef>,
-    ) -> (Charts, bool) {
         let refs: Vec<&ChartRef> = refs.into_iter().collect();
+        let unavailable = |e: Error| ChartUnavailable::from(&e);
         match self {
-            Source::Oci(registry) => {
-                let mut retry = false;
-                let charts = registry
-                    .resolve(&refs)
-                    .into_iter()
-                    .map(|(r, c)| {
-                        retry |= c.as_ref().is_err_and(Error::is_transient);
-                        (r, c.map_err(|e| e.to_string()))
-                    })
-                    .collect();
-                (charts, retry)
-            }
-            _ => (
-                refs.into_iter()
-                    .map(|r| (r.clone(), self.load(r).map_err(|e| e.to_string())))
-                    .collect(),
-                false,
-            ),
+            Source::Oci(remote) => remote
+                .resolve(&refs)
+                .into_iter()
+                .map(|(r, c)| (r, c.map_err(unavailable)))
+                .collect(),
+            _ => refs
+                .into_iter()
+                .map(|r| (r.clone(), self.load(r).map_err(unavailable)))
+                .collect(),
         }
     }
 
     pub fn load(&self, reference: &ChartRef) -> Result<Arc<Chart>, Error> {
-        if let Source::Oci(registry) = self {
-            return registry
+        if let Source::Oci(remote) = self {
+            return remote
                 .resolve(&[reference])
                 .remove(reference)
                 .unwrap_or_else(|| {

@@ -4,8 +4,8 @@
 //! different content is refused unless forced (a published version must not move).
 
 use super::archive::{self, Package};
-use super::oci::{self, Location, Registry, CHART_LAYER, HELM_CONFIG};
 use super::Error;
+use crate::oci::{self, Location, Registry, CHART_LAYER, HELM_CONFIG};
 use oci_client::client::{Config, ImageLayer};
 use oci_client::manifest::OciManifest;
 use std::collections::BTreeMap;
@@ -60,18 +60,18 @@ pub async fn push(
     repository: &str,
     force: bool,
 ) -> Result<Pushed, Error> {
-    let at = Location::of(repository, &package.name, &package.version).map_err(|detail| {
+    let at = Location::of(repository, &package.name, &package.version).map_err(|source| {
         Error::Registry {
             reference: repository.to_string(),
-            detail,
+            source,
         }
     })?;
-    let fail = |detail: String| Error::Registry {
+    let fail = |source: oci::Error| Error::Registry {
         reference: at.to_string(),
-        detail,
+        source,
     };
     let reference = at.reference();
-    let auth = (&registry.credentials(&at.host)?).into();
+    let auth = (&registry.credentials(&at.host).map_err(fail)?).into();
     let client = registry.client();
     let layer_digest = format!("sha256:{}", sha256_hex(&package.tgz));
     let replacing = match client.pull_manifest(&reference, &auth).await {
@@ -84,20 +84,25 @@ pub async fn push(
                 return Ok(Pushed::Unchanged { at: at.to_string() });
             }
             if !force {
-                return Err(fail(format!(
-                    "version {} is already published with different content; bump the chart's version (or --force to overwrite it)",
-                    package.version
-                )));
+                return Err(Error::Published {
+                    reference: at.to_string(),
+                    version: package.version.clone(),
+                });
             }
             true
         }
         Ok((OciManifest::ImageIndex(_), _)) => {
-            return Err(fail("the tag holds an image index, not a chart".into()))
+            return Err(Error::NotAChart {
+                reference: at.to_string(),
+            })
         }
         Err(e) if oci::is_not_found(&e) => false,
-        Err(e) => return Err(fail(oci::describe(&e, &at))),
+        Err(e) => return Err(fail(oci::Error::from_client(e, &at))),
     };
-    let config = serde_json::to_vec(&package.metadata).map_err(|e| fail(e.to_string()))?;
+    let config = serde_json::to_vec(&package.metadata).map_err(|e| Error::Invalid {
+        path: format!("{}/Chart.yaml", package.name),
+        detail: format!(" {e}"),
+    })?;
     let mut annotations = BTreeMap::new();
     annotations.insert(
         "org.opencontainers.image.title".to_string(),
@@ -121,7 +126,7 @@ pub async fn push(
     let response = client
         .push(&reference, &layers, config, &auth, Some(manifest))
         .await
-        .map_err(|e| fail(oci::describe(&e, &at)))?;
+        .map_err(|e| fail(oci::Error::from_client(e, &at)))?;
     let digest = client
         .fetch_manifest_digest(&reference, &auth)
         .await

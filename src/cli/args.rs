@@ -195,7 +195,7 @@ pub struct RegistryArgs {
 }
 
 impl RegistryArgs {
-    pub fn settings(&self) -> Result<charts::oci::Settings> {
+    pub fn settings(&self) -> Result<crate::oci::Settings> {
         // Without clap (the hooks), the file comes from the environment only.
         let from_env = std::env::var_os("CLAIMD_REGISTRY_CONFIG").map(PathBuf::from);
         let base = match self.registry_config.as_ref().or(from_env.as_ref()) {
@@ -204,7 +204,7 @@ impl RegistryArgs {
                     .with_context(|| format!("reading {}", path.display()))?;
                 serde_yaml::from_str(&text).with_context(|| format!("{}", path.display()))?
             }
-            None => charts::oci::Settings::default(),
+            None => crate::oci::Settings::default(),
         };
         let mut s = base.with_env();
         if let Some(c) = &self.chart_cache {

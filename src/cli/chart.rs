@@ -1,8 +1,9 @@
 //! `claimd chart package|push|pull` and `claimd image exists`.
 
 use super::RegistryArgs;
-use crate::charts::oci::Registry;
 use crate::charts::publish::{self, Pushed};
+use crate::charts::Remote;
+use crate::oci::Registry;
 use crate::values::ChartRef;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -100,7 +101,7 @@ pub fn run(action: ChartAction) -> Result<ExitCode> {
                     }
                     Err(e) => {
                         failed += 1;
-                        eprintln!("{}: {e:#}", path.display());
+                        eprintln!("{}: {}", path.display(), super::error_text(&e));
                     }
                 }
             }
@@ -124,8 +125,8 @@ pub fn run(action: ChartAction) -> Result<ExitCode> {
                 name: name.to_string(),
                 version,
             };
-            let registry = Registry::new(registry.settings()?)?;
-            let chart = registry.block_on(registry.pull(&reference))?;
+            let remote = Remote::new(Registry::new(registry.settings()?)?.into());
+            let chart = remote.registry().block_on(remote.pull(&reference))?;
             println!("{reference} {}", chart.digest);
             Ok(ExitCode::SUCCESS)
         }

@@ -30,7 +30,7 @@ pub fn options_from_env() -> Options {
         let registries = crate::cli::RegistryArgs::default().settings();
         o.charts = match registries {
             Ok(r) => crate::charts::Source::parse_or_broken(&c, &r),
-            Err(e) => crate::charts::Source::Broken(format!("{e:#}")),
+            Err(e) => crate::charts::Source::Broken(crate::cli::error_text(&e)),
         };
     }
     let default = Identity::default();

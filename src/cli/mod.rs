@@ -20,6 +20,23 @@ use anyhow::Result;
 use std::io::Write;
 use std::process::ExitCode;
 
+/// An error and its causes on one line, each said once: a typed error that quotes its
+/// source in its message (`cannot read x: <why>`) does not get `<why>` twice.
+pub fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Validate {
@@ -71,5 +88,24 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     let mut err = std::io::stderr().lock();
     for d in diags {
         let _ = writeln!(err, "{d}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_text_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let typed = crate::charts::Error::Io {
+            path: "x/Chart.yaml".into(),
+            source: io,
+        };
+        let e = anyhow::Error::from(typed).context("packaging x");
+        assert_eq!(
+            super::error_text(&e),
+            "packaging x: cannot read x/Chart.yaml: no such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(super::error_text(&plain), "outer: inner");
     }
 }

@@ -117,8 +117,8 @@ impl Kube {
         wake: impl Fn() -> bool + Send + Sync + 'static,
     ) -> Step {
         let (path, opts, settings) = (repo.to_path_buf(), options.clone(), self.settings.clone());
-        let desired = tokio::task::spawn_blocking(move || {
-            let r = Repo::open(&path).map_err(|e| e.to_string())?;
+        let desired = tokio::task::spawn_blocking(move || -> Result<_, super::Error> {
+            let r = Repo::open(&path)?;
             let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
             reconcile::with_claims(&r, &opts, &mut cache, |loaded| {
                 let branch = reconcile::branch_of(&r, &opts);
@@ -131,10 +131,10 @@ impl Kube {
                     &settings,
                 )
             })
-            .map_err(|e| e.to_string())
+            .map_err(super::Error::from)
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(super::Error::from)
         .and_then(|r| r);
         let desired = match desired {
             Ok(Some(d)) => d,
@@ -147,7 +147,7 @@ impl Kube {
                 };
             }
             Err(e) => {
-                tracing::warn!(repo = %repo.display(), error = %e, "cannot read the claims for Kubernetes");
+                tracing::warn!(repo = %repo.display(), error = %e, kind = e.kind(), "cannot read the claims for Kubernetes");
                 return Step::unknown(self);
             }
         };
@@ -228,7 +228,7 @@ fn repository_name(loaded: &Loaded, opts: &Options, path: &Path, branch: &str) -
 }
 
 /// The OCI adapter answers the Kubernetes step's image lookups.
-impl kube::ImageLookup for crate::charts::oci::Registry {
+impl kube::ImageLookup for crate::oci::Registry {
     fn exists<'a>(
         &'a self,
         image: &'a str,

@@ -23,7 +23,7 @@ pub struct Config {
     /// OCI registries: cache, tag refresh interval, offline mode, per-host transport
     /// and credentials (secrets from files or environment variables only).
     #[serde(default)]
-    pub registries: crate::charts::oci::Settings,
+    pub registries: crate::oci::Settings,
     #[serde(default)]
     pub bot: Option<Bot>,
     /// The cluster claimd manages namespaces and preview builds in (kubeconfig,
@@ -75,10 +75,26 @@ pub enum Error {
         #[source]
         source: serde_yaml::Error,
     },
-    #[error("{path}: charts: {detail}")]
-    Charts { path: PathBuf, detail: String },
+    #[error("{path}: charts: {source}")]
+    Charts {
+        path: PathBuf,
+        #[source]
+        source: Box<crate::charts::Error>,
+    },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
     NotLoopback { path: PathBuf, addr: SocketAddr },
+}
+
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "config_read",
+            Error::Parse { .. } => "config_parse",
+            Error::Charts { .. } => "config_charts",
+            Error::NotLoopback { .. } => "not_loopback",
+        }
+    }
 }
 
 impl Config {
@@ -132,9 +148,11 @@ impl Config {
         }
         // A chart source that cannot be set up (an unreadable CA file) is a config error.
         if let Some(spec) = &config.charts {
-            crate::charts::Source::parse(spec, &config.registries).map_err(|e| Error::Charts {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
+            crate::charts::Source::parse(spec, &config.registries).map_err(|source| {
+                Error::Charts {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                }
             })?;
         }
         Ok(config)

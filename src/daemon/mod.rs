@@ -238,7 +238,7 @@ fn options_for(config: &Config, repo: &RepoConfig) -> Options {
 }
 
 fn kube_for(config: &Config) -> cluster::Kube {
-    let registry = match charts::oci::Registry::new(config.registries.clone().with_env()) {
+    let registry = match crate::oci::Registry::new(config.registries.clone().with_env()) {
         Ok(r) => Some(Arc::new(r) as Arc<dyn crate::kube::ImageLookup>),
         Err(e) => {
             tracing::warn!(error = %e, "preview images cannot be looked up");

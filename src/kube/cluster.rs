@@ -500,7 +500,7 @@ impl Cluster {
 
     /// The health and sync status of the preview Applications (named after their
     /// namespaces) in Argo CD's namespace, in one request.
-    async fn applications(&self) -> Result<HashMap<String, (String, String)>, String> {
+    async fn applications(&self) -> Result<HashMap<String, (String, String)>, ::kube::Error> {
         let params = ListParams::default().labels("claimd.dev/cluster-type=catalyst");
         let api = self.api("Application", Some(&self.argocd_namespace));
         match api.list(&params).await {
@@ -519,16 +519,19 @@ impl Cluster {
                 })
                 .collect()),
             Err(e) if not_found(&e) => Ok(HashMap::new()),
-            Err(e) => Err(describe(&e)),
+            Err(e) => Err(e),
         }
     }
 }
 
 /// DeploymentReady: the preview's Argo CD Application is Synced and Healthy.
-fn deployment(p: &Preview, apps: &Result<HashMap<String, (String, String)>, String>) -> Step {
+fn deployment(
+    p: &Preview,
+    apps: &Result<HashMap<String, (String, String)>, ::kube::Error>,
+) -> Step {
     let apps = match apps {
         Ok(apps) => apps,
-        Err(e) => return Step::Unknown("ApiServerUnavailable".into(), e.clone()),
+        Err(e) => return Step::Unknown("ApiServerUnavailable".into(), describe(e)),
     };
     let Some((health, sync)) = apps.get(&p.namespace) else {
         return Step::Waiting(

@@ -101,7 +101,8 @@ pub struct Planned {
     pub sources: BTreeMap<String, Vec<String>>,
     /// How many files the render produced (unchanged ones included).
     pub rendered: usize,
-    /// A chart registry did not answer: worth trying again later.
+    /// A chart could not be had for a reason that may pass (a registry that did not
+    /// answer): worth trying again later.
     pub retry: bool,
 }
 
@@ -664,7 +665,10 @@ pub fn plan(
         failures,
         sources,
         rendered,
-        retry: false,
+        retry: charts.values().any(|c| {
+            c.as_ref()
+                .is_err_and(render::ChartUnavailable::is_transient)
+        }),
     })
 }
 

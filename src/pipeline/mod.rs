@@ -79,15 +79,14 @@ pub fn run(
     let t = std::time::Instant::now();
     let claims = core::load(snap, objects, memo)?;
     let refs = core::chart_refs(snap, &claims, req.settings, memo);
-    let (charts, retry) = req.charts.resolve_retrying(refs.iter());
+    let charts = req.charts.resolve(refs.iter());
     tracing::debug!(elapsed = ?t.elapsed(), charts = charts.len(), "claims loaded, charts resolved");
     let inputs = core::Inputs {
         settings: req.settings,
         previews: req.previews,
         branch: req.branch,
     };
-    let mut planned = core::plan(snap, objects, &claims, &charts, &inputs, memo)?;
-    planned.retry = retry;
+    let planned = core::plan(snap, objects, &claims, &charts, &inputs, memo)?;
     tracing::debug!(elapsed = ?t.elapsed(), changes = planned.plan.changes.len(), "planned");
     Ok(planned)
 }

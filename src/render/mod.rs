@@ -62,8 +62,47 @@ impl Default for Settings {
     }
 }
 
-/// A chart that could not be had, by reference (filled in by the chart adapter).
-pub type Charts = BTreeMap<ChartRef, Result<std::sync::Arc<Chart>, String>>;
+/// Each chart reference's chart, or why it could not be had (filled in by the chart
+/// adapter).
+pub type Charts = BTreeMap<ChartRef, Result<std::sync::Arc<Chart>, ChartUnavailable>>;
+
+/// Why a chart could not be had, as the chart adapter says it: the message a claim's
+/// diagnostic quotes, a short name for metrics, and whether trying again later may
+/// help (a registry that did not answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartUnavailable {
+    message: String,
+    kind: &'static str,
+    transient: bool,
+}
+
+impl ChartUnavailable {
+    pub fn new(message: impl Into<String>, kind: &'static str, transient: bool) -> Self {
+        ChartUnavailable {
+            message: message.into(),
+            kind,
+            transient,
+        }
+    }
+
+    /// A short name for metrics (the adapter error's kind).
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Worth trying again later.
+    pub fn is_transient(&self) -> bool {
+        self.transient
+    }
+}
+
+impl std::fmt::Display for ChartUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ChartUnavailable {}
 
 /// A piece of the output that could not be rendered. Its files are left as they are.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

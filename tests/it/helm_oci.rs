@@ -4,8 +4,8 @@
 use crate::support::helm;
 use crate::support::registry;
 
-use claimd::charts::oci::{Registry as Client, Settings};
-use claimd::charts::Source;
+use claimd::charts::{Remote as Client, Source};
+use claimd::oci::{Registry, Settings};
 use claimd::values::ChartRef;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,7 +31,9 @@ fn client(cache: &Path, host: &str, password_file: Option<PathBuf>) -> Client {
         h.username = Some("helm".into());
         h.password_file = password_file;
     }
-    Client::new(s).expect("registry client")
+    Client::new(std::sync::Arc::new(
+        Registry::new(s).expect("registry client"),
+    ))
 }
 
 #[test]
@@ -64,6 +66,7 @@ fn charts_pushed_by_helm_are_pulled_by_claimd_exactly() {
             version: "1.0.0".into(),
         };
         let pulled = claimd
+            .registry()
             .block_on(claimd.pull(&reference))
             .unwrap_or_else(|e| panic!("{chart}: {e}"));
         assert_eq!(

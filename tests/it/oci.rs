@@ -473,12 +473,12 @@ fn push_raw_chart(host: &str, repository: &str, tag: &str, layer: Vec<u8>) {
     let reference = oci_client::Reference::with_tag(host.into(), repository.into(), tag.into());
     let layers = [ImageLayer::new(
         layer,
-        claimd::charts::oci::CHART_LAYER.into(),
+        claimd::oci::CHART_LAYER.into(),
         None,
     )];
     let config = Config::new(
         br#"{"name":"microservice","version":"2.0.0","apiVersion":"v2"}"#.to_vec(),
-        claimd::charts::oci::HELM_CONFIG.into(),
+        claimd::oci::HELM_CONFIG.into(),
         None,
     );
     let rt = tokio::runtime::Builder::new_current_thread()

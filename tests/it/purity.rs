@@ -3,6 +3,8 @@
 //! checks what it imports: no adapter module of the crate (git, charts, kube, daemon,
 //! server, cli, reconcile, the pipeline's read side, …) and no I/O (file system,
 //! environment, clock, network, processes, async runtime, git objects beyond their id).
+//! And the adapters' layering: `oci` (the registry client) sits below `charts` and
+//! `kube`, and `kube` knows neither charts nor registries.
 
 use std::path::{Path, PathBuf};
 
@@ -167,8 +169,13 @@ fn violations(label: &str, text: &str) -> Vec<String> {
 }
 
 fn core_files(root: &Path) -> Vec<PathBuf> {
+    rust_files(root, &CORE)
+}
+
+/// The `.rs` files (but `tests.rs`) of these folders and files, sorted.
+fn rust_files(root: &Path, places: &[&str]) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut stack: Vec<PathBuf> = CORE.iter().map(|c| root.join(c)).collect();
+    let mut stack: Vec<PathBuf> = places.iter().map(|c| root.join(c)).collect();
     while let Some(p) = stack.pop() {
         if p.is_dir() {
             for entry in std::fs::read_dir(&p).expect("core dir") {
@@ -230,4 +237,69 @@ fn the_checker_sees_imports_and_not_comments_or_strings() {
     let fine = "use crate::claims::{self, Diagnostic};\nuse crate::pipeline::core::Objects;\n// crate::git::Repo in a comment\nconst U: &str = \"oci://x crate::kube:: std::fs\";\n/* std::process */\n#[cfg(test)]\nmod tests { use crate::git::Repo; }\n";
     assert_eq!(violations("y.rs", fine), Vec::<String>::new());
     assert!(!violations("p/pipeline/core.rs", "use super::snapshot::Reads;").is_empty());
+}
+
+/// Adapters and the crate modules each may not use (an adapter below another).
+const LAYERS: [(&str, &[&str]); 2] = [
+    (
+        "src/oci",
+        &[
+            "charts",
+            "kube",
+            "render",
+            "pipeline",
+            "reconcile",
+            "daemon",
+            "server",
+            "cli",
+            "git",
+        ],
+    ),
+    ("src/kube", &["charts", "oci", "daemon", "server", "cli"]),
+];
+
+/// Uses of `crate::<module>` in the code of `text` (the source of `label`).
+fn uses_of(label: &str, text: &str, modules: &[&str]) -> Vec<String> {
+    let code = code_only(text);
+    let mut out = Vec::new();
+    for (n, line) in code.lines().enumerate() {
+        let compact: String = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        for (i, _) in compact.match_indices("crate::") {
+            let rest = &compact[i + "crate::".len()..];
+            for m in modules {
+                if rest.starts_with(m)
+                    && !rest[m.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+                {
+                    out.push(format!(
+                        "{label}:{}: uses `crate::{m}` in `{}`",
+                        n + 1,
+                        compact.trim()
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_registry_client_sits_below_charts_and_kube() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut found = Vec::new();
+    for (place, forbidden) in LAYERS {
+        let files = rust_files(root, &[place]);
+        assert!(!files.is_empty(), "no files in {place}");
+        for path in files {
+            let text = std::fs::read_to_string(&path).expect("read");
+            let label = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            found.extend(uses_of(&label, &text, forbidden));
+        }
+    }
+    assert!(found.is_empty(), "layering:\n{}", found.join("\n"));
+    let bad = "use crate::charts::Memo;\n// crate::kube in a comment\nfn f() { crate::kubes(); }\n";
+    assert_eq!(uses_of("x.rs", bad, &["charts", "kube"]).len(), 1);
 }

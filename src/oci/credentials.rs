@@ -76,6 +76,17 @@ pub enum Error {
     DockerConfig { path: PathBuf, detail: String },
 }
 
+impl Error {
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Read { .. } => "secret_file",
+            Error::Env(_) => "secret_env",
+            Error::DockerConfig { .. } => "docker_config",
+        }
+    }
+}
+
 /// The credentials for `host`.
 pub fn for_host(host: &str, settings: Option<&HostSettings>) -> Result<Credentials, Error> {
     if let Some(s) = settings {

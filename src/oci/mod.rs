@@ -1,22 +1,28 @@
-//! Charts from OCI registries (oci-client): tag → digest, manifest, chart layer, with a
-//! content-addressed cache on disk (`blobs/sha256/<hex>`, `tags/…`) and parsed charts
-//! in memory by manifest digest. Tags are re-checked at most every `refresh` seconds;
-//! `offline` works from the cache alone.
+//! OCI registries (adapter, oci-client): the one client claimd talks to registries
+//! with, for chart pulls and pushes and for the Kubernetes step's image lookups. A tag
+//! is pinned to a manifest digest and the artifact's layer ([`Registry::pin`]), a layer
+//! is read by digest and verified ([`Registry::layer`]), both with a content-addressed
+//! cache on disk ([`cache`]). Tags are re-checked at most every `refresh` seconds;
+//! `offline` works from the cache alone. Credentials: [`credentials`].
+//!
+//! This module knows registries, not charts: what a layer holds is the caller's affair.
 
-pub use super::credentials::HostSettings;
-use super::credentials::{self, Credentials};
-use super::{archive, chart_from_files, Error, Memo};
-use crate::values::{Chart, ChartRef};
+mod cache;
+pub mod credentials;
+
+pub use cache::Pinned;
+pub use credentials::{Credentials, HostSettings};
+
+use cache::{now_secs, sha256_hex, Cache};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciManifest;
 use oci_client::{Client, Reference};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Media types of a Helm chart artifact.
@@ -26,8 +32,190 @@ pub const CHART_LAYER: &str = "application/vnd.cncf.helm.chart.content.v1.tar+gz
 pub const LEGACY_CHART_LAYER: &str = "application/tar+gzip";
 pub const PROVENANCE_LAYER: &str = "application/vnd.cncf.helm.chart.provenance.v1.prov";
 
-/// Prefix of the errors worth retrying (the registry did not answer).
-pub(super) const UNREACHABLE: &str = "registry unreachable";
+type ParseError = <Reference as std::str::FromStr>::Err;
+
+/// What went wrong with a registry or with what it sent. The messages say what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("registry client: {0}")]
+    Client(#[source] Box<OciDistributionError>),
+    #[error("chart repository `{repository}` is not an OCI reference (oci://host/path)")]
+    NotOci { repository: String },
+    #[error("chart repository `{repository}` has no host")]
+    NoHost { repository: String },
+    #[error("not an image reference: {source}")]
+    NotAnImage {
+        #[source]
+        source: ParseError,
+    },
+    #[error("credentials for {host}: {source}")]
+    Credentials {
+        host: String,
+        #[source]
+        source: credentials::Error,
+    },
+    #[error("not in the chart cache, and claimd is offline (pull it once online, or run without --offline)")]
+    TagNotCached,
+    #[error("chart layer not in the cache, and claimd is offline")]
+    LayerNotCached,
+    #[error("tag {tag} not found in {host}/{repository}: publish the chart version (claimd chart push) or fix chart.version")]
+    NotFound {
+        tag: String,
+        host: String,
+        repository: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error("the registry {host} refused the credentials (or none were given): set them in claimd's config (registries.hosts.\"{host}\") or the Docker config file")]
+    Unauthorized {
+        host: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error("the TLS certificate of {host} is not trusted ({}): name its CA as caFile for the host in the registry settings (or plainHttp for a plain HTTP registry)", chain(source))]
+    Certificate {
+        host: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error("registry unreachable: {host} did not answer ({source}); will retry")]
+    Unreachable {
+        host: String,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    #[error("registry unreachable: {host} answered {status}; will retry")]
+    ServerError {
+        host: String,
+        status: u16,
+        #[source]
+        source: Box<OciDistributionError>,
+    },
+    /// Anything else the registry client reported.
+    #[error(transparent)]
+    Registry(Box<OciDistributionError>),
+    #[error("the registry sent manifest {got} for digest {digest}")]
+    ManifestMismatch { got: String, digest: String },
+    #[error("is an image index, not a Helm chart")]
+    ImageIndex,
+    #[error("is not a Helm chart (config media type {media_type}, expected {HELM_CONFIG})")]
+    NotHelm { media_type: String },
+    #[error("has no chart layer ({CHART_LAYER})")]
+    NoChartLayer,
+    #[error("unsupported layer digest {digest}")]
+    LayerDigest { digest: String },
+    #[error("chart layer of {size} bytes is over the {} MiB limit", limit >> 20)]
+    TooLarge { size: i64, limit: u64 },
+    #[error("chart layer digest mismatch: expected sha256:{expected}, got sha256:{actual}; nothing was used")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("writing the cache: {source}")]
+    CacheWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image lookup failed (the reference it was about, and why).
+    #[error("{image}: {source}")]
+    Image {
+        image: String,
+        #[source]
+        source: Box<Error>,
+    },
+}
+
+impl Error {
+    /// Worth trying again later (the registry did not answer, or answered 5xx), as
+    /// opposed to a problem that stays until someone changes a claim, a chart or the
+    /// config.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } | Error::ServerError { .. } => true,
+            Error::Image { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// A short name for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Client(_) => "client",
+            Error::NotOci { .. } => "not_oci",
+            Error::NoHost { .. } => "no_host",
+            Error::NotAnImage { .. } => "not_an_image",
+            Error::Credentials { .. } => "credentials",
+            Error::TagNotCached | Error::LayerNotCached => "offline",
+            Error::NotFound { .. } => "not_found",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::Certificate { .. } => "certificate",
+            Error::Unreachable { .. } => "unreachable",
+            Error::ServerError { .. } => "server_error",
+            Error::Registry(_) => "registry",
+            Error::ManifestMismatch { .. } => "manifest_mismatch",
+            Error::ImageIndex | Error::NotHelm { .. } | Error::NoChartLayer => "not_a_chart",
+            Error::LayerDigest { .. } => "layer_digest",
+            Error::TooLarge { .. } => "too_large",
+            Error::DigestMismatch { .. } => "digest_mismatch",
+            Error::CacheWrite { .. } => "cache_write",
+            Error::Image { source, .. } => source.kind(),
+        }
+    }
+
+    /// Whether the registry said the manifest or repository does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+
+    /// A registry client error about `at`, in words a person can act on.
+    pub fn from_client(e: OciDistributionError, at: &Location) -> Error {
+        if is_not_found(&e) {
+            return Error::NotFound {
+                tag: at.tag.clone(),
+                host: at.host.clone(),
+                repository: at.repository.clone(),
+                source: Box::new(e),
+            };
+        }
+        Error::about_host(e, &at.host)
+    }
+
+    /// Like [`Error::from_client`] without a location: a missing manifest is
+    /// [`Error::Registry`].
+    fn about_host(e: OciDistributionError, host: &str) -> Error {
+        let host = host.to_string();
+        match e {
+            OciDistributionError::UnauthorizedError { .. }
+            | OciDistributionError::AuthenticationFailure(_) => Error::Unauthorized {
+                host,
+                source: Box::new(e),
+            },
+            OciDistributionError::RequestError(ref r) if is_certificate_problem(r) => {
+                Error::Certificate {
+                    host,
+                    source: Box::new(e),
+                }
+            }
+            OciDistributionError::RequestError(ref r) if r.is_connect() || r.is_timeout() => {
+                Error::Unreachable {
+                    host,
+                    source: Box::new(e),
+                }
+            }
+            OciDistributionError::ServerError { code, .. } if code >= 500 => Error::ServerError {
+                host,
+                status: code,
+                source: Box::new(e),
+            },
+            other => Error::Registry(Box::new(other)),
+        }
+    }
+}
 
 /// Registry settings (the daemon config's `registries:` section; env overrides).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -84,23 +272,6 @@ impl Settings {
     }
 }
 
-/// What a tag pointed to when last checked.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct Pinned {
-    manifest: String,
-    layer: String,
-    size: i64,
-    /// When the registry last confirmed it (seconds since the epoch).
-    #[serde(default)]
-    checked: u64,
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A chart's location in a registry.
 #[derive(Debug, Clone)]
 pub struct Location {
@@ -112,14 +283,18 @@ pub struct Location {
 
 impl Location {
     /// `oci://host/path` + chart name + version (Helm's `+` → `_` tag rule).
-    pub fn of(repository: &str, name: &str, version: &str) -> Result<Location, String> {
-        let rest = repository.strip_prefix("oci://").ok_or_else(|| {
-            format!("chart repository `{repository}` is not an OCI reference (oci://host/path)")
-        })?;
+    pub fn of(repository: &str, name: &str, version: &str) -> Result<Location, Error> {
+        let rest = repository
+            .strip_prefix("oci://")
+            .ok_or_else(|| Error::NotOci {
+                repository: repository.to_string(),
+            })?;
         let rest = rest.trim_end_matches('/');
         let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
         if host.is_empty() {
-            return Err(format!("chart repository `{repository}` has no host"));
+            return Err(Error::NoHost {
+                repository: repository.to_string(),
+            });
         }
         let repository = if path.is_empty() {
             name.to_string()
@@ -152,13 +327,13 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// A client for the chart registries, with its caches. Shared by every reconcile.
+/// A client for the registries, with its caches. Shared by every reconcile.
 pub struct Registry {
     settings: Settings,
     client: Client,
+    cache: Cache,
     runtime: OnceLock<tokio::runtime::Runtime>,
     tags: Mutex<HashMap<String, (Pinned, Instant)>>,
-    memo: Memo,
 }
 
 impl std::fmt::Debug for Registry {
@@ -196,17 +371,13 @@ impl Registry {
             read_timeout: Some(Duration::from_secs(30)),
             ..ClientConfig::default()
         };
-        let client = Client::try_from(config).map_err(|e| Error::Registry {
-            reference: "registry client".into(),
-            detail: e.to_string(),
-        })?;
+        let client = Client::try_from(config).map_err(|e| Error::Client(Box::new(e)))?;
         Ok(Registry {
+            cache: Cache::new(settings.cache_dir()),
             settings,
             client,
             runtime: OnceLock::new(),
             tags: Mutex::new(HashMap::new()),
-            // Every chart version in use stays parsed (a few KiB each).
-            memo: Memo::new(16 * 1024),
         })
     }
 
@@ -240,61 +411,26 @@ impl Registry {
     }
 
     pub fn credentials(&self, host: &str) -> Result<Credentials, Error> {
-        credentials::for_host(host, self.settings.hosts.get(host)).map_err(|e| Error::Registry {
-            reference: host.to_string(),
-            detail: e.to_string(),
+        credentials::for_host(host, self.settings.hosts.get(host)).map_err(|source| {
+            Error::Credentials {
+                host: host.to_string(),
+                source,
+            }
         })
     }
 
-    /// Every chart in `refs`, pulled (or from the cache) concurrently.
-    pub fn resolve(&self, refs: &[&ChartRef]) -> BTreeMap<ChartRef, Result<Arc<Chart>, Error>> {
-        let pulls = refs
-            .iter()
-            .map(|r| async move { ((*r).clone(), self.pull(r).await) });
-        self.block_on(futures_util::future::join_all(pulls))
-            .into_iter()
-            .collect()
-    }
-
-    /// One chart: pin its tag to a digest, then the parsed chart for that digest.
-    pub async fn pull(&self, r: &ChartRef) -> Result<Arc<Chart>, Error> {
-        let at =
-            Location::of(&r.repository, &r.name, &r.version).map_err(|detail| Error::Registry {
-                reference: format!("{}/{}:{}", r.repository, r.name, r.version),
-                detail,
-            })?;
-        let fail = |detail: String| Error::Registry {
-            reference: at.to_string(),
-            detail,
-        };
-        let pinned = self.pin(&at).await?;
-        if let Some(chart) = self.memo.get(r, &pinned.manifest) {
-            return Ok(chart);
-        }
-        let tgz = self.layer(&at, &pinned).await?;
-        let files = archive::unpack(&tgz).map_err(|e| fail(e.to_string()))?;
-        self.memo.get_or_parse(r, &pinned.manifest, || {
-            chart_from_files(r, &files, &at.to_string(), pinned.manifest.clone())
-        })
-    }
-
-    /// The digest a tag points to (from memory within `refresh`, else the registry).
-    async fn pin(&self, at: &Location) -> Result<Pinned, Error> {
+    /// The manifest digest a tag points to and the Helm chart layer it names (from
+    /// memory within `refresh`, else the registry; the cache when it does not answer).
+    pub async fn pin(&self, at: &Location) -> Result<Pinned, Error> {
         let key = at.to_string();
-        let fail = |detail: String| Error::Registry {
-            reference: key.clone(),
-            detail,
-        };
         if let Some((p, when)) = self.tags.lock().expect("tags").get(&key) {
             if self.settings.offline || when.elapsed() < self.settings.refresh() {
                 return Ok(p.clone());
             }
         }
-        let on_disk = self.read_tag(at);
+        let on_disk = self.cache.read_tag(at);
         if self.settings.offline {
-            return on_disk.ok_or_else(|| {
-                fail("not in the chart cache, and claimd is offline (pull it once online, or run without --offline)".into())
-            });
+            return on_disk.ok_or(Error::TagNotCached);
         }
         // Checked recently by another claimd process (a hook): no request either.
         if let Some(p) = &on_disk {
@@ -311,14 +447,14 @@ impl Registry {
         {
             Ok(d) => d,
             Err(e) => {
-                let why = describe(&e, at);
+                let why = Error::from_client(e, at);
                 // The registry is down: what the tag pointed to when last seen is still
                 // the best answer (a chart version is not expected to move).
-                if let (true, Some(p)) = (why.starts_with(UNREACHABLE), &on_disk) {
+                if let (true, Some(p)) = (why.is_transient(), &on_disk) {
                     tracing::warn!(chart = %key, digest = %p.manifest, "{why}; using the digest from the last check");
                     return Ok(p.clone());
                 }
-                return Err(fail(why));
+                return Err(why);
             }
         };
         let pinned = match on_disk {
@@ -331,16 +467,14 @@ impl Registry {
                     .client
                     .pull_manifest(&at.at(&digest), &auth)
                     .await
-                    .map_err(|e| fail(describe(&e, at)))?;
+                    .map_err(|e| Error::from_client(e, at))?;
                 if got != digest {
-                    return Err(fail(format!(
-                        "the registry sent manifest {got} for digest {digest}"
-                    )));
+                    return Err(Error::ManifestMismatch { got, digest });
                 }
-                chart_layer(&manifest, &digest).map_err(fail)?
+                chart_layer(&manifest, &digest)?
             }
         };
-        self.write_tag(at, &pinned);
+        self.cache.write_tag(at, &pinned);
         self.remember(&key, &pinned);
         Ok(pinned)
     }
@@ -352,122 +486,100 @@ impl Registry {
             .insert(key.to_string(), (pinned.clone(), Instant::now()));
     }
 
-    /// The chart layer's bytes, verified against its digest: from the cache, else pulled.
-    async fn layer(&self, at: &Location, pinned: &Pinned) -> Result<Vec<u8>, Error> {
-        let fail = |detail: String| Error::Registry {
-            reference: at.to_string(),
-            detail,
-        };
+    /// The pinned layer's bytes, verified against its digest: from the cache, else
+    /// pulled (at most `max_bytes`) and cached.
+    pub async fn layer(
+        &self,
+        at: &Location,
+        pinned: &Pinned,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, Error> {
         let hex = pinned
             .layer
             .strip_prefix("sha256:")
             .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| fail(format!("unsupported layer digest {}", pinned.layer)))?;
-        let path = self.settings.cache_dir().join("blobs/sha256").join(hex);
-        if let Ok(bytes) = std::fs::read(&path) {
-            if sha256_hex(&bytes) == hex {
-                return Ok(bytes);
-            }
-            tracing::warn!(path = %path.display(), "cached chart blob is corrupt; pulling it again");
-            let _ = std::fs::remove_file(&path);
+            .ok_or_else(|| Error::LayerDigest {
+                digest: pinned.layer.clone(),
+            })?;
+        if let Some(bytes) = self.cache.read_blob(hex) {
+            return Ok(bytes);
         }
         if self.settings.offline {
-            return Err(fail(
-                "chart layer not in the cache, and claimd is offline".into(),
-            ));
+            return Err(Error::LayerNotCached);
         }
-        if pinned.size < 0 || pinned.size as u64 > archive::MAX_ARCHIVE_BYTES {
-            return Err(fail(format!(
-                "chart layer of {} bytes is over the {} MiB limit",
-                pinned.size,
-                archive::MAX_ARCHIVE_BYTES >> 20
-            )));
+        if pinned.size < 0 || pinned.size as u64 > max_bytes {
+            return Err(Error::TooLarge {
+                size: pinned.size,
+                limit: max_bytes,
+            });
         }
         let auth = (&self.credentials(&at.host)?).into();
         // Authenticates (a token for pull) before the blob request.
         self.client
             .auth(&at.reference(), &auth, oci_client::RegistryOperation::Pull)
             .await
-            .map_err(|e| fail(describe(&e, at)))?;
+            .map_err(|e| Error::from_client(e, at))?;
         let mut bytes = Vec::with_capacity(pinned.size as usize);
         self.client
             .pull_blob(&at.reference(), pinned.layer.as_str(), &mut bytes)
             .await
-            .map_err(|e| fail(describe(&e, at)))?;
+            .map_err(|e| Error::from_client(e, at))?;
         let actual = sha256_hex(&bytes);
         if actual != hex {
-            return Err(fail(format!(
-                "chart layer digest mismatch: expected sha256:{hex}, got sha256:{actual}; nothing was used"
-            )));
+            return Err(Error::DigestMismatch {
+                expected: hex.to_string(),
+                actual,
+            });
         }
-        write_atomically(&path, &bytes).map_err(|e| fail(format!("writing the cache: {e}")))?;
+        self.cache
+            .write_blob(hex, &bytes)
+            .map_err(|source| Error::CacheWrite {
+                path: self.cache.blob_path(hex),
+                source,
+            })?;
         Ok(bytes)
-    }
-
-    fn tag_path(&self, at: &Location) -> PathBuf {
-        let host = at.host.replace(':', "_");
-        self.settings
-            .cache_dir()
-            .join("tags")
-            .join(host)
-            .join(&at.repository)
-            .join(format!("{}.json", at.tag))
-    }
-
-    fn read_tag(&self, at: &Location) -> Option<Pinned> {
-        let text = std::fs::read_to_string(self.tag_path(at)).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    fn write_tag(&self, at: &Location, pinned: &Pinned) {
-        let path = self.tag_path(at);
-        if let Ok(json) = serde_json::to_vec(pinned) {
-            if let Err(e) = write_atomically(&path, &json) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the chart cache");
-            }
-        }
     }
 
     /// Does `image` (`host/repo:tag` or `…@sha256:…`) exist? A manifest HEAD request.
     pub async fn image_exists(&self, image: &str) -> Result<bool, Error> {
-        let reference: Reference = image.parse().map_err(|e| Error::Registry {
-            reference: image.to_string(),
-            detail: format!("not an image reference: {e}"),
-        })?;
+        let fail = |source: Error| Error::Image {
+            image: image.to_string(),
+            source: Box::new(source),
+        };
+        let reference: Reference = image
+            .parse()
+            .map_err(|source| fail(Error::NotAnImage { source }))?;
         let host = reference.registry().to_string();
-        let auth = (&self.credentials(&host)?).into();
+        let auth = (&self.credentials(&host).map_err(fail)?).into();
         match self.client.fetch_manifest_digest(&reference, &auth).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),
-            Err(e) => Err(Error::Registry {
-                reference: image.to_string(),
-                detail: e.to_string(),
-            }),
+            Err(e) => Err(fail(Error::about_host(e, &host))),
         }
     }
 
+    /// The client itself, for what this module does not wrap (a chart push).
     pub fn client(&self) -> &Client {
         &self.client
     }
 }
 
 /// Picks the chart layer of a Helm artifact's manifest (a provenance layer is ignored).
-fn chart_layer(manifest: &OciManifest, digest: &str) -> Result<Pinned, String> {
+fn chart_layer(manifest: &OciManifest, digest: &str) -> Result<Pinned, Error> {
     let OciManifest::Image(m) = manifest else {
-        return Err("is an image index, not a Helm chart".into());
+        return Err(Error::ImageIndex);
     };
     if m.config.media_type != HELM_CONFIG {
-        return Err(format!(
-            "is not a Helm chart (config media type {}, expected {HELM_CONFIG})",
-            m.config.media_type
-        ));
+        return Err(Error::NotHelm {
+            media_type: m.config.media_type.clone(),
+        });
     }
     let layer = m
         .layers
         .iter()
         .find(|l| l.media_type == CHART_LAYER)
         .or_else(|| m.layers.iter().find(|l| l.media_type == LEGACY_CHART_LAYER))
-        .ok_or_else(|| format!("has no chart layer ({CHART_LAYER})"))?;
+        .ok_or(Error::NoChartLayer)?;
     Ok(Pinned {
         manifest: digest.to_string(),
         layer: layer.digest.clone(),
@@ -476,7 +588,8 @@ fn chart_layer(manifest: &OciManifest, digest: &str) -> Result<Pinned, String> {
     })
 }
 
-pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
+/// Whether a client error says the manifest or the repository does not exist.
+pub fn is_not_found(e: &OciDistributionError) -> bool {
     match e {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code, .. } => *code == 404,
@@ -488,35 +601,6 @@ pub(super) fn is_not_found(e: &OciDistributionError) -> bool {
             )
         }),
         _ => false,
-    }
-}
-
-/// A registry error in words a person can act on.
-pub(super) fn describe(e: &OciDistributionError, at: &Location) -> String {
-    if is_not_found(e) {
-        return format!(
-            "tag {} not found in {}/{}: publish the chart version (claimd chart push) or fix chart.version",
-            at.tag, at.host, at.repository
-        );
-    }
-    match e {
-        OciDistributionError::UnauthorizedError { .. }
-        | OciDistributionError::AuthenticationFailure(_) => format!(
-            "the registry {} refused the credentials (or none were given): set them in claimd's config (registries.hosts.\"{}\") or the Docker config file",
-            at.host, at.host
-        ),
-        OciDistributionError::RequestError(r) if is_certificate_problem(r) => format!(
-            "the TLS certificate of {} is not trusted ({}): name its CA as caFile for the host in the registry settings (or plainHttp for a plain HTTP registry)",
-            at.host,
-            chain(r)
-        ),
-        OciDistributionError::RequestError(r) if r.is_connect() || r.is_timeout() => {
-            format!("{UNREACHABLE}: {} did not answer ({r}); will retry", at.host)
-        }
-        OciDistributionError::ServerError { code, .. } if *code >= 500 => {
-            format!("{UNREACHABLE}: {} answered {code}; will retry", at.host)
-        }
-        other => other.to_string(),
     }
 }
 
@@ -536,26 +620,6 @@ fn is_certificate_problem(e: &dyn std::error::Error) -> bool {
     let text = chain(e);
     text.contains("certificate") || text.contains("UnknownIssuer")
 }
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,6 +641,7 @@ mod tests {
         );
         assert!(Location::of("https://charts.example.com", "x", "1.0.0")
             .unwrap_err()
+            .to_string()
             .contains("not an OCI reference"));
         assert!(Location::of("oci:///x", "x", "1.0.0").is_err());
     }
@@ -602,10 +667,52 @@ mod tests {
         let image = manifest("application/vnd.oci.image.config.v1+json", &[CHART_LAYER]);
         assert!(chart_layer(&image, "d")
             .unwrap_err()
+            .to_string()
             .contains("not a Helm chart"));
         let empty = manifest(HELM_CONFIG, &[PROVENANCE_LAYER]);
         assert!(chart_layer(&empty, "d")
             .unwrap_err()
+            .to_string()
             .contains("no chart layer"));
+    }
+
+    #[test]
+    fn kinds_and_transience() {
+        let at = Location::of("oci://127.0.0.1:5000/charts", "redis", "1.0.0").unwrap();
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "http://127.0.0.1:5000/v2/".into(),
+            message: String::new(),
+        };
+        let down = Error::from_client(server(503), &at);
+        assert!(down.is_transient());
+        assert_eq!(down.kind(), "server_error");
+        assert_eq!(
+            down.to_string(),
+            "registry unreachable: 127.0.0.1:5000 answered 503; will retry"
+        );
+        let missing = Error::from_client(server(404), &at);
+        assert!(missing.is_not_found() && !missing.is_transient());
+        assert_eq!(missing.kind(), "not_found");
+        assert!(missing.to_string().starts_with(
+            "tag 1.0.0 not found in 127.0.0.1:5000/charts/redis: publish the chart version"
+        ));
+        let denied = Error::from_client(
+            OciDistributionError::UnauthorizedError { url: "u".into() },
+            &at,
+        );
+        assert_eq!(denied.kind(), "unauthorized");
+        assert!(std::error::Error::source(&denied).is_some());
+        let image = Error::Image {
+            image: "127.0.0.1:5000/app:v1".into(),
+            source: Box::new(down),
+        };
+        assert!(image.is_transient());
+        assert_eq!(image.kind(), "server_error");
+        assert!(image
+            .to_string()
+            .starts_with("127.0.0.1:5000/app:v1: registry unreachable"));
+        assert!(!Error::TagNotCached.is_transient());
+        assert_eq!(Error::LayerNotCached.kind(), "offline");
     }
 }
