@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     limit_malloc_arenas();
     let cli = claimd::cli::Cli::parse();
     if cli.is_daemon() {
+        no_huge_pages();
         return_freed_memory_at_once();
     }
     // The daemon tells what it does (bot commits, namespaces applied, dry-run objects);
@@ -43,6 +44,19 @@ fn main() -> ExitCode {
             eprintln!("claimd: {}", claimd::cli::error_text(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// mimalloc asks for transparent huge pages on its arenas, so a long-lived daemon's
+/// resident memory grows and stays in 2 MiB steps (10,000 applications: 122–125 MiB
+/// peak with them, 113 MiB without). Hooks keep them: a short process faulting in tens
+/// of MiB once is quicker with fewer, larger pages (P1 p50 86 against 97 ms). It applies
+/// to every page faulted in afterwards.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(PR_SET_THP_DISABLE) only sets a flag on this process's memory map.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 

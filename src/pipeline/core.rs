@@ -68,6 +68,8 @@ pub struct Snapshot {
     pub claim_files: Vec<FileKey>,
     /// An id for the whole set of claim files (the `claims/` tree), when there is one.
     pub claims_tree: Option<ObjectId>,
+    /// An id for the whole snapshot (a commit's tree), when there is one.
+    pub tree: Option<ObjectId>,
     /// Every file under the output folders there now.
     pub entries: Arc<BTreeMap<String, ObjectId>>,
 }
@@ -174,6 +176,8 @@ pub struct Memo {
     batched: bool,
     /// Something was learned since the memo was made (worth keeping).
     pub(crate) learned: bool,
+    /// The last plan, by [`plan_key`] (see [`plan`]).
+    last_plan: Option<([u8; 32], Planned)>,
 }
 
 /// The generated files of each claim file's applications, in one context.
@@ -419,7 +423,65 @@ pub struct Inputs<'a> {
 /// The plan of a snapshot: render its claims (only what the memo does not have) and
 /// compare with its generated files. Generated files whose blob id equals the rendered
 /// content's are not read at all.
+///
+/// The last plan is kept when it is small: the same snapshot planned again with the same
+/// inputs (the daemon validates a pushed commit at pre-receive, then reconciles the very
+/// same commit at post-receive) gets it back without rendering.
 pub fn plan(
+    snap: &Snapshot,
+    objects: &dyn Objects,
+    read: &Claims,
+    charts: &Charts,
+    inputs: &Inputs<'_>,
+    memo: &mut Memo,
+) -> Result<Planned, Error> {
+    let key = plan_key(snap, charts, inputs);
+    if let (Some(key), Some((last, planned))) = (key, &memo.last_plan) {
+        if key == *last {
+            tracing::debug!("the same snapshot and inputs as the last plan");
+            return Ok(planned.clone());
+        }
+    }
+    let planned = plan_afresh(snap, objects, read, charts, inputs, memo)?;
+    let size: usize = planned
+        .plan
+        .changes
+        .iter()
+        .map(|c| c.old.as_ref().map_or(0, String::len) + c.new.as_ref().map_or(0, String::len))
+        .sum();
+    memo.last_plan = key
+        .filter(|_| size <= LAST_PLAN_BYTES)
+        .map(|key| (key, planned.clone()));
+    Ok(planned)
+}
+
+/// A plan with more content than this is not kept for the next call (a first render of
+/// thousands of applications would double the daemon's memory for nothing).
+const LAST_PLAN_BYTES: usize = 4 << 20;
+
+/// Everything a plan depends on, when the snapshot is a tree (which holds the claim files
+/// and the generated files): the tree, the settings, the charts, the previews, the branch.
+fn plan_key(snap: &Snapshot, charts: &Charts, inputs: &Inputs<'_>) -> Option<[u8; 32]> {
+    let tree = snap.tree?;
+    let mut h = Sha256::new();
+    h.update(tree.as_bytes());
+    h.update(settings_hash(inputs.settings));
+    h.update(format!("{:?}\0{:?}\0", inputs.previews, inputs.branch).as_bytes());
+    hash_charts(&mut h, charts);
+    Some(h.finalize().into())
+}
+
+fn hash_charts(h: &mut Sha256, charts: &Charts) {
+    for (r, chart) in charts {
+        h.update(format!("{r}\0").as_bytes());
+        match chart {
+            Ok(c) => h.update(format!("ok {}\0", c.digest).as_bytes()),
+            Err(e) => h.update(format!("err {e}\0").as_bytes()),
+        }
+    }
+}
+
+fn plan_afresh(
     snap: &Snapshot,
     objects: &dyn Objects,
     read: &Claims,
@@ -449,13 +511,7 @@ pub fn plan(
             hash_claim_file(&mut h, &c.source, blob_of.get(c.source.as_str()));
         }
     }
-    for (r, chart) in charts {
-        h.update(format!("{r}\0").as_bytes());
-        match chart {
-            Ok(c) => h.update(format!("ok {}\0", c.digest).as_bytes()),
-            Err(e) => h.update(format!("err {e}\0").as_bytes()),
-        }
-    }
+    hash_charts(&mut h, charts);
     let context: [u8; 32] = h.finalize().into();
     if memo.outputs.context != Some(context) {
         memo.outputs.files.clear();

@@ -13,6 +13,8 @@
 pub mod core;
 pub mod snapshot;
 pub mod store;
+#[cfg(test)]
+mod tests;
 
 pub use self::core::{at_push, Claims, Objects, Planned, Previews, Snapshot};
 
@@ -78,9 +80,10 @@ pub fn run(
 ) -> Result<Planned, core::Error> {
     let t = std::time::Instant::now();
     let claims = core::load(snap, objects, memo)?;
+    tracing::debug!(elapsed = ?t.elapsed(), "claims loaded");
     let refs = core::chart_refs(snap, &claims, req.settings, memo);
     let charts = req.charts.resolve(refs.iter());
-    tracing::debug!(elapsed = ?t.elapsed(), charts = charts.len(), "claims loaded, charts resolved");
+    tracing::debug!(elapsed = ?t.elapsed(), charts = charts.len(), "charts resolved");
     let inputs = core::Inputs {
         settings: req.settings,
         previews: req.previews,

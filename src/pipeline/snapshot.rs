@@ -46,7 +46,8 @@ pub struct Reads {
 
 /// The snapshot of `commit`.
 pub fn at_commit(repo: &Repo, commit: ObjectId, reads: &mut Reads) -> Result<Snapshot, git::Error> {
-    let top = repo.top_level(commit)?;
+    let tree = repo.tree_of(commit)?;
+    let top = repo.top_level_of_tree(tree)?;
     let claims_tree = top.get("claims").copied();
     let claim_files = match (&reads.claims, claims_tree) {
         (Some((tree, files)), Some(now)) if *tree == now => files.clone(),
@@ -79,6 +80,7 @@ pub fn at_commit(repo: &Repo, commit: ObjectId, reads: &mut Reads) -> Result<Sna
     Ok(Snapshot {
         claim_files,
         claims_tree,
+        tree: Some(tree),
         entries,
     })
 }
@@ -195,6 +197,7 @@ pub fn of_work_tree(
     let snapshot = Snapshot {
         claim_files,
         claims_tree: None,
+        tree: None,
         entries: Arc::new(entries),
     };
     Ok((snapshot, tree))

@@ -1,0 +1,186 @@
+//! The memo layers against a plan from scratch: the stored memo (outlines, reloaded in
+//! another process) and the last plan kept in memory.
+
+use super::core::{self, Objects, ReadError, Snapshot};
+use super::{charts, store, Memo, Planned, Previews, Request};
+use crate::render::Settings;
+use gix::ObjectId;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// Objects in memory, counting reads.
+#[derive(Default)]
+struct Mem {
+    objects: HashMap<ObjectId, Vec<u8>>,
+    reads: Cell<usize>,
+}
+
+impl Mem {
+    fn add(&mut self, bytes: &[u8]) -> ObjectId {
+        let id = (self.blob_hasher())(bytes);
+        self.objects.insert(id, bytes.to_vec());
+        id
+    }
+}
+
+impl Objects for Mem {
+    fn read(&self, id: ObjectId) -> Result<Vec<u8>, ReadError> {
+        self.reads.set(self.reads.get() + 1);
+        self.objects
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| format!("no object {id}").into())
+    }
+
+    fn blob_hasher(&self) -> fn(&[u8]) -> ObjectId {
+        |b| crate::git::blob_id(gix::hash::Kind::Sha1, b).expect("hash")
+    }
+}
+
+fn snapshot(
+    mem: &mut Mem,
+    claims: &[(String, String)],
+    entries: &BTreeMap<String, ObjectId>,
+) -> Snapshot {
+    let mut claim_files: Vec<(String, ObjectId)> = claims
+        .iter()
+        .map(|(p, t)| (p.clone(), mem.add(t.as_bytes())))
+        .collect();
+    claim_files.sort();
+    Snapshot {
+        claim_files,
+        entries: Arc::new(entries.clone()),
+        ..Snapshot::default()
+    }
+}
+
+/// The generated files after committing `planned` on top of `entries`.
+fn commit(mem: &mut Mem, entries: &mut BTreeMap<String, ObjectId>, planned: &Planned) {
+    for c in &planned.plan.changes {
+        match &c.new {
+            Some(content) => {
+                let id = mem.add(content.as_bytes());
+                entries.insert(c.path.clone(), id);
+            }
+            None => {
+                entries.remove(&c.path);
+            }
+        }
+    }
+}
+
+fn run(snap: &Snapshot, mem: &Mem, settings: &Settings, memo: &mut core::Memo) -> Planned {
+    let source = charts::Source::Embedded;
+    let req = Request {
+        settings,
+        charts: &source,
+        previews: &Previews::All,
+        branch: Some("main"),
+    };
+    super::run(snap, mem, &req, memo).expect("plan")
+}
+
+fn same(a: &Planned, b: &Planned, what: &str) {
+    assert_eq!(a.plan, b.plan, "{what}: plans differ");
+    assert_eq!(a.diagnostics, b.diagnostics, "{what}: diagnostics differ");
+    assert_eq!(a.sources, b.sources, "{what}: sources differ");
+}
+
+#[test]
+fn a_stored_memo_in_outline_plans_as_a_full_render() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut mem = Mem::default();
+    let mut claims = crate::examples::synthetic(300);
+    let settings = Settings::default();
+    let mut entries = BTreeMap::new();
+    let snap = snapshot(&mut mem, &claims, &entries);
+    let mut memo = core::Memo::default();
+    let first = run(&snap, &mem, &settings, &mut memo);
+    assert!(
+        first.plan.changes.len() > 600,
+        "{}",
+        first.plan.changes.len()
+    );
+    commit(&mut mem, &mut entries, &first);
+    store::save(
+        dir.path(),
+        &Memo {
+            core: memo,
+            ..Memo::default()
+        },
+    )
+    .expect("save");
+
+    // Another process: the memo comes back with the application files in outline.
+    let loaded = store::load(dir.path());
+    assert!(
+        loaded.core.light.len() >= 3,
+        "claim files with applications are stored in outline: {:?}",
+        loaded.core.light
+    );
+    // One claim file changes.
+    let (path, text) = claims
+        .iter_mut()
+        .find(|(p, _)| p.contains("apps-00001"))
+        .expect("a claim file");
+    *text = text.replacen("replicas: 1", "replicas: 5", 1);
+    let changed = path.clone();
+    let snap = snapshot(&mut mem, &claims, &entries);
+    let mut stored = loaded.core;
+    let from_stored = run(&snap, &mem, &settings, &mut stored);
+    let full = run(&snap, &mem, &settings, &mut core::Memo::default());
+    same(&from_stored, &full, "one claim file changed");
+    assert!(!from_stored.plan.is_empty());
+    assert_eq!(from_stored.claim_files(), vec![changed]);
+
+    // Another context (the settings): every application renders again, from outlines.
+    let mut stored = store::load(dir.path()).core;
+    let other = Settings {
+        argocd_project: "platform".into(),
+        ..Settings::default()
+    };
+    let from_stored = run(&snap, &mem, &other, &mut stored);
+    let full = run(&snap, &mem, &other, &mut core::Memo::default());
+    same(&from_stored, &full, "another context");
+}
+
+#[test]
+fn the_same_snapshot_planned_twice_is_not_rendered_again() {
+    let mut mem = Mem::default();
+    let mut claims = crate::examples::synthetic(200);
+    let settings = Settings::default();
+    let mut entries = BTreeMap::new();
+    let mut memo = core::Memo::default();
+    let first = run(
+        &snapshot(&mut mem, &claims, &entries),
+        &mem,
+        &settings,
+        &mut memo,
+    );
+    commit(&mut mem, &mut entries, &first);
+    claims[1].1 = claims[1].1.replacen("replicas: 1", "replicas: 4", 1);
+    let mut snap = snapshot(&mut mem, &claims, &entries);
+    snap.tree = Some(ObjectId::null(gix::hash::Kind::Sha1));
+
+    mem.reads.set(0);
+    let validated = run(&snap, &mem, &settings, &mut memo);
+    let reads = mem.reads.get();
+    assert!(reads > 0, "the files it modifies are read");
+    let reconciled = run(&snap, &mem, &settings, &mut memo);
+    assert_eq!(mem.reads.get(), reads, "planned again without reading");
+    same(&reconciled, &validated, "the kept plan");
+
+    // Any other input plans afresh.
+    let other = Settings {
+        argocd_project: "platform".into(),
+        ..Settings::default()
+    };
+    let afresh = run(&snap, &mem, &other, &mut memo);
+    assert!(mem.reads.get() > reads, "other settings: planned afresh");
+    same(
+        &afresh,
+        &run(&snap, &mem, &other, &mut core::Memo::default()),
+        "afresh",
+    );
+}
