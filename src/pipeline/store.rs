@@ -91,16 +91,19 @@ struct Stored<'a> {
     /// (path, blob, in outline, parsed file).
     parsed: Vec<(Cow<'a, str>, Oid, bool, Cow<'a, ParsedFile>)>,
     /// The claim files of one `claims/` tree.
-    claims: Option<(Oid, Vec<(Cow<'a, str>, Oid)>)>,
+    claims: Option<(Oid, Files<'a>)>,
     /// The generated files under output folders with these tree ids.
-    entries: Option<(Vec<Option<Oid>>, Vec<(Cow<'a, str>, Oid)>)>,
+    entries: Option<(Vec<Option<Oid>>, Files<'a>)>,
 }
+
+/// (path, blob id) of files.
+type Files<'a> = Vec<(Cow<'a, str>, Oid)>;
 
 #[derive(Serialize, Deserialize)]
 struct StoredOutputs<'a> {
     claim_file: Cow<'a, str>,
     blob: Oid,
-    files: Vec<(Cow<'a, str>, Oid)>,
+    files: Files<'a>,
     failures: Cow<'a, [crate::render::Failure]>,
 }
 
