@@ -10,6 +10,7 @@ pub mod cli;
 pub mod daemon;
 pub mod examples;
 pub mod git;
+pub mod gitea;
 pub mod kube;
 pub mod oci;
 pub mod par;

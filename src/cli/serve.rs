@@ -30,16 +30,42 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
         if let Err(e) = daemon::watch(daemon.clone(), config_path, &as_written) {
             tracing::warn!(error = %e, "not watching the config file or refs");
         }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut webhooks = String::new();
+        let receiver = match config.gitea.webhook_listen {
+            None => None,
+            Some(at) => {
+                let secret = config.gitea.webhook_secret()?;
+                let listener = tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("listening for Gitea webhooks on {at}"))?;
+                webhooks = format!(", gitea webhooks on {}", listener.local_addr()?);
+                let mut stopped = stopped.clone();
+                let until = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                Some(tokio::spawn(crate::server::gitea::run(
+                    daemon.clone(),
+                    secret,
+                    listener,
+                    until,
+                )))
+            }
+        };
         {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "claimd: listening on {addr}, {} repositories",
+                "claimd: listening on {addr}, {} repositories{webhooks}",
                 daemon.repositories().len()
             )?;
             out.flush()?;
         }
         crate::server::run(daemon.clone(), listener, shutdown_signal()).await;
+        let _ = stop.send(true);
+        if let Some(receiver) = receiver {
+            let _ = receiver.await;
+        }
         tracing::info!("shutting down: finishing the running reconciles");
         daemon.shutdown();
         anyhow::Ok(())

@@ -30,6 +30,9 @@ pub struct Config {
     /// network policy, quota and build settings). No cluster found: dry-run.
     #[serde(default)]
     pub kubernetes: crate::kube::Settings,
+    /// The Gitea next to claimd: its webhook receiver (listen address, secret).
+    #[serde(default)]
+    pub gitea: crate::gitea::Settings,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -48,6 +51,10 @@ pub struct RepoConfig {
     /// own configuration (credential helper, SSH agent), never from this file.
     #[serde(default)]
     pub push_url: Option<String>,
+    /// The repository's `owner/name` in Gitea (what its webhooks name it), when it is
+    /// not `<owner>/<name>.git` as Gitea stores it.
+    #[serde(default)]
+    pub gitea_repository: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -141,6 +148,11 @@ impl Config {
                 *cache = base.join(&*cache);
             }
         }
+        if let Some(secret) = &mut config.gitea.webhook_secret_file {
+            if secret.is_relative() {
+                *secret = base.join(&*secret);
+            }
+        }
         if let Some(kubeconfig) = &mut config.kubernetes.kubeconfig {
             if kubeconfig.is_relative() {
                 *kubeconfig = base.join(&*kubeconfig);
@@ -220,7 +232,7 @@ impl std::fmt::Display for Changes {
             parts.push(format!("settings changed: {}", self.settings.join(", ")));
         }
         if self.listen {
-            parts.push("listen changed (takes effect at the next start)".into());
+            parts.push("listen or gitea changed (takes effect at the next start)".into());
         }
         if parts.is_empty() {
             parts.push("nothing that claimd acts on".into());
@@ -244,7 +256,11 @@ impl Config {
         for (path, r) in &new_repos {
             match old_repos.get(path) {
                 None => out.added.push(path.clone()),
-                Some(old) if old.branch != r.branch || old.push_url != r.push_url => {
+                Some(old)
+                    if old.branch != r.branch
+                        || old.push_url != r.push_url
+                        || old.gitea_repository != r.gitea_repository =>
+                {
                     out.changed.push(path.clone())
                 }
                 Some(old) if old.watch_refs != r.watch_refs => out.watch.push(path.clone()),
@@ -272,8 +288,10 @@ impl Config {
         if self.kubernetes != new.kubernetes {
             settings.push("kubernetes");
         }
+
         out.settings = settings;
-        out.listen = self.listen != new.listen;
+        // The listeners (and the webhook secret they check) are set up at start.
+        out.listen = self.listen != new.listen || self.gitea != new.gitea;
         out
     }
 }

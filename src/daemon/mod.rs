@@ -87,6 +87,8 @@ impl Event {
 /// How a repository is set up; replaced as a whole when the configuration changes.
 struct Setup {
     options: Options,
+    /// The repository's `owner/name` in Gitea, lower-cased (what its webhooks name).
+    gitea_name: Option<String>,
     /// Namespaces and preview builds of this repository.
     kube: Arc<cluster::Kube>,
 }
@@ -237,6 +239,13 @@ fn options_for(config: &Config, repo: &RepoConfig) -> Options {
     o
 }
 
+fn gitea_name(repo: &RepoConfig, path: &Path) -> Option<String> {
+    repo.gitea_repository
+        .as_ref()
+        .map(|n| n.to_lowercase())
+        .or_else(|| crate::gitea::full_name_of(path))
+}
+
 fn kube_for(config: &Config) -> cluster::Kube {
     let registry = match crate::oci::Registry::new(config.registries.clone().with_env()) {
         Ok(r) => Some(Arc::new(r) as Arc<dyn crate::kube::ImageLookup>),
@@ -299,6 +308,7 @@ impl Daemon {
                         };
                         *slot.setup.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(Setup {
                             options: options_for(config, r),
+                            gitea_name: gitea_name(r, &path),
                             kube,
                         });
                     }
@@ -308,6 +318,7 @@ impl Daemon {
                         repo: path.clone(),
                         setup: Mutex::new(Arc::new(Setup {
                             options: options_for(config, r),
+                            gitea_name: gitea_name(r, &path),
                             kube: shared_kube(),
                         })),
                         want: AtomicU8::new(0),
@@ -397,6 +408,25 @@ impl Daemon {
         })
         .await;
         Some(result.unwrap_or_else(|e| Err(Error::Task(e))))
+    }
+
+    /// The repository a Gitea webhook names (`owner/name`, any case): its path, the branch
+    /// claimd renders there and the bot's email. None: not one this daemon serves.
+    pub fn gitea_repository(&self, full_name: &str) -> Option<(PathBuf, String, String)> {
+        let wanted = full_name.to_lowercase();
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|s| s.setup().gitea_name.as_deref() == Some(wanted.as_str()))
+            .cloned()?;
+        let options = slot.setup().options.clone();
+        let branch = match Repo::open(&slot.repo) {
+            Ok(repo) => reconcile::branch_of(&repo, &options),
+            Err(_) => options.branch.clone().unwrap_or_else(|| "main".into()),
+        };
+        Some((slot.repo.clone(), branch, options.bot.email.clone()))
     }
 
     /// Every repository has been reconciled at least once since start-up.

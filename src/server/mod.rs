@@ -1,5 +1,7 @@
 //! HTTP on loopback (warp): the hooks' hand-off, health and readiness.
 //!
+//! [`gitea`]: the Gitea webhook receiver, on a listener of its own.
+//!
 //! - `POST /v1/push` with body `{"repo": "<path of the bare repository>"}` → 202 (queued)
 //!   or 404 (not a configured repository: the hook renders inline instead);
 //! - `GET /healthz` → 200 while the process serves;
@@ -7,6 +9,8 @@
 //! - `GET /v1/status` → the daemon's counters (file events, configuration reloads) and
 //!   every repository's work (requests, renders, unchanged looks, tip) and preview
 //!   Environments (phase, URL, conditions), as JSON.
+
+pub mod gitea;
 
 use crate::daemon::{Daemon, Event};
 use serde::Deserialize;

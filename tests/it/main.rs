@@ -7,6 +7,7 @@ mod cli;
 mod crd_validator;
 mod daemon;
 mod git_loop;
+mod gitea;
 mod helm_oci;
 mod helm_values;
 mod incremental;

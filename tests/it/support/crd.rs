@@ -36,52 +36,14 @@
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
-/// Directory of the published CRDs: `$CLAIMD_CONTRACTS/crds` when that variable is
-/// set (and non-empty), else `<CARGO_MANIFEST_DIR>/../shared/contracts/crds`.
-/// `None` if the chosen directory does not exist.
-pub fn crds_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("CLAIMD_CONTRACTS") {
-        Some(root) if !root.is_empty() => PathBuf::from(root).join("crds"),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("shared")
-            .join("contracts")
-            .join("crds"),
-    };
-    dir.is_dir().then_some(dir)
-}
-
-/// [`crds_dir`], or `None` after printing a loud
-/// `SKIPPED: <test>: contracts folder not found` line. The line goes straight to
-/// the process's stderr: `eprintln!` output is captured by the test harness and
-/// shown only for failing tests, which would make the skip silent.
-/// In CI (`CI=true`) a missing folder fails the test instead: a green CI run must
-/// have checked the contracts.
+/// Directory of the published CRDs (see [`super::contracts`]), or `None` after a loud
+/// skip line (a failure in CI).
 pub fn crds_dir_or_skip(test: &str) -> Option<PathBuf> {
-    let dir = crds_dir();
-    if dir.is_none() {
-        assert!(
-            !in_ci(),
-            "{test}: the contracts folder is absent (set CLAIMD_CONTRACTS or check out \
-             shared/ beside the crate); CI=true does not allow skipping this test"
-        );
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: {test}: contracts folder not found \
-             (set CLAIMD_CONTRACTS or check out shared/ beside the crate)"
-        );
-    }
-    dir
-}
-
-/// Whether the tests run in CI (`CI=true`, as CI services set it).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+    super::contracts::dir_or_skip("crds", test)
 }
 
 /// Validates one object (apiVersion/kind pick the CRD and version).

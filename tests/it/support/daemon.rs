@@ -11,6 +11,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_claimd");
 pub struct Daemon {
     child: Child,
     pub addr: String,
+    /// The line it printed when it started (its addresses).
+    pub line: String,
 }
 
 impl Daemon {
@@ -43,7 +45,7 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .trim_end_matches(',')
             .to_string();
-        Daemon { child, addr }
+        Daemon { child, addr, line }
     }
 
     pub fn get(&self, path: &str) -> String {

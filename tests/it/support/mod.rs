@@ -2,6 +2,7 @@
 //! kube-apiserver), git and daemon helpers, the published CRDs.
 
 pub mod catalyst;
+pub mod contracts;
 pub mod crd;
 pub mod daemon;
 pub mod git;

@@ -1,0 +1,128 @@
+//! `POST /hooks/gitea`: Gitea's push webhook, on a listener of its own (Gitea must reach
+//! it, so it may listen beyond loopback; the `/v1` API never does).
+//!
+//! 401: no or a wrong `X-Gitea-Signature` (checked over the raw body before anything is
+//! parsed); 413: a body over 1 MiB (refused from its `Content-Length`, not read); 400:
+//! not a push event; 404: a repository this daemon does not serve; 200: nothing to do
+//! (a tag, another branch, claimd's own bot commit, a redelivery, another event);
+//! 202: queued for a render.
+
+use crate::daemon::{Daemon, Event};
+use crate::gitea::webhook::{self, Deliveries, Verdict};
+use crate::gitea::Secret;
+use std::future::Future;
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::Filter;
+
+/// Delivery ids remembered for redeliveries.
+const DELIVERIES: usize = 4096;
+
+/// Serves the receiver on `listener` until `shutdown` resolves.
+pub async fn run(
+    daemon: Arc<Daemon>,
+    secret: Secret,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let deliveries = Arc::new(Deliveries::new(DELIVERIES));
+    let secret = Arc::new(secret);
+    let hook = warp::path!("hooks" / "gitea")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(webhook::MAX_BODY))
+        .and(warp::header::optional::<String>("x-gitea-signature"))
+        .and(warp::header::optional::<String>("x-gitea-delivery"))
+        .and(warp::header::optional::<String>("x-gitea-event"))
+        .and(warp::body::bytes())
+        .map(
+            move |signature: Option<String>,
+                  delivery: Option<String>,
+                  event: Option<String>,
+                  body: bytes::Bytes| {
+                let request = Request {
+                    signature: signature.as_deref(),
+                    delivery: delivery.as_deref(),
+                    event: event.as_deref(),
+                    body: &body,
+                };
+                let (status, text) = receive(&daemon, &secret, &deliveries, &request);
+                warp::reply::with_status(text, status)
+            },
+        );
+    warp::serve(hook)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// One webhook request, as received.
+pub struct Request<'a> {
+    pub signature: Option<&'a str>,
+    pub delivery: Option<&'a str>,
+    pub event: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// What the receiver answers, and does (queues a render) for one request.
+pub fn receive(
+    daemon: &Daemon,
+    secret: &Secret,
+    deliveries: &Deliveries,
+    r: &Request<'_>,
+) -> (StatusCode, String) {
+    let Some(signature) = r.signature else {
+        tracing::warn!(delivery = ?r.delivery, "gitea webhook without a signature refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "missing X-Gitea-Signature: give the webhook in Gitea the secret claimd has\n".into(),
+        );
+    };
+    if !webhook::verify(secret, r.body, signature) {
+        tracing::warn!(delivery = ?r.delivery, "gitea webhook with a wrong signature refused");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "wrong X-Gitea-Signature: the webhook's secret in Gitea differs from claimd's\n".into(),
+        );
+    }
+    if let Some(event) = r.event.filter(|e| *e != "push") {
+        return (
+            StatusCode::OK,
+            format!("ignored: claimd acts on push events, not {event}\n"),
+        );
+    }
+    let push = match webhook::parse(r.body) {
+        Ok(push) => push,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
+    };
+    if let Some(id) = r.delivery {
+        if !deliveries.first(id) {
+            tracing::info!(delivery = id, "gitea webhook redelivered: already handled");
+            return (StatusCode::OK, "ignored: already delivered\n".into());
+        }
+    }
+    let name = &push.repository.full_name;
+    let Some((repo, branch, bot)) = daemon.gitea_repository(name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("{name} is not a repository this claimd serves: add it to the config (its path, or giteaRepository)\n"),
+        );
+    };
+    match push.verdict(&branch, &bot) {
+        Verdict::Ignore(why) => {
+            tracing::debug!(repository = %name, reference = %push.reference, why, "gitea push ignored");
+            (StatusCode::OK, format!("ignored: {why}\n"))
+        }
+        Verdict::Render => {
+            tracing::info!(repository = %name, reference = %push.reference, after = %push.after, delivery = ?r.delivery, "gitea push queued");
+            if daemon.send(Event::Push { repo }) {
+                (StatusCode::ACCEPTED, "queued\n".into())
+            } else {
+                (
+                    StatusCode::NOT_FOUND,
+                    format!("{name} is no longer served\n"),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The Gitea webhook receiver, against a real `claimd serve` and a real repository:
+//! Gitea's own signature test vector and push payload (from the published contracts),
+//! and what each kind of request gets.
+
+use claimd::gitea::webhook;
+use claimd::gitea::Secret;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::support::contracts;
+use crate::support::daemon::{wait_until, Daemon};
+use crate::support::git::git;
+
+const SECRET: &str = "a-webhook-secret";
+
+fn sign(body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn giteas_test_vector_verifies_and_its_push_payload_parses() {
+    let Some(dir) = contracts::dir_or_skip("gitea", "giteas_test_vector_verifies") else {
+        return;
+    };
+    let body = std::fs::read(dir.join("webhook-push-payload.json")).expect("payload");
+    let headers = std::fs::read_to_string(dir.join("webhook-headers.txt")).expect("headers");
+    let value = |key: &str| -> String {
+        headers
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(key)?.trim().strip_prefix('='))
+            .unwrap_or_else(|| panic!("no `{key} =` line in webhook-headers.txt"))
+            .trim()
+            .to_string()
+    };
+    let secret = Secret::new(value("secret"));
+    let signature = value("X-Gitea-Signature");
+    assert!(webhook::verify(&secret, &body, &signature));
+    let mut tampered = body.clone();
+    tampered[10] ^= 1;
+    assert!(!webhook::verify(&secret, &tampered, &signature));
+    let push = webhook::parse(&body).expect("the shipped payload parses");
+    assert_eq!(push.reference, "refs/heads/main");
+    assert_eq!(push.repository.full_name, "platform/voltran");
+    assert_eq!(push.after.len(), 40);
+    assert!(push.commits[0]
+        .added
+        .contains(&"claims/apps.yaml".to_string()));
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    bare: PathBuf,
+    work: PathBuf,
+    config: PathBuf,
+}
+
+/// A Gitea-style repository `<root>/platform/voltran.git` with the example claims, and
+/// a daemon config with the webhook receiver (no hooks: the webhook is the trigger).
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().to_path_buf();
+    std::fs::create_dir_all(root.join("platform")).expect("mkdir");
+    git(
+        &root.join("platform"),
+        &["init", "-q", "--bare", "-b", "main", "voltran.git"],
+    );
+    let bare = root.join("platform/voltran.git");
+    git(
+        &root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "claims"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    std::fs::write(root.join("webhook-secret"), format!("{SECRET}\n")).expect("secret");
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n",
+    )
+    .expect("config");
+    Setup {
+        _dir: dir,
+        bare,
+        work,
+        config,
+    }
+}
+
+/// The receiver's address, from the line the daemon printed.
+fn webhook_addr(d: &Daemon) -> String {
+    d.line
+        .split("gitea webhooks on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no webhook address in {:?}", d.line))
+        .trim()
+        .to_string()
+}
+
+/// One POST to the receiver: (status, body).
+fn post(addr: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let mut head = format!(
+        "POST /hooks/gitea HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    );
+    let announced = headers.iter().any(|(k, _)| *k == "Content-Length");
+    if !announced {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("write");
+    if !announced {
+        s.write_all(body).expect("write body");
+    }
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let text = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, text)
+}
+
+fn tip(repo: &Path) -> String {
+    let out = git(repo, &["rev-parse", "main"]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn push_event(reference: &str, after: &str, email: &str, message: &str) -> Vec<u8> {
+    serde_json::to_vec_pretty(&serde_json::json!({
+        "ref": reference,
+        "before": "0".repeat(40),
+        "after": after,
+        "repository": {"full_name": "platform/voltran"},
+        "head_commit": {"id": after, "message": message, "author": {"email": email}},
+        "commits": [{"id": after, "message": message, "author": {"email": email},
+                     "added": [], "removed": [], "modified": ["claims/dev-apps.yaml"]}],
+    }))
+    .expect("json")
+}
+
+/// Requests the daemon's worker for the repository got so far.
+fn requests(d: &Daemon, bare: &Path) -> u64 {
+    let resp = d.get("/v1/status");
+    let body = resp.split_once("\r\n\r\n").expect("a body").1;
+    let status: claimd::daemon::Status = serde_json::from_str(body).expect("status");
+    let bare = bare.canonicalize().expect("canonical");
+    status
+        .repositories
+        .iter()
+        .find(|r| r.repository == bare)
+        .map_or(0, |r| r.work.requests)
+}
+
+#[test]
+fn a_signed_push_renders_once_and_anything_else_is_refused_or_ignored() {
+    let s = setup();
+    let d = Daemon::start(&s.config);
+    let addr = webhook_addr(&d);
+    wait_until("ready", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    let rendered = tip(&s.bare);
+
+    // A change pushed to the repository: nothing renders it until the webhook comes.
+    git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
+    let path = s.work.join("claims/dev-apps.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(
+        &path,
+        text.replacen("tag: v1.3.0-rc.1", "tag: v1.3.0-rc.2", 1),
+    )
+    .expect("write");
+    git(&s.work, &["commit", "-qam", "more replicas"]);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    let pushed = tip(&s.bare);
+    assert_ne!(pushed, rendered);
+    let before = requests(&d, &s.bare);
+    let event = push_event(
+        "refs/heads/main",
+        &pushed,
+        "dev@example.com",
+        "more replicas\n",
+    );
+    let good = sign(&event);
+
+    // Refused before anything is parsed or queued.
+    let (code, text) = post(&addr, &[("X-Gitea-Delivery", "d-1")], &event);
+    assert_eq!(code, 401, "{text}");
+    assert!(text.contains("missing X-Gitea-Signature"), "{text}");
+    let wrong = sign(b"another body");
+    let (code, text) = post(
+        &addr,
+        &[("X-Gitea-Signature", &wrong), ("X-Gitea-Delivery", "d-1")],
+        &event,
+    );
+    assert_eq!(code, 401, "{text}");
+    let (code, _) = post(
+        &addr,
+        &[("X-Gitea-Signature", &good), ("Content-Length", "2097152")],
+        b"",
+    );
+    assert_eq!(code, 413);
+    let junk = b"{\"ref\": [";
+    let (code, text) = post(&addr, &[("X-Gitea-Signature", &sign(junk))], junk);
+    assert_eq!(code, 400, "{text}");
+    assert_eq!(requests(&d, &s.bare), before, "nothing was queued");
+
+    // The signed push: queued, rendered, committed on top of the pushed commit.
+    let headers = [
+        ("X-Gitea-Signature", good.as_str()),
+        ("X-Gitea-Delivery", "d-1"),
+        ("X-Gitea-Event", "push"),
+    ];
+    let (code, text) = post(&addr, &headers, &event);
+    assert_eq!(code, 202, "{text}");
+    wait_until("the bot commit", || {
+        let out = git(&s.bare, &["log", "-1", "--format=%P", "main"]);
+        String::from_utf8_lossy(&out.stdout).trim() == pushed
+    });
+    let after = requests(&d, &s.bare);
+    assert_eq!(after, before + 1);
+
+    // A redelivery of the same delivery is not rendered again.
+    let (code, text) = post(&addr, &headers, &event);
+    assert_eq!((code, text.as_str()), (200, "ignored: already delivered\n"));
+    // Tags, other branches, claimd's own bot commit, other events: nothing to do.
+    let bot_tip = tip(&s.bare);
+    let cases = [
+        push_event("refs/tags/v1", &pushed, "dev@example.com", "x"),
+        push_event("refs/heads/feature", &pushed, "dev@example.com", "x"),
+        push_event(
+            "refs/heads/main",
+            &bot_tip,
+            "claimd@localhost",
+            &format!("claimd: render\n\nClaimd-Source: {pushed}\n"),
+        ),
+    ];
+    for (i, body) in cases.iter().enumerate() {
+        let id = format!("d-ignored-{i}");
+        let sig = sign(body);
+        let (code, text) = post(
+            &addr,
+            &[("X-Gitea-Signature", &sig), ("X-Gitea-Delivery", &id)],
+            body,
+        );
+        assert_eq!(code, 200, "case {i}: {text}");
+        assert!(text.starts_with("ignored: "), "case {i}: {text}");
+    }
+    let (code, text) = post(
+        &addr,
+        &[("X-Gitea-Signature", &good), ("X-Gitea-Event", "issues")],
+        &event,
+    );
+    assert_eq!(code, 200, "{text}");
+    // A repository this daemon does not serve.
+    let other = String::from_utf8(event.clone())
+        .expect("utf8")
+        .replace("platform/voltran", "platform/other");
+    let (code, text) = post(
+        &addr,
+        &[("X-Gitea-Signature", &sign(other.as_bytes()))],
+        other.as_bytes(),
+    );
+    assert_eq!(code, 404, "{text}");
+    assert!(text.contains("platform/other"), "{text}");
+    assert_eq!(requests(&d, &s.bare), after, "nothing more was queued");
+    assert_eq!(tip(&s.bare), bot_tip);
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn a_receiver_without_a_secret_does_not_start() {
+    let s = setup();
+    std::fs::write(
+        &s.config,
+        "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  webhookListen: 127.0.0.1:0\n",
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
+        .args(["serve", "--config"])
+        .arg(&s.config)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("webhookSecretFile"), "{err}");
+}
