@@ -8,6 +8,7 @@
 mod charts;
 mod kube;
 mod push;
+mod webhook;
 
 use anyhow::{ensure, Context, Result};
 use clap::{Parser, Subcommand};
@@ -50,6 +51,22 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         pushes: usize,
         /// Where to create the repositories (kept afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Gitea's webhook into the daemon: push → signed webhook → bot commit, and the
+    /// receiver's requests per second.
+    Webhook {
+        /// Number of applications.
+        #[arg(long, default_value_t = 10_000)]
+        apps: usize,
+        /// Pushes of one changed claim file.
+        #[arg(long, default_value_t = 20)]
+        pushes: usize,
+        /// Signed requests for the receiver's throughput.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Where to create the repository (kept afterwards).
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -104,6 +121,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Render { apps, runs, dir } => push::render(apps, runs, dir),
         Command::Push { apps, pushes, dir } => push::push(apps, pushes, dir),
+        Command::Webhook {
+            apps,
+            pushes,
+            requests,
+            dir,
+        } => webhook::run(apps, pushes, requests, dir),
         Command::Charts {
             registry,
             versions,

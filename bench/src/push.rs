@@ -100,7 +100,7 @@ pub fn render(apps: usize, runs: usize, dir: Option<PathBuf>) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+pub fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
     let out = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -120,7 +120,7 @@ fn git(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
     Ok(out)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx.min(sorted.len() - 1)]
 }

@@ -106,6 +106,11 @@ pub enum Command {
         #[arg(value_parser = ["pre-receive", "post-receive"])]
         name: String,
     },
+    /// Speak to the Gitea next to claimd.
+    Gitea {
+        #[command(subcommand)]
+        action: super::gitea::GiteaAction,
+    },
     /// Package, publish and pull charts (OCI registries).
     Chart {
         #[command(subcommand)]

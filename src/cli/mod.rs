@@ -3,6 +3,7 @@
 mod args;
 mod chart;
 mod demo;
+mod gitea;
 mod hooks;
 mod namespaces;
 mod render;
@@ -79,6 +80,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             "pre-receive" => hooks::pre_receive(),
             _ => hooks::post_receive(),
         },
+        Command::Gitea { action } => gitea::run(action),
         Command::Chart { action } => chart::run(action),
         Command::Image { action } => chart::image(action),
     }

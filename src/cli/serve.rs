@@ -27,6 +27,10 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
         let daemon = Daemon::new();
         daemon.configure(&as_written);
         daemon.send(Event::All);
+        tokio::spawn(super::gitea::register_all(
+            as_written.gitea.clone(),
+            daemon.gitea_names(),
+        ));
         if let Err(e) = daemon::watch(daemon.clone(), config_path, &as_written) {
             tracing::warn!(error = %e, "not watching the config file or refs");
         }

@@ -13,6 +13,7 @@
 
 mod cluster;
 pub mod config;
+mod statuses;
 mod watch;
 
 pub use watch::watch;
@@ -89,6 +90,8 @@ struct Setup {
     options: Options,
     /// The repository's `owner/name` in Gitea, lower-cased (what its webhooks name).
     gitea_name: Option<String>,
+    /// Commit statuses in Gitea (when the config names Gitea and a token).
+    statuses: Option<Arc<statuses::Statuses>>,
     /// Namespaces and preview builds of this repository.
     kube: Arc<cluster::Kube>,
 }
@@ -293,6 +296,26 @@ impl Daemon {
             .iter()
             .any(|s| matches!(*s, "kubernetes" | "registries"));
         let shared_kube = || Arc::new(kube_for(config));
+        let gitea = match config.gitea.client() {
+            Ok(client) => client.map(Arc::new),
+            Err(e) => {
+                tracing::warn!(error = %e, "no commit statuses in Gitea");
+                None
+            }
+        };
+        let setup = |r: &RepoConfig, path: &Path, kube: Arc<cluster::Kube>| {
+            let gitea_name = gitea_name(r, path);
+            Arc::new(Setup {
+                options: options_for(config, r),
+                statuses: statuses::Statuses::new(
+                    gitea.as_ref(),
+                    gitea_name.as_deref(),
+                    config.gitea.status_url.as_deref(),
+                ),
+                gitea_name,
+                kube,
+            })
+        };
         for r in &config.repositories {
             let path = canonical(&r.path);
             match slots.get(&path) {
@@ -306,21 +329,14 @@ impl Daemon {
                         } else {
                             old.kube.clone()
                         };
-                        *slot.setup.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(Setup {
-                            options: options_for(config, r),
-                            gitea_name: gitea_name(r, &path),
-                            kube,
-                        });
+                        *slot.setup.lock().unwrap_or_else(|p| p.into_inner()) =
+                            setup(r, &path, kube);
                     }
                 }
                 None => {
                     let slot = Arc::new(Slot {
                         repo: path.clone(),
-                        setup: Mutex::new(Arc::new(Setup {
-                            options: options_for(config, r),
-                            gitea_name: gitea_name(r, &path),
-                            kube: shared_kube(),
-                        })),
+                        setup: Mutex::new(setup(r, &path, shared_kube())),
                         want: AtomicU8::new(0),
                         wake: Notify::new(),
                         removed: AtomicBool::new(false),
@@ -427,6 +443,31 @@ impl Daemon {
             Err(_) => options.branch.clone().unwrap_or_else(|| "main".into()),
         };
         Some((slot.repo.clone(), branch, options.bot.email.clone()))
+    }
+
+    /// Posts `pending` statuses on `sha` for these claim files of the repository at
+    /// `repo` (a push queued by a webhook), if it reports to Gitea.
+    pub fn pending(&self, repo: &Path, sha: &str, files: &[String]) {
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&canonical(repo))
+            .cloned();
+        if let Some(statuses) = slot.and_then(|s| s.setup().statuses.clone()) {
+            statuses.pending(sha, files);
+        }
+    }
+
+    /// The Gitea `owner/name` of every repository served.
+    pub fn gitea_names(&self) -> Vec<String> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = slots
+            .values()
+            .filter_map(|s| s.setup().gitea_name.clone())
+            .collect();
+        names.sort();
+        names
     }
 
     /// Every repository has been reconciled at least once since start-up.
@@ -578,6 +619,9 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
             slot.served.send_replace((serving, summary));
             match &result {
                 Ok(report) => {
+                    if let Some(statuses) = &setup.statuses {
+                        statuses.report(report);
+                    }
                     for d in report.diagnostics.iter().filter(|d| d.is_error()) {
                         tracing::warn!(%repo, "{d}");
                     }

@@ -1,7 +1,10 @@
-//! Gitea (adapter): what claimd needs of the Gitea next to it. Today the webhook
-//! receiver's side ([`webhook`]): the signature, the push event and what to do with it.
-//! No Gitea type reaches the core: a push becomes a repository to reconcile.
+//! Gitea (adapter): what claimd needs of the Gitea next to it: the webhook receiver's
+//! side ([`webhook`]: the signature, the push event and what to do with it) and the
+//! REST API ([`api`]: webhook registration, commit statuses). No Gitea type reaches the
+//! core: a push becomes a repository to reconcile, a reconcile's report statuses.
 
+pub mod api;
+pub mod status;
 pub mod webhook;
 
 use serde::Deserialize;
@@ -12,6 +15,25 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Settings {
+    /// Gitea's root URL (`https://gitea.example.com`): webhook registration, statuses.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file holding an access token (scope `write:repository`).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// An environment variable holding the token (instead of a file).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A CA certificate (PEM) Gitea's HTTPS certificate is signed by, if not a public one.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The URL Gitea delivers webhooks to (this daemon's receiver, as Gitea reaches it):
+    /// registered on every repository at start when set.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The daemon's page for a claim, for statuses' links: `{base}/claims/<path>`.
+    #[serde(default)]
+    pub status_url: Option<String>,
     /// Where the webhook receiver (`POST /hooks/gitea`) listens. Gitea must reach it, so
     /// it may be a non-loopback address (the `/v1` API stays on loopback).
     #[serde(default)]
@@ -28,18 +50,62 @@ pub struct Settings {
 pub enum Error {
     #[error("gitea.webhookListen is set but no webhook secret is: set gitea.webhookSecretFile or gitea.webhookSecretEnv (a receiver without a secret would render for anyone who can reach it)")]
     NoSecret,
-    #[error("cannot read the webhook secret from {path}: {source}")]
+    #[error("cannot read the secret in {path}: {source}")]
     SecretFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("the webhook secret variable {name} is not set or empty")]
+    #[error("the environment variable {name} (a secret) is not set or empty")]
     SecretEnv { name: String },
-    #[error("the webhook secret in {0} is empty")]
+    #[error("the secret in {0} is empty")]
     EmptySecret(String),
     #[error("the push event does not read: {0}")]
     Payload(#[source] serde_json::Error),
+    #[error("no Gitea token: set gitea.tokenFile or gitea.tokenEnv (an access token with scope write:repository)")]
+    NoToken,
+    #[error("the Gitea token: {0}")]
+    Token(String),
+    #[error("cannot read the CA file {path}: {source}")]
+    CaFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("setting up {what}: {source}")]
+    Client {
+        what: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{request}: Gitea did not answer: {source}")]
+    Request {
+        request: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{request}: Gitea answered {status} ({message}): the token needs scope write:repository and access to the repository")]
+    Unauthorized {
+        request: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{request}: not found ({message}): the organization or repository does not exist, or the token cannot see it")]
+    NotFound { request: String, message: String },
+    #[error("{request}: Gitea refused the request body ({message})")]
+    Refused { request: String, message: String },
+    #[error("{request}: Gitea answered {status} ({message})")]
+    Status {
+        request: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{request}: Gitea's answer does not read: {source}")]
+    Answer {
+        request: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -51,6 +117,16 @@ impl Error {
             Error::SecretEnv { .. } => "secret_env",
             Error::EmptySecret(_) => "empty_secret",
             Error::Payload(_) => "payload",
+            Error::NoToken => "no_token",
+            Error::Token(_) => "token",
+            Error::CaFile { .. } => "ca_file",
+            Error::Client { .. } => "client",
+            Error::Request { .. } => "unreachable",
+            Error::Unauthorized { .. } => "unauthorized",
+            Error::NotFound { .. } => "not_found",
+            Error::Refused { .. } => "refused",
+            Error::Status { .. } => "status",
+            Error::Answer { .. } => "answer",
         }
     }
 }
@@ -109,6 +185,18 @@ impl Secret {
 }
 
 impl Settings {
+    /// A client of the Gitea these settings name; None without a `url`.
+    pub fn client(&self) -> Result<Option<api::Client>, Error> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        let token = match Secret::load(self.token_file.as_deref(), self.token_env.as_deref()) {
+            Err(Error::NoSecret) => return Err(Error::NoToken),
+            other => other?,
+        };
+        api::Client::new(url, token, self.ca_file.as_deref()).map(Some)
+    }
+
     /// The webhook secret these settings name.
     pub fn webhook_secret(&self) -> Result<Secret, Error> {
         Secret::load(

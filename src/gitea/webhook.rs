@@ -102,6 +102,22 @@ impl Push {
     }
 }
 
+impl Push {
+    /// The claim files the push adds or changes (`claims/**.yaml`), sorted.
+    pub fn claim_files(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .commits
+            .iter()
+            .flat_map(|c| c.added.iter().chain(&c.modified))
+            .filter(|p| p.starts_with("claims/") && (p.ends_with(".yaml") || p.ends_with(".yml")))
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// Delivery ids (`X-Gitea-Delivery`) seen lately: Gitea redelivers a hook task (the
 /// "Redeliver" button, a timeout on its side) with the same id.
 pub struct Deliveries {

@@ -103,6 +103,9 @@ pub struct Planned {
     pub sources: BTreeMap<String, Vec<String>>,
     /// How many files the render produced (unchanged ones included).
     pub rendered: usize,
+    /// Every claim file and how many applications and services it declares (none when
+    /// it failed).
+    pub workloads: Vec<(String, usize)>,
     /// A chart could not be had for a reason that may pass (a registry that did not
     /// answer): worth trying again later.
     pub retry: bool,
@@ -715,12 +718,23 @@ fn plan_afresh(
     let plan = render::plan(&existing, differing, &loaded.failed_files);
     sources.retain(|path, _| plan.changes.iter().any(|c| &c.path == path));
     tracing::debug!(changes = plan.changes.len(), "planned");
+    let mut per_file: HashMap<&str, usize> = HashMap::new();
+    for c in &loaded.claims {
+        if let Some((w, _)) = c.workloads() {
+            *per_file.entry(c.source.as_str()).or_default() += w.workloads.len();
+        }
+    }
+    let workloads = claim_entries
+        .iter()
+        .map(|(p, _)| (p.clone(), per_file.get(p.as_str()).copied().unwrap_or(0)))
+        .collect();
     Ok(Planned {
         plan,
         diagnostics,
         failures,
         sources,
         rendered,
+        workloads,
         retry: charts.values().any(|c| {
             c.as_ref()
                 .is_err_and(render::ChartUnavailable::is_transient)

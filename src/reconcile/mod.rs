@@ -82,6 +82,46 @@ pub struct Report {
     /// Something failed that may work later (a registry that did not answer): the
     /// daemon tries again with backoff.
     pub retry: bool,
+    /// What became of each claim file (empty when nothing was planned).
+    pub claims: Vec<ClaimResult>,
+}
+
+/// What became of one claim file in a reconcile (for commit statuses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimResult {
+    pub file: String,
+    /// Applications and services it declares.
+    pub workloads: usize,
+    /// Generated files of it that this reconcile changed.
+    pub changed: usize,
+    /// A chart it needs could not be had (not the claim's fault).
+    pub chart_unavailable: bool,
+}
+
+/// Each claim file's result in `planned`.
+pub fn claim_results(planned: &Planned) -> Vec<ClaimResult> {
+    let mut changed: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for files in planned.sources.values() {
+        for f in files {
+            *changed.entry(f.as_str()).or_default() += 1;
+        }
+    }
+    let unavailable: std::collections::HashSet<&str> = planned
+        .failures
+        .iter()
+        .filter(|f| f.chart_unavailable)
+        .map(|f| f.diagnostic.file.as_str())
+        .collect();
+    planned
+        .workloads
+        .iter()
+        .map(|(file, workloads)| ClaimResult {
+            file: file.clone(),
+            workloads: *workloads,
+            changed: changed.get(file.as_str()).copied().unwrap_or(0),
+            chart_unavailable: unavailable.contains(file.as_str()),
+        })
+        .collect()
 }
 
 /// The branch claimd renders: the configured one, else the repository's HEAD branch,
@@ -143,10 +183,12 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                 diagnostics: Vec::new(),
                 kept: 0,
                 retry: false,
+                claims: Vec::new(),
             });
         };
         let planned = pipeline::at_commit(repo, tip, &request(opts, &branch), memo)?;
         let (retry, claims) = (planned.retry, planned.claim_files());
+        let results = claim_results(&planned);
         let Planned {
             plan, diagnostics, ..
         } = planned;
@@ -158,6 +200,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                 diagnostics,
                 kept,
                 retry,
+                claims: results,
             });
         }
         let message = commit_message(&plan, &claims, tip);
@@ -181,6 +224,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                     diagnostics,
                     kept,
                     retry,
+                    claims: results,
                 });
             }
             Cas::Moved => {

@@ -159,6 +159,7 @@ pub fn commit(repo: &Repo, opts: &Options, prepared: &Prepared) -> Result<Option
             diagnostics: Vec::new(),
             kept: 0,
             retry: false,
+            claims: Vec::new(),
         }),
         Cas::Moved => None,
     })

@@ -115,7 +115,9 @@ pub fn receive(
         }
         Verdict::Render => {
             tracing::info!(repository = %name, reference = %push.reference, after = %push.after, delivery = ?r.delivery, "gitea push queued");
-            if daemon.send(Event::Push { repo }) {
+            let claim_files = push.claim_files();
+            if daemon.send(Event::Push { repo: repo.clone() }) {
+                daemon.pending(&repo, &push.after, &claim_files);
                 (StatusCode::ACCEPTED, "queued\n".into())
             } else {
                 (

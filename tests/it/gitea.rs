@@ -302,3 +302,149 @@ fn a_receiver_without_a_secret_does_not_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("webhookSecretFile"), "{err}");
 }
+
+fn app_claim(name: &str, replicas: &str) -> String {
+    format!(
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {{name: {name}}}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: {name}\n      chart: {{name: microservice, version: \"1.0.0\"}}\n      image: {{repository: example.com/{name}, tag: v1}}\n      replicas: {replicas}\n"
+    )
+}
+
+/// Commits and pushes `files` from the clone, then delivers the signed webhook for it.
+fn push_and_deliver(s: &Setup, addr: &str, files: &[(&str, String)], delivery: &str) -> String {
+    git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
+    for (path, text) in files {
+        std::fs::write(s.work.join(path), text).expect("write");
+    }
+    git(&s.work, &["add", "-A"]);
+    git(&s.work, &["commit", "-qm", delivery]);
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    let sha = tip(&s.bare);
+    let mut event: serde_json::Value =
+        serde_json::from_slice(&push_event("refs/heads/main", &sha, "dev@example.com", "x"))
+            .expect("json");
+    event["commits"][0]["modified"] =
+        serde_json::json!(files.iter().map(|(p, _)| *p).collect::<Vec<_>>());
+    let body = serde_json::to_vec(&event).expect("json");
+    let (code, text) = post(
+        addr,
+        &[
+            ("X-Gitea-Signature", &sign(&body)),
+            ("X-Gitea-Delivery", delivery),
+        ],
+        &body,
+    );
+    assert_eq!(code, 202, "{text}");
+    sha
+}
+
+#[test]
+fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
+    use crate::support::gitea_api::GiteaApi;
+    let Some(api) = GiteaApi::start("each_claim_file_gets_a_commit_status") else {
+        return;
+    };
+    api.add_repo("platform", "voltran");
+    let s = setup();
+    let root = s.config.parent().expect("root").to_path_buf();
+    std::fs::write(root.join("gitea-token"), &api.token).expect("token");
+    std::fs::write(
+        &s.config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  webhookUrl: http://127.0.0.1:7463/hooks/gitea\n  statusUrl: http://127.0.0.1:7462/claims\n",
+            api.url
+        ),
+    )
+    .expect("config");
+    let d = Daemon::start(&s.config);
+    let addr = webhook_addr(&d);
+    wait_until("the webhook registered", || {
+        api.hooks("platform", "voltran").len() == 1
+    });
+    let hook = &api.hooks("platform", "voltran")[0];
+    assert_eq!(hook["type"], "gitea");
+    assert_eq!(hook["config"]["url"], "http://127.0.0.1:7463/hooks/gitea");
+    assert_eq!(hook["events"], serde_json::json!(["push"]));
+    let id = hook["id"].as_i64().expect("id");
+    assert_eq!(
+        api.hook_secret("platform", "voltran", id).as_deref(),
+        Some(SECRET)
+    );
+
+    // The first render: every claim file succeeds on the commit the bot commit is on.
+    wait_until("ready", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    let claims_commit = {
+        let out = git(&s.bare, &["log", "-1", "--format=%P", "main"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let files = claimd::examples::CLAIMS.len();
+    wait_until("statuses of the first render", || {
+        api.latest_statuses("platform", "voltran", &claims_commit)
+            .len()
+            == files
+    });
+    let first = api.latest_statuses("platform", "voltran", &claims_commit);
+    for (context, (state, description, url)) in &first {
+        assert!(context.starts_with("claimd/claims/"), "{context}");
+        assert_eq!(state, "success", "{context}: {description}");
+        assert!(description.contains("changed"), "{description}");
+        let file = context.trim_start_matches("claimd/");
+        assert_eq!(url, &format!("http://127.0.0.1:7462/claims/{file}"));
+    }
+
+    // A bad claim: its status fails with file:line:col; the others still succeed.
+    let bad = push_and_deliver(
+        &s,
+        &addr,
+        &[("claims/bad.yaml", app_claim("bad-app", "lots"))],
+        "bad",
+    );
+    wait_until("the failure status", || {
+        api.latest_statuses("platform", "voltran", &bad)
+            .get("claimd/claims/bad.yaml")
+            .is_some_and(|(state, _, _)| state == "failure")
+    });
+    let now = api.latest_statuses("platform", "voltran", &bad);
+    let (_, description, _) = &now["claimd/claims/bad.yaml"];
+    assert!(description.starts_with("claims/bad.yaml:"), "{description}");
+    let position: Vec<&str> = description.splitn(4, ':').collect();
+    assert!(
+        position[1].parse::<u32>().is_ok() && position[2].parse::<u32>().is_ok(),
+        "file:line:col: {description}"
+    );
+    wait_until("the other statuses", || {
+        api.latest_statuses("platform", "voltran", &bad).len() == files + 1
+    });
+    let now = api.latest_statuses("platform", "voltran", &bad);
+    assert!(now
+        .iter()
+        .filter(|(c, _)| c.as_str() != "claimd/claims/bad.yaml")
+        .all(|(_, (state, _, _))| state == "success"));
+
+    // Fixed: back to success.
+    let fixed = push_and_deliver(
+        &s,
+        &addr,
+        &[("claims/bad.yaml", app_claim("bad-app", "2"))],
+        "fixed",
+    );
+    wait_until("the fixed status", || {
+        api.latest_statuses("platform", "voltran", &fixed)
+            .get("claimd/claims/bad.yaml")
+            .is_some_and(|(state, _, _)| state == "success")
+    });
+    assert!(d.terminate().success());
+
+    // A restart registers again: still one hook.
+    let d = Daemon::start(&s.config);
+    let patches = |api: &GiteaApi| {
+        api.requests()
+            .iter()
+            .filter(|(m, p)| m == "PATCH" && p.ends_with(&format!("/hooks/{id}")))
+            .count()
+    };
+    let before = patches(&api);
+    wait_until("registered again", || patches(&api) > before);
+    assert_eq!(api.hooks("platform", "voltran").len(), 1);
+    assert!(d.terminate().success());
+    api.assert_clean();
+}
