@@ -8,6 +8,7 @@ mod crd_validator;
 mod daemon;
 mod git_loop;
 mod gitea;
+mod gitea_contract;
 mod helm_oci;
 mod helm_values;
 mod incremental;

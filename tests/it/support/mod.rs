@@ -6,6 +6,7 @@ pub mod contracts;
 pub mod crd;
 pub mod daemon;
 pub mod git;
+pub mod gitea_api;
 pub mod helm;
 pub mod kube;
 pub mod registry;
