@@ -148,9 +148,17 @@ impl Config {
                 *cache = base.join(&*cache);
             }
         }
-        if let Some(secret) = &mut config.gitea.webhook_secret_file {
-            if secret.is_relative() {
-                *secret = base.join(&*secret);
+        let gitea = &mut config.gitea;
+        for file in [
+            &mut gitea.webhook_secret_file,
+            &mut gitea.token_file,
+            &mut gitea.ca_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
             }
         }
         if let Some(kubeconfig) = &mut config.kubernetes.kubeconfig {

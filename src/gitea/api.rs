@@ -138,14 +138,25 @@ impl Client {
         })
     }
 
-    /// The webhooks of `owner/repo`.
+    /// The webhooks of `owner/repo` (every page).
     pub async fn hooks(&self, owner: &str, repo: &str) -> Result<Vec<Hook>, Error> {
-        let path = format!("/repos/{owner}/{repo}/hooks");
-        let value = self.call(Method::GET, &path, None).await?;
-        serde_json::from_value(value).map_err(|source| Error::Answer {
-            request: format!("GET {path}"),
-            source,
-        })
+        const PAGE: usize = 50;
+        let mut all = Vec::new();
+        for page in 1.. {
+            let path = format!("/repos/{owner}/{repo}/hooks?page={page}&limit={PAGE}");
+            let value = self.call(Method::GET, &path, None).await?;
+            let hooks: Vec<Hook> =
+                serde_json::from_value(value).map_err(|source| Error::Answer {
+                    request: format!("GET {path}"),
+                    source,
+                })?;
+            let last = hooks.len() < PAGE;
+            all.extend(hooks);
+            if last {
+                break;
+            }
+        }
+        Ok(all)
     }
 
     async fn hook_call(&self, method: Method, path: &str, body: &Value) -> Result<Hook, Error> {

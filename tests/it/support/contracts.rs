@@ -28,12 +28,12 @@ pub fn dir_or_skip(sub: &str, test: &str) -> Option<PathBuf> {
     if found.is_none() {
         assert!(
             !in_ci(),
-            "{test}: the contracts folder {sub}/ is absent (set CLAIMD_CONTRACTS or check out \\
+            "{test}: the contracts folder {sub}/ is absent (set CLAIMD_CONTRACTS or check out \
              shared/ beside the crate); CI=true does not allow skipping this test"
         );
         let _ = writeln!(
             std::io::stderr(),
-            "SKIPPED: {test}: contracts folder {sub}/ not found \\
+            "SKIPPED: {test}: contracts folder {sub}/ not found \
              (set CLAIMD_CONTRACTS or check out shared/ beside the crate)"
         );
     }
