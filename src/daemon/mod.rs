@@ -223,12 +223,21 @@ fn canonical(path: &Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
-fn options_for(config: &Config, repo: &RepoConfig) -> Options {
+/// Gitea's URL and token, when the configuration names a Gitea.
+type GiteaToken = Option<(String, crate::gitea::Secret)>;
+
+fn options_for(config: &Config, repo: &RepoConfig, gitea: (&GiteaToken, Option<&str>)) -> Options {
     let mut o = Options {
         branch: repo.branch.clone(),
         push_url: repo.push_url.clone(),
         ..Options::default()
     };
+    // A Gitea repository: bot commits go through Gitea (see git::push for why), with
+    // the token in a header; an explicit pushUrl (with git's own credentials) wins.
+    if let ((Some((url, token)), Some(name)), None) = (gitea, &repo.push_url) {
+        o.push_url = Some(crate::gitea::Settings::clone_url(url, name));
+        o.push_auth = Some(crate::git::push::Auth::token("claimd", token.expose()));
+    }
     o.settings.charts_repository = config.charts_repository.clone();
     if let Some(spec) = &config.charts {
         o.charts = charts::Source::parse_or_broken(spec, &config.registries.clone().with_env());
@@ -299,14 +308,15 @@ impl Daemon {
         let gitea = match config.gitea.client() {
             Ok(client) => client.map(Arc::new),
             Err(e) => {
-                tracing::warn!(error = %e, "no commit statuses in Gitea");
+                tracing::warn!(error = %e, "no commit statuses in Gitea, bot commits written on disk");
                 None
             }
         };
+        let token = config.gitea.token().unwrap_or_default();
         let setup = |r: &RepoConfig, path: &Path, kube: Arc<cluster::Kube>| {
             let gitea_name = gitea_name(r, path);
             Arc::new(Setup {
-                options: options_for(config, r),
+                options: options_for(config, r, (&token, gitea_name.as_deref())),
                 statuses: statuses::Statuses::new(
                     gitea.as_ref(),
                     gitea_name.as_deref(),

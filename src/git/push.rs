@@ -1,34 +1,72 @@
 //! Publishing a bot commit through the git server instead of writing the ref directly
 //! (so the server's own hooks and events see it): `git push` with a lease, since gix
 //! cannot push. Never forced: the lease and the fast-forward rule both refuse a moved branch.
+//!
+//! Why not move the ref on disk when the server is Gitea: Gitea keeps branch heads in
+//! its database and acts on a push only when the push comes through it (its hooks call
+//! its internal API). A ref written on disk is a branch Gitea's pages, its branch
+//! protection, its webhooks (so Argo CD's refresh) and its pull requests do not see.
+//!
+//! Credentials: an [`Auth`] header reaches git through the environment
+//! (`GIT_CONFIG_COUNT`/`GIT_CONFIG_KEY_0`/`GIT_CONFIG_VALUE_0` = `http.extraHeader`), so
+//! it is never in a URL, a command line (`ps`, `/proc/*/cmdline`), `.git/config` or a log.
 
 use super::{Cas, Error, Result};
+use base64::Engine as _;
 use gix::ObjectId;
 use std::path::Path;
 use std::process::Command;
+
+/// An HTTP `Authorization` header for pushes (never printed: `Debug` hides it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Auth(String);
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Auth(..)")
+    }
+}
+
+impl Auth {
+    /// HTTP Basic with an access token as the password, as Gitea takes it on its git
+    /// paths (the user name is not checked against the token's owner).
+    pub fn token(user: &str, token: &[u8]) -> Auth {
+        let mut pair = format!("{user}:").into_bytes();
+        pair.extend_from_slice(token);
+        Auth(format!(
+            "Authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        ))
+    }
+}
 
 /// Pushes `new` to `refs/heads/<branch>` at `url`, only if the branch is still `expected`.
 pub fn push_cas(
     repo: &Path,
     url: &str,
+    auth: Option<&Auth>,
     branch: &str,
     expected: ObjectId,
     new: ObjectId,
 ) -> Result<Cas> {
     let refname = format!("refs/heads/{branch}");
-    let out = Command::new("git")
-        .arg("--git-dir")
+    let mut git = Command::new("git");
+    git.arg("--git-dir")
         .arg(repo)
         .args(["push", "--porcelain", "--quiet"])
         .arg(format!("--force-with-lease={refname}:{expected}"))
         .arg(url)
         .arg(format!("{new}:{refname}"))
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .map_err(|e| Error::Git {
-            what: "running git push".into(),
-            source: Box::new(e),
-        })?;
+        .env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(Auth(header)) = auth {
+        git.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", header);
+    }
+    let out = git.output().map_err(|e| Error::Git {
+        what: "running git push".into(),
+        source: Box::new(e),
+    })?;
     if out.status.success() {
         return Ok(Cas::Updated);
     }
@@ -62,6 +100,13 @@ pub fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_auth_header_is_basic_with_the_token_and_never_printed() {
+        let a = super::Auth::token("claimd", b"t0ken");
+        assert_eq!(a.0, "Authorization: Basic Y2xhaW1kOnQwa2Vu");
+        assert_eq!(format!("{a:?}"), "Auth(..)");
+    }
+
     #[test]
     fn credentials_never_reach_messages() {
         assert_eq!(

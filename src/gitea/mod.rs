@@ -187,14 +187,27 @@ impl Secret {
 impl Settings {
     /// A client of the Gitea these settings name; None without a `url`.
     pub fn client(&self) -> Result<Option<api::Client>, Error> {
+        let Some((url, token)) = self.token()? else {
+            return Ok(None);
+        };
+        api::Client::new(&url, token, self.ca_file.as_deref()).map(Some)
+    }
+
+    /// Gitea's URL and the token, when these settings name a Gitea.
+    pub fn token(&self) -> Result<Option<(String, Secret)>, Error> {
         let Some(url) = &self.url else {
             return Ok(None);
         };
-        let token = match Secret::load(self.token_file.as_deref(), self.token_env.as_deref()) {
-            Err(Error::NoSecret) => return Err(Error::NoToken),
-            other => other?,
-        };
-        api::Client::new(url, token, self.ca_file.as_deref()).map(Some)
+        match Secret::load(self.token_file.as_deref(), self.token_env.as_deref()) {
+            Err(Error::NoSecret) => Err(Error::NoToken),
+            Err(e) => Err(e),
+            Ok(token) => Ok(Some((url.trim_end_matches('/').to_string(), token))),
+        }
+    }
+
+    /// Where a bot commit of `owner/name` is pushed: Gitea's smart HTTP.
+    pub fn clone_url(url: &str, full_name: &str) -> String {
+        format!("{}/{full_name}.git", url.trim_end_matches('/'))
     }
 
     /// The webhook secret these settings name.

@@ -39,6 +39,8 @@ pub struct Options {
     /// Publish bot commits with `git push` to this URL (the git server, so its own hooks
     /// and events see them) instead of moving the ref in the repository directly.
     pub push_url: Option<String>,
+    /// The credentials for `push_url` (a Gitea token), given to git in its environment.
+    pub push_auth: Option<git::push::Auth>,
     /// Which preview Environments may have their values committed.
     pub previews: Previews,
 }
@@ -52,6 +54,7 @@ impl Default for Options {
             bot: Identity::default(),
             attempts: 8,
             push_url: None,
+            push_auth: None,
             previews: Previews::All,
         }
     }
@@ -207,7 +210,14 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
         let commit = repo.commit_changes(tip, &plan.changes, &message, &opts.bot)?;
         let published = match &opts.push_url {
             None => repo.update_branch(&branch, tip, commit, "claimd: render")?,
-            Some(url) => git::push::push_cas(repo.path(), url, &branch, tip, commit)?,
+            Some(url) => git::push::push_cas(
+                repo.path(),
+                url,
+                opts.push_auth.as_ref(),
+                &branch,
+                tip,
+                commit,
+            )?,
         };
         match published {
             Cas::Updated => {

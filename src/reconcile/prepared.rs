@@ -145,7 +145,14 @@ pub fn commit(repo: &Repo, opts: &Options, prepared: &Prepared) -> Result<Option
     };
     let published = match &opts.push_url {
         None => repo.update_branch(&branch, tip, commit, "claimd: render")?,
-        Some(url) => crate::git::push::push_cas(repo.path(), url, &branch, tip, commit)?,
+        Some(url) => crate::git::push::push_cas(
+            repo.path(),
+            url,
+            opts.push_auth.as_ref(),
+            &branch,
+            tip,
+            commit,
+        )?,
     };
     Ok(match published {
         Cas::Updated => Some(Report {

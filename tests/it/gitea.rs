@@ -350,11 +350,14 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
     std::fs::write(
         &s.config,
         format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  webhookUrl: http://127.0.0.1:7463/hooks/gitea\n  statusUrl: http://127.0.0.1:7462/claims\n",
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\n    pushUrl: file://{}\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  webhookUrl: http://127.0.0.1:7463/hooks/gitea\n  statusUrl: http://127.0.0.1:7462/claims\n",
+            s.bare.display(),
             api.url
         ),
     )
     .expect("config");
+    // (The contract server speaks the API only: bot commits go to the repository by a
+    // file:// push here; through Gitea's smart HTTP, see the test below.)
     let d = Daemon::start(&s.config);
     let addr = webhook_addr(&d);
     wait_until("the webhook registered", || {
