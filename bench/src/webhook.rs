@@ -178,13 +178,15 @@ fn measure(
         let repo = claimd::git::Repo::open(bare)?;
         let pushed = repo.branch_tip("main")?.context("main")?;
         let body = event("refs/heads/main", &pushed.to_string());
+
         let start = Instant::now();
         let code = request(&mut conn, &body, &format!("push-{i}"))?;
         anyhow::ensure!(code == 202, "webhook answered {code}");
         // The loose ref the bot commit moves (read directly: opening the repository
         // each time would take CPU from the daemon being measured).
         let head = bare.join("refs/heads/main");
-        while std::fs::read_to_string(&head)?.trim() == pushed.to_string() {
+        let pushed = pushed.to_string();
+        while std::fs::read_to_string(&head)?.trim() == pushed {
             anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "no bot commit");
             std::thread::sleep(Duration::from_micros(500));
         }
