@@ -116,23 +116,5 @@ pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
 
 /// Unified diff of a plan.
 pub fn plan_diff(plan: &Plan) -> String {
-    let mut out = String::new();
-    for c in &plan.changes {
-        let old = c.old.as_deref().unwrap_or("");
-        let new = c.new.as_deref().unwrap_or("");
-        let (a, b) = match c.kind {
-            ChangeKind::Add => ("/dev/null".to_string(), format!("b/{}", c.path)),
-            ChangeKind::Delete => (format!("a/{}", c.path), "/dev/null".to_string()),
-            ChangeKind::Modify => (format!("a/{}", c.path), format!("b/{}", c.path)),
-        };
-        let diff = similar::TextDiff::from_lines(old, new);
-        out.push_str(
-            &diff
-                .unified_diff()
-                .context_radius(3)
-                .header(&a, &b)
-                .to_string(),
-        );
-    }
-    out
+    crate::render::unified_diff(plan)
 }

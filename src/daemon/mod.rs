@@ -217,7 +217,12 @@ pub struct Daemon {
     config: Mutex<Option<Config>>,
     stop: channel::Sender<bool>,
     pub stats: Stats,
+    /// The diffs of the last branch previews, by commit.
+    previews: Arc<Mutex<std::collections::VecDeque<(String, Arc<String>)>>>,
 }
+
+/// Branch previews whose diff is kept (the oldest go first).
+const PREVIEWS: usize = 64;
 
 fn canonical(path: &Path) -> PathBuf {
     path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
@@ -278,6 +283,7 @@ impl Daemon {
             config: Mutex::new(None),
             stop,
             stats: Stats::default(),
+            previews: Arc::default(),
         })
     }
 
@@ -320,7 +326,7 @@ impl Daemon {
                 statuses: statuses::Statuses::new(
                     gitea.as_ref(),
                     gitea_name.as_deref(),
-                    config.gitea.status_url.as_deref(),
+                    config.gitea.page_url.as_deref(),
                 ),
                 gitea_name,
                 kube,
@@ -467,6 +473,70 @@ impl Daemon {
         if let Some(statuses) = slot.and_then(|s| s.setup().statuses.clone()) {
             statuses.pending(sha, files);
         }
+    }
+
+    /// Renders `branch` of the repository at `repo` at commit `sha` without committing:
+    /// its diff is kept for `GET /previews/<sha>` and each claim file gets a status with
+    /// what merging would change. False: the repository does not report to Gitea.
+    pub fn preview(&self, repo: &Path, branch: &str, sha: &str) -> bool {
+        let Some(slot) = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&canonical(repo))
+            .cloned()
+        else {
+            return false;
+        };
+        let setup = slot.setup();
+        let (Some(statuses), Ok(commit)) =
+            (setup.statuses.clone(), ObjectId::from_hex(sha.as_bytes()))
+        else {
+            return false;
+        };
+        let (branch, sha) = (branch.to_string(), sha.to_string());
+        let previews = self.previews.clone();
+        tokio::spawn(async move {
+            let options = setup.options.clone();
+            let (path, cache) = (slot.repo.clone(), slot.cache.clone());
+            let planned = tokio::task::spawn_blocking(move || {
+                let r = Repo::open(&path).map_err(reconcile::Error::from)?;
+                let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+                let request = reconcile::request(&options, &branch);
+                Ok::<_, Error>(
+                    crate::pipeline::at_commit(&r, commit, &request, &mut cache)
+                        .map_err(reconcile::Error::from)?,
+                )
+            })
+            .await
+            .unwrap_or_else(|e| Err(Error::Task(e)));
+            match planned {
+                Ok(planned) => {
+                    let diff = Arc::new(crate::render::unified_diff(&planned.plan));
+                    {
+                        let mut kept = previews.lock().unwrap_or_else(|p| p.into_inner());
+                        kept.retain(|(s, _)| *s != sha);
+                        if kept.len() >= PREVIEWS {
+                            kept.pop_front();
+                        }
+                        kept.push_back((sha.clone(), diff));
+                    }
+                    let claims = reconcile::claim_results(&planned);
+                    statuses.preview(&sha, &claims, &planned.diagnostics);
+                    tracing::info!(%sha, changes = planned.plan.changes.len(), "branch preview rendered");
+                }
+                Err(e) => {
+                    tracing::warn!(%sha, error = %e, kind = e.kind(), "branch preview failed")
+                }
+            }
+        });
+        true
+    }
+
+    /// The diff of the branch preview of commit `sha`, if it is still kept.
+    pub fn preview_diff(&self, sha: &str) -> Option<Arc<String>> {
+        let kept = self.previews.lock().unwrap_or_else(|p| p.into_inner());
+        kept.iter().find(|(s, _)| s == sha).map(|(_, d)| d.clone())
     }
 
     /// The Gitea `owner/name` of every repository served.

@@ -2,9 +2,10 @@
 //! then each claim file's result once the reconcile is done (see [`crate::gitea::status`]).
 //! Posted off the worker's path; a status already posted for a commit is not posted again.
 
+use crate::claims::Diagnostic;
 use crate::gitea::api::{Client, Status};
 use crate::gitea::status;
-use crate::reconcile::{Outcome, Report};
+use crate::reconcile::{ClaimResult, Outcome, Report};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +13,8 @@ pub(super) struct Statuses {
     client: Arc<Client>,
     owner: String,
     repo: String,
-    link: Option<String>,
+    /// The daemon's pages as Gitea's users reach them (`gitea.pageUrl`).
+    page: Option<String>,
     /// The commit and statuses posted last.
     posted: Mutex<Option<(String, Vec<Status>)>>,
     /// Posts are numbered as they are asked for and sent one batch at a time; a batch
@@ -26,14 +28,14 @@ impl Statuses {
     pub(super) fn new(
         client: Option<&Arc<Client>>,
         full_name: Option<&str>,
-        link: Option<&str>,
+        page: Option<&str>,
     ) -> Option<Arc<Statuses>> {
         let (owner, repo) = full_name?.split_once('/')?;
         Some(Arc::new(Statuses {
             client: client?.clone(),
             owner: owner.to_string(),
             repo: repo.to_string(),
-            link: link.map(str::to_string),
+            page: page.map(|p| p.trim_end_matches('/').to_string()),
             posted: Mutex::new(None),
             asked: AtomicU64::new(0),
             sent: tokio::sync::Mutex::new(0),
@@ -48,7 +50,11 @@ impl Statuses {
             Outcome::UpToDate { tip } => tip,
             Outcome::NoBranch => return,
         };
-        let statuses = status::of_claims(&report.claims, &report.diagnostics, self.link.as_deref());
+        let statuses = status::of_claims(
+            &report.claims,
+            &report.diagnostics,
+            self.claims_page().as_deref(),
+        );
         self.post(sha.to_string(), statuses);
     }
 
@@ -59,8 +65,26 @@ impl Statuses {
         }
         self.post(
             sha.to_string(),
-            status::pending(files, self.link.as_deref()),
+            status::pending(files, self.claims_page().as_deref()),
         );
+    }
+
+    /// A branch preview's statuses on its commit, linking to its diff.
+    pub(super) fn preview(
+        self: &Arc<Self>,
+        sha: &str,
+        claims: &[ClaimResult],
+        diagnostics: &[Diagnostic],
+    ) {
+        let diff = self.page.as_ref().map(|p| format!("{p}/previews/{sha}"));
+        self.post(
+            sha.to_string(),
+            status::of_preview(claims, diagnostics, diff.as_deref()),
+        );
+    }
+
+    fn claims_page(&self) -> Option<String> {
+        self.page.as_ref().map(|p| format!("{p}/claims"))
     }
 
     fn post(self: &Arc<Self>, sha: String, statuses: Vec<Status>) {

@@ -31,9 +31,11 @@ pub struct Settings {
     /// registered on every repository at start when set.
     #[serde(default)]
     pub webhook_url: Option<String>,
-    /// The daemon's page for a claim, for statuses' links: `{base}/claims/<path>`.
+    /// The daemon's pages as Gitea's users reach them (the webhook listener's public
+    /// URL): statuses link to `<pageUrl>/previews/<commit>` (a branch preview's diff)
+    /// and `<pageUrl>/claims/<claim path>`.
     #[serde(default)]
-    pub status_url: Option<String>,
+    pub page_url: Option<String>,
     /// Where the webhook receiver (`POST /hooks/gitea`) listens. Gitea must reach it, so
     /// it may be a non-loopback address (the `/v1` API stays on loopback).
     #[serde(default)]

@@ -15,6 +15,40 @@ pub fn of_claims(
     diagnostics: &[Diagnostic],
     link: Option<&str>,
 ) -> Vec<Status> {
+    statuses(claims, diagnostics, |c| {
+        (
+            format!(
+                "{} application{}, {} file{} changed",
+                c.workloads,
+                plural(c.workloads),
+                c.changed(),
+                plural(c.changed())
+            ),
+            link.map(|l| format!("{}/{}", l.trim_end_matches('/'), c.file)),
+        )
+    })
+}
+
+/// The status of each claim file for a branch preview (rendered, not committed):
+/// `+2 ~3 -0 files` (what merging would add, change and remove), linking to the diff.
+pub fn of_preview(
+    claims: &[ClaimResult],
+    diagnostics: &[Diagnostic],
+    diff: Option<&str>,
+) -> Vec<Status> {
+    statuses(claims, diagnostics, |c| {
+        (
+            format!("+{} ~{} -{} files", c.added, c.modified, c.removed),
+            diff.map(str::to_string),
+        )
+    })
+}
+
+fn statuses(
+    claims: &[ClaimResult],
+    diagnostics: &[Diagnostic],
+    success: impl Fn(&ClaimResult) -> (String, Option<String>),
+) -> Vec<Status> {
     claims
         .iter()
         .map(|c| {
@@ -22,28 +56,20 @@ pub fn of_claims(
                 .iter()
                 .filter(|d| d.is_error() && d.file == c.file)
                 .min_by_key(|d| d.pos);
+            let (done, target_url) = success(c);
             let (state, description) = match first_error {
                 Some(d) if c.chart_unavailable => (
                     State::Error,
                     format!("a chart could not be had; claimd retries: {d}"),
                 ),
                 Some(d) => (State::Failure, d.to_string()),
-                None => (
-                    State::Success,
-                    format!(
-                        "{} application{}, {} file{} changed",
-                        c.workloads,
-                        plural(c.workloads),
-                        c.changed,
-                        plural(c.changed)
-                    ),
-                ),
+                None => (State::Success, done),
             };
             Status {
                 context: format!("claimd/{}", c.file),
                 state,
                 description: cut(&description),
-                target_url: link.map(|l| format!("{}/{}", l.trim_end_matches('/'), c.file)),
+                target_url,
             }
         })
         .collect()
@@ -89,7 +115,9 @@ mod tests {
         ClaimResult {
             file: file.into(),
             workloads,
-            changed,
+            added: changed / 2,
+            modified: changed - changed / 2,
+            removed: 0,
             chart_unavailable: unavailable,
         }
     }
@@ -146,5 +174,12 @@ mod tests {
         assert_eq!(s[0].target_url, None);
         let one = of_claims(&[result("claims/d.yaml", 1, 1, false)], &[], None);
         assert_eq!(one[0].description, "1 application, 1 file changed");
+        let p = of_preview(&claims, &diags, Some("http://claimd/previews/abc"));
+        assert_eq!(p[0].description, "+3 ~3 -0 files");
+        assert_eq!(
+            p[0].target_url.as_deref(),
+            Some("http://claimd/previews/abc")
+        );
+        assert_eq!(p[1].state, State::Failure);
     }
 }

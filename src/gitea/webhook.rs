@@ -75,6 +75,8 @@ pub fn parse(body: &[u8]) -> Result<Push, Error> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Render,
+    /// Another branch (a pull request's): render it without committing, for review.
+    Preview,
     Ignore(&'static str),
 }
 
@@ -84,11 +86,11 @@ impl Push {
         let Some(pushed) = self.reference.strip_prefix("refs/heads/") else {
             return Verdict::Ignore("not a branch (a tag or another ref)");
         };
-        if pushed != branch {
-            return Verdict::Ignore("a branch claimd does not render");
-        }
         if self.after.bytes().all(|b| b == b'0') {
             return Verdict::Ignore("the branch was deleted");
+        }
+        if pushed != branch {
+            return Verdict::Preview;
         }
         let trailer = format!("{SOURCE_TRAILER}: ");
         if let Some(head) = &self.head_commit {
@@ -190,10 +192,7 @@ mod tests {
             push("refs/tags/v1", &a, "dev@example.com", "x").verdict("main", bot),
             Verdict::Ignore("not a branch (a tag or another ref)")
         );
-        assert_eq!(
-            user.verdict("production", bot),
-            Verdict::Ignore("a branch claimd does not render")
-        );
+        assert_eq!(user.verdict("production", bot), Verdict::Preview);
         assert_eq!(
             push("refs/heads/main", &"0".repeat(40), "dev@example.com", "x").verdict("main", bot),
             Verdict::Ignore("the branch was deleted")

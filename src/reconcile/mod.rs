@@ -95,18 +95,46 @@ pub struct ClaimResult {
     pub file: String,
     /// Applications and services it declares.
     pub workloads: usize,
-    /// Generated files of it that this reconcile changed.
-    pub changed: usize,
+    /// Generated files of it that this reconcile adds, modifies and removes.
+    pub added: usize,
+    pub modified: usize,
+    pub removed: usize,
     /// A chart it needs could not be had (not the claim's fault).
     pub chart_unavailable: bool,
 }
 
+impl ClaimResult {
+    /// Generated files changed in all.
+    pub fn changed(&self) -> usize {
+        self.added + self.modified + self.removed
+    }
+}
+
 /// Each claim file's result in `planned`.
 pub fn claim_results(planned: &Planned) -> Vec<ClaimResult> {
-    let mut changed: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for files in planned.sources.values() {
-        for f in files {
-            *changed.entry(f.as_str()).or_default() += 1;
+    // (added, modified, removed) per claim file. A removed file's claim is not in the
+    // render any more: its header names it.
+    let mut changed: std::collections::HashMap<String, [usize; 3]> =
+        std::collections::HashMap::new();
+    for c in &planned.plan.changes {
+        let slot = match c.kind {
+            ChangeKind::Add => 0,
+            ChangeKind::Modify => 1,
+            ChangeKind::Delete => 2,
+        };
+        let owners: Vec<String> = match planned.sources.get(&c.path) {
+            Some(files) => files.clone(),
+            None => c
+                .old
+                .as_deref()
+                .and_then(crate::render::parse_owners)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|o| o.split_once('#').map(|(file, _)| file.to_string()))
+                .collect(),
+        };
+        for file in owners {
+            changed.entry(file).or_default()[slot] += 1;
         }
     }
     let unavailable: std::collections::HashSet<&str> = planned
@@ -118,11 +146,16 @@ pub fn claim_results(planned: &Planned) -> Vec<ClaimResult> {
     planned
         .workloads
         .iter()
-        .map(|(file, workloads)| ClaimResult {
-            file: file.clone(),
-            workloads: *workloads,
-            changed: changed.get(file.as_str()).copied().unwrap_or(0),
-            chart_unavailable: unavailable.contains(file.as_str()),
+        .map(|(file, workloads)| {
+            let [added, modified, removed] = changed.get(file).copied().unwrap_or_default();
+            ClaimResult {
+                file: file.clone(),
+                workloads: *workloads,
+                added,
+                modified,
+                removed,
+                chart_unavailable: unavailable.contains(file.as_str()),
+            }
         })
         .collect()
 }

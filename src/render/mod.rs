@@ -19,7 +19,7 @@ mod plan;
 mod workload;
 
 pub use header::{parse_owners, Header, GENERATED_MARK};
-pub use plan::{plan, Change, ChangeKind, Plan, OUTPUT_ROOTS};
+pub use plan::{plan, unified_diff, Change, ChangeKind, Plan, OUTPUT_ROOTS};
 
 use crate::claims::environment_team;
 use crate::claims::names::environment_namespace;

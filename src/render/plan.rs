@@ -117,3 +117,26 @@ pub fn plan(
     out.kept.sort();
     out
 }
+
+/// The unified diff of a plan (what `claimd plan` prints, what a branch preview shows).
+pub fn unified_diff(plan: &Plan) -> String {
+    let mut out = String::new();
+    for c in &plan.changes {
+        let old = c.old.as_deref().unwrap_or("");
+        let new = c.new.as_deref().unwrap_or("");
+        let (a, b) = match c.kind {
+            ChangeKind::Add => ("/dev/null".to_string(), format!("b/{}", c.path)),
+            ChangeKind::Delete => (format!("a/{}", c.path), "/dev/null".to_string()),
+            ChangeKind::Modify => (format!("a/{}", c.path), format!("b/{}", c.path)),
+        };
+        let diff = similar::TextDiff::from_lines(old, new);
+        out.push_str(
+            &diff
+                .unified_diff()
+                .context_radius(3)
+                .header(&a, &b)
+                .to_string(),
+        );
+    }
+    out
+}

@@ -5,7 +5,9 @@
 //! parsed); 413: a body over 1 MiB (refused from its `Content-Length`, not read); 400:
 //! not a push event; 404: a repository this daemon does not serve; 200: nothing to do
 //! (a tag, another branch, claimd's own bot commit, a redelivery, another event);
-//! 202: queued for a render.
+//! 202: queued for a render, or (another branch) for a branch preview.
+//!
+//! `GET /previews/<commit>`: a branch preview's unified diff (what statuses link to).
 
 use crate::daemon::{Daemon, Event};
 use crate::gitea::webhook::{self, Deliveries, Verdict};
@@ -26,6 +28,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let deliveries = Arc::new(Deliveries::new(DELIVERIES));
+    let daemon_for_previews = daemon.clone();
     let secret = Arc::new(secret);
     let hook = warp::path!("hooks" / "gitea")
         .and(warp::post())
@@ -49,7 +52,29 @@ pub async fn run(
                 warp::reply::with_status(text, status)
             },
         );
-    warp::serve(hook)
+    let d = daemon_for_previews;
+    let previews =
+        warp::path!("previews" / String)
+            .and(warp::get())
+            .map(move |sha: String| match d.preview_diff(&sha) {
+                Some(diff) => warp::reply::with_status(
+                    warp::reply::with_header(
+                        diff.to_string(),
+                        "content-type",
+                        "text/plain; charset=utf-8",
+                    ),
+                    StatusCode::OK,
+                ),
+                None => warp::reply::with_status(
+                    warp::reply::with_header(
+                        format!("no preview of {sha} (rendering, or no longer kept)\n"),
+                        "content-type",
+                        "text/plain; charset=utf-8",
+                    ),
+                    StatusCode::NOT_FOUND,
+                ),
+            });
+    warp::serve(hook.or(previews))
         .incoming(listener)
         .graceful(shutdown)
         .run()
@@ -109,6 +134,19 @@ pub fn receive(
         );
     };
     match push.verdict(&branch, &bot) {
+        Verdict::Preview => {
+            let branch = push.reference.trim_start_matches("refs/heads/");
+            if daemon.preview(&repo, branch, &push.after) {
+                tracing::info!(repository = %name, %branch, after = %push.after, "gitea push queued for a preview");
+                (StatusCode::ACCEPTED, "queued for a preview\n".into())
+            } else {
+                (
+                    StatusCode::OK,
+                    "ignored: a branch claimd does not render (previews need gitea.url and a token)\n"
+                        .into(),
+                )
+            }
+        }
         Verdict::Ignore(why) => {
             tracing::debug!(repository = %name, reference = %push.reference, why, "gitea push ignored");
             (StatusCode::OK, format!("ignored: {why}\n"))

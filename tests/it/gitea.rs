@@ -350,7 +350,7 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
     std::fs::write(
         &s.config,
         format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\n    pushUrl: file://{}\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  webhookUrl: http://127.0.0.1:7463/hooks/gitea\n  statusUrl: http://127.0.0.1:7462/claims\n",
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\n    pushUrl: file://{}\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  webhookUrl: http://127.0.0.1:7463/hooks/gitea\n  pageUrl: http://claimd.example.com:7463\n",
             s.bare.display(),
             api.url
         ),
@@ -391,7 +391,10 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
         assert_eq!(state, "success", "{context}: {description}");
         assert!(description.contains("changed"), "{description}");
         let file = context.trim_start_matches("claimd/");
-        assert_eq!(url, &format!("http://127.0.0.1:7462/claims/{file}"));
+        assert_eq!(
+            url,
+            &format!("http://claimd.example.com:7463/claims/{file}")
+        );
     }
 
     // A bad claim: its status fails with file:line:col; the others still succeed.
@@ -448,6 +451,122 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
     let before = patches(&api);
     wait_until("registered again", || patches(&api) > before);
     assert_eq!(api.hooks("platform", "voltran").len(), 1);
+    assert!(d.terminate().success());
+    api.assert_clean();
+}
+
+#[test]
+fn a_branch_preview_renders_without_committing_and_links_its_diff() {
+    use crate::support::gitea_api::GiteaApi;
+    let Some(api) = GiteaApi::start("a_branch_preview_renders_without_committing") else {
+        return;
+    };
+    api.add_repo("platform", "voltran");
+    let s = setup();
+    let root = s.config.parent().expect("root").to_path_buf();
+    std::fs::write(root.join("gitea-token"), &api.token).expect("token");
+    std::fs::write(
+        &s.config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\n    pushUrl: file://{}\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  pageUrl: http://claimd.example.com:7463\n",
+            s.bare.display(),
+            api.url
+        ),
+    )
+    .expect("config");
+    let d = Daemon::start(&s.config);
+    let addr = webhook_addr(&d);
+    wait_until("ready", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    let main_before = tip(&s.bare);
+
+    // A pull request's branch: one claim file changed, one added.
+    git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
+    git(&s.work, &["checkout", "-q", "-b", "feature/x"]);
+    let path = s.work.join("claims/dev-apps.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(
+        &path,
+        text.replacen("tag: v1.3.0-rc.1", "tag: v1.3.0-rc.2", 1),
+    )
+    .expect("w");
+    std::fs::write(s.work.join("claims/new.yaml"), app_claim("new-app", "2")).expect("w");
+    git(&s.work, &["add", "-A"]);
+    git(&s.work, &["commit", "-qm", "a feature"]);
+    git(&s.work, &["push", "-q", "origin", "feature/x"]);
+    let feature = {
+        let out = git(&s.bare, &["rev-parse", "feature/x"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let body = push_event(
+        "refs/heads/feature/x",
+        &feature,
+        "dev@example.com",
+        "a feature\n",
+    );
+    let (code, text) = post(
+        &addr,
+        &[
+            ("X-Gitea-Signature", &sign(&body)),
+            ("X-Gitea-Delivery", "preview-1"),
+        ],
+        &body,
+    );
+    assert_eq!((code, text.as_str()), (202, "queued for a preview\n"));
+    let files = claimd::examples::CLAIMS.len() + 1;
+    wait_until("the preview's statuses", || {
+        api.latest_statuses("platform", "voltran", &feature)
+            .values()
+            .filter(|(state, _, _)| state != "pending")
+            .count()
+            == files
+    });
+    let statuses = api.latest_statuses("platform", "voltran", &feature);
+    let link = format!("http://claimd.example.com:7463/previews/{feature}");
+    let (state, description, url) = &statuses["claimd/claims/new.yaml"];
+    assert_eq!(state, "success");
+    assert!(
+        description.starts_with('+') && description.contains(" -0 files"),
+        "{description}"
+    );
+    assert_ne!(description, "+0 ~0 -0 files");
+    assert_eq!(url, &link);
+    let (_, description, _) = &statuses["claimd/claims/dev-apps.yaml"];
+    assert!(
+        description.starts_with("+0 ~") && !description.starts_with("+0 ~0"),
+        "{description}"
+    );
+
+    // The diff page is what `claimd plan` shows for that branch; no branch moved.
+    let page = {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(
+            s,
+            "GET /previews/{feature} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("w");
+        let mut r = String::new();
+        s.read_to_string(&mut r).expect("read");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        r.split_once("\r\n\r\n").expect("body").1.to_string()
+    };
+    let plan = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
+        .args(["plan", "--repo"])
+        .arg(&s.bare)
+        .env("CLAIMD_BRANCH", "feature/x")
+        .output()
+        .expect("claimd plan");
+    let plan = String::from_utf8_lossy(&plan.stdout).to_string();
+    let diff = plan.rsplit_once("generated file(s)").map_or("", |(d, _)| d);
+    let diff = diff.rsplit_once('\n').map_or("", |(d, _)| d);
+    assert!(diff.contains("+++ b/environments/"), "{plan}");
+    assert_eq!(page.trim_end(), diff.trim_end());
+    assert_eq!(tip(&s.bare), main_before, "main did not move");
+    let now = git(&s.bare, &["rev-parse", "feature/x"]);
+    assert_eq!(
+        String::from_utf8_lossy(&now.stdout).trim(),
+        feature,
+        "the branch did not move"
+    );
     assert!(d.terminate().success());
     api.assert_clean();
 }
