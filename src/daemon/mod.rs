@@ -218,8 +218,11 @@ pub struct Daemon {
     stop: channel::Sender<bool>,
     pub stats: Stats,
     /// The diffs of the last branch previews, by commit.
-    previews: Arc<Mutex<std::collections::VecDeque<(String, Arc<String>)>>>,
+    previews: Arc<PreviewDiffs>,
 }
+
+/// (commit, unified diff) of branch previews, oldest first.
+type PreviewDiffs = Mutex<std::collections::VecDeque<(String, Arc<String>)>>;
 
 /// Branch previews whose diff is kept (the oldest go first).
 const PREVIEWS: usize = 64;
