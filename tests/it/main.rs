@@ -19,3 +19,4 @@ mod oci;
 mod purity;
 mod registry_harness;
 mod render_examples;
+mod smart_http;

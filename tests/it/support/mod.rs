@@ -11,3 +11,4 @@ pub mod helm;
 pub mod kube;
 pub mod registry;
 pub mod setup;
+pub mod smart_http;
