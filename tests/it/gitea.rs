@@ -570,3 +570,83 @@ fn a_branch_preview_renders_without_committing_and_links_its_diff() {
     assert!(d.terminate().success());
     api.assert_clean();
 }
+
+#[test]
+fn bot_commits_go_through_giteas_smart_http_with_the_token_in_a_header_only() {
+    use crate::support::smart_http::SmartHttp;
+    let s = setup();
+    let root = s.config.parent().expect("root").to_path_buf();
+    let http = SmartHttp::start(&root);
+    std::fs::write(root.join("gitea-token"), &http.token).expect("token");
+    std::fs::write(
+        &s.config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n",
+            http.url
+        ),
+    )
+    .expect("config");
+    let log = root.join("daemon.log");
+    let d = Daemon::start_logging(&s.config, Some(&log));
+    let addr = webhook_addr(&d);
+    let pushes = |http: &SmartHttp| {
+        http.requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/git-receive-pack"))
+            .map(|r| (r.authorized, r.status))
+            .collect::<Vec<_>>()
+    };
+    // The start-up render's bot commit arrives through the server.
+    wait_until("the first bot commit through smart HTTP", || {
+        pushes(&http).contains(&(true, 200))
+    });
+    wait_until("ready", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    let out = git(&s.bare, &["log", "-1", "--format=%ae", "main"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "claimd@localhost"
+    );
+
+    // Gitea refuses the next bot push (a protected branch): nothing is forced, the
+    // render is tried again and lands on top of the pushed commit.
+    http.reject_next_pushes(1);
+    let before = pushes(&http).len();
+    let pushed = push_and_deliver(
+        &s,
+        &addr,
+        &[("claims/extra.yaml", app_claim("extra-app", "2"))],
+        "extra",
+    );
+    wait_until("the bot commit after a refusal", || {
+        let out = git(&s.bare, &["log", "-1", "--format=%P", "main"]);
+        String::from_utf8_lossy(&out.stdout).trim() == pushed
+    });
+    let after = pushes(&http);
+    assert!(after.len() >= before + 2, "{after:?}");
+    assert_eq!(after[before], (true, 403), "the refused push");
+    assert_eq!(after.last(), Some(&(true, 200)));
+
+    // The token was in a header only: not in a command line, a URL, the repository's
+    // config or the daemon's log.
+    assert!(
+        !http.token_in_process_list(),
+        "token seen in a process's command line"
+    );
+    assert!(!http.token_in_url(), "token seen in a URL");
+    // (The token as such, or base64-encoded as in the Basic header.)
+    let needles = crate::support::smart_http::token_needles(&http.token);
+    let leaks = |bytes: &[u8]| {
+        needles
+            .iter()
+            .any(|n| bytes.windows(n.len()).any(|w| w == n.as_slice()))
+    };
+    let config = std::fs::read(s.bare.join("config")).expect("config");
+    assert!(!leaks(&config), "token in the repository's config");
+    assert!(d.terminate().success());
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(!leaks(logged.as_bytes()), "token in the daemon's log");
+    assert!(
+        logged.contains("refused") || logged.contains("reconcile failed"),
+        "{logged}"
+    );
+}
