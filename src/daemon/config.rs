@@ -33,13 +33,24 @@ pub struct Config {
     /// The Gitea next to claimd: its webhook receiver (listen address, secret).
     #[serde(default)]
     pub gitea: crate::gitea::Settings,
+    /// Where claimd keeps its own data: mirrors of repositories that are not on its
+    /// disk (`<dataDir>/mirrors/<owner>/<name>.git`). Default: `data` next to this file.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RepoConfig {
-    /// Path of the bare repository (e.g. Gitea's `<root>/<owner>/<repo>.git`).
+    /// Path of the bare repository (e.g. Gitea's `<root>/<owner>/<repo>.git`). Without
+    /// one, the repository is Gitea's `giteaRepository`, not on claimd's disk: claimd
+    /// keeps a mirror in `dataDir`, fetches it over Gitea's smart HTTP before each render
+    /// and pushes its bot commits back through Gitea.
+    #[serde(default)]
     pub path: PathBuf,
+    /// Set when `path` is claimd's mirror of a Gitea repository.
+    #[serde(skip)]
+    pub mirror: bool,
     /// Branch to render (default: the repository's HEAD branch).
     #[serde(default)]
     pub branch: Option<String>,
@@ -88,6 +99,8 @@ pub enum Error {
         #[source]
         source: Box<crate::charts::Error>,
     },
+    #[error("{path}: a repository needs a path (a bare repository on this disk) or giteaRepository: OWNER/NAME with gitea.url and a token (claimd mirrors it)")]
+    NoPath { path: PathBuf },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
     NotLoopback { path: PathBuf, addr: SocketAddr },
 }
@@ -100,6 +113,7 @@ impl Error {
             Error::Parse { .. } => "config_parse",
             Error::Charts { .. } => "config_charts",
             Error::NotLoopback { .. } => "not_loopback",
+            Error::NoPath { .. } => "no_path",
         }
     }
 }
@@ -133,8 +147,37 @@ impl Config {
         }
         // Relative paths are relative to the config file.
         let base = path.parent().unwrap_or(Path::new("."));
+        let data = config
+            .data_dir
+            .get_or_insert_with(|| PathBuf::from("data"))
+            .clone();
+        let data = if data.is_relative() {
+            base.join(data)
+        } else {
+            data
+        };
+        config.data_dir = Some(data.clone());
         for r in &mut config.repositories {
-            if r.path.is_relative() {
+            if r.path.as_os_str().is_empty() {
+                let Some(name) = r.gitea_repository.as_deref().filter(|n| {
+                    n.split_once('/')
+                        .is_some_and(|(o, r)| crate::gitea::is_name(o) && crate::gitea::is_name(r))
+                }) else {
+                    return Err(Error::NoPath {
+                        path: path.to_path_buf(),
+                    });
+                };
+                if config.gitea.url.is_none() {
+                    return Err(Error::NoPath {
+                        path: path.to_path_buf(),
+                    });
+                }
+                r.path = data
+                    .join("mirrors")
+                    .join(format!("{}.git", name.to_lowercase()));
+                r.mirror = true;
+                r.watch_refs = false;
+            } else if r.path.is_relative() {
                 r.path = base.join(&r.path);
             }
         }

@@ -238,6 +238,7 @@ fn options_for(config: &Config, repo: &RepoConfig, gitea: (&GiteaToken, Option<&
     let mut o = Options {
         branch: repo.branch.clone(),
         push_url: repo.push_url.clone(),
+        mirror: repo.mirror,
         ..Options::default()
     };
     // A Gitea repository: bot commits go through Gitea (see git::push for why), with
@@ -264,6 +265,21 @@ fn gitea_name(repo: &RepoConfig, path: &Path) -> Option<String> {
         .as_ref()
         .map(|n| n.to_lowercase())
         .or_else(|| crate::gitea::full_name_of(path))
+}
+
+/// A mirror is brought up to date with the server before it is read: the rendered
+/// branch, or a previewed one (into `refs/claimd/previews/`). Not a mirror: nothing.
+fn fetch_mirror(path: &Path, options: &Options, preview: Option<&str>) -> Result<(), Error> {
+    let (true, Some(url)) = (options.mirror, &options.push_url) else {
+        return Ok(());
+    };
+    let rendered = options.branch.clone().unwrap_or_else(|| "main".into());
+    let (branch, into) = match preview {
+        Some(b) => (b.to_string(), format!("refs/claimd/previews/{b}")),
+        None => (rendered.clone(), format!("refs/heads/{rendered}")),
+    };
+    crate::git::push::fetch_branch(path, url, options.push_auth.as_ref(), &branch, &into)
+        .map_err(Error::Git)
 }
 
 fn kube_for(config: &Config) -> cluster::Kube {
@@ -503,6 +519,7 @@ impl Daemon {
             let options = setup.options.clone();
             let (path, cache) = (slot.repo.clone(), slot.cache.clone());
             let planned = tokio::task::spawn_blocking(move || {
+                fetch_mirror(&path, &options, Some(&branch))?;
                 let r = Repo::open(&path).map_err(reconcile::Error::from)?;
                 let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
                 let request = reconcile::request(&options, &branch);
@@ -672,6 +689,7 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
             options.previews = used.clone();
             let (path, cache) = (slot.repo.clone(), slot.cache.clone());
             let result = tokio::task::spawn_blocking(move || {
+                fetch_mirror(&path, &options, None)?;
                 let r = Repo::open(&path).map_err(reconcile::Error::from)?;
                 let mut cache = cache
                     .lock()

@@ -88,6 +88,64 @@ pub fn push_cas(
     })
 }
 
+/// Fetches `refs/heads/<branch>` from `url` into `into` of the mirror at `repo`, made
+/// first when missing (a bare repository whose HEAD is `branch`). The mirror follows
+/// the server (its ref is set to what the server has); the server is never forced.
+pub fn fetch_branch(
+    repo: &Path,
+    url: &str,
+    auth: Option<&Auth>,
+    branch: &str,
+    into: &str,
+) -> Result<()> {
+    let run = |what: &str, git: &mut Command| -> Result<()> {
+        let out = git.output().map_err(|e| Error::Git {
+            what: format!("running git {what}"),
+            source: Box::new(e),
+        })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let shown = redact(url);
+        Err(Error::Git {
+            what: format!("git {what} from {shown}"),
+            source: String::from_utf8_lossy(&out.stderr)
+                .replace(url, &shown)
+                .trim()
+                .to_string()
+                .into(),
+        })
+    };
+    if !repo.join("objects").is_dir() {
+        if let Some(parent) = repo.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::Git {
+                what: format!("creating {}", parent.display()),
+                source: Box::new(e),
+            })?;
+        }
+        run(
+            "init",
+            Command::new("git")
+                .args(["init", "--bare", "--quiet"])
+                .arg(format!("--initial-branch={branch}"))
+                .arg(repo),
+        )?;
+    }
+    let mut git = Command::new("git");
+    git.arg("--git-dir")
+        .arg(repo)
+        .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
+        .arg(url)
+        .arg(format!("+refs/heads/{branch}:{into}"))
+        .env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(Auth(header)) = auth {
+        git.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", header);
+    }
+    run("fetch", &mut git)
+}
+
 /// A URL without its user and password, for messages and logs.
 pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

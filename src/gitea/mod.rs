@@ -221,6 +221,17 @@ impl Settings {
     }
 }
 
+/// A user, organization or repository name as Gitea allows it (letters, digits, `-`,
+/// `_`, `.`; not `.` or `..`): nothing in it can leave a folder.
+pub fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// The `owner/name` Gitea gives a repository stored at `path` (Gitea keeps
 /// `<repository root>/<owner>/<name>.git`, lower-cased).
 pub fn full_name_of(path: &Path) -> Option<String> {

@@ -41,6 +41,9 @@ pub struct Options {
     pub push_url: Option<String>,
     /// The credentials for `push_url` (a Gitea token), given to git in its environment.
     pub push_auth: Option<git::push::Auth>,
+    /// The repository is claimd's mirror of `push_url`: fetched before each render,
+    /// and its branch follows a bot commit once the server took it.
+    pub mirror: bool,
     /// Which preview Environments may have their values committed.
     pub previews: Previews,
 }
@@ -55,6 +58,7 @@ impl Default for Options {
             attempts: 8,
             push_url: None,
             push_auth: None,
+            mirror: false,
             previews: Previews::All,
         }
     }
@@ -254,6 +258,11 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
         };
         match published {
             Cas::Updated => {
+                if opts.mirror && opts.push_url.is_some() {
+                    // The server has it; the mirror's branch follows (or the next fetch
+                    // brings it, if something else moved it meanwhile).
+                    repo.update_branch(&branch, tip, commit, "claimd: pushed")?;
+                }
                 let tree = repo.tree_of(commit)?;
                 pipeline::snapshot::committed(&mut memo.reads, repo, tip, tree, &plan.changes)?;
                 return Ok(Report {

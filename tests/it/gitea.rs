@@ -621,8 +621,11 @@ fn bot_commits_go_through_giteas_smart_http_with_the_token_in_a_header_only() {
         let out = git(&s.bare, &["log", "-1", "--format=%P", "main"]);
         String::from_utf8_lossy(&out.stdout).trim() == pushed
     });
+    // (The server records a request once it has answered it.)
+    wait_until("the retried push recorded", || {
+        pushes(&http).len() >= before + 2
+    });
     let after = pushes(&http);
-    assert!(after.len() >= before + 2, "{after:?}");
     assert_eq!(after[before], (true, 403), "the refused push");
     assert_eq!(after.last(), Some(&(true, 200)));
 
@@ -649,4 +652,90 @@ fn bot_commits_go_through_giteas_smart_http_with_the_token_in_a_header_only() {
         logged.contains("refused") || logged.contains("reconcile failed"),
         "{logged}"
     );
+}
+
+#[test]
+fn a_repository_not_on_claimds_disk_is_rendered_from_a_mirror_and_pushed_back() {
+    use crate::support::smart_http::SmartHttp;
+    // Gitea's repository lives under gitea/ (served by the smart-HTTP server); claimd's
+    // config names it by owner/name only.
+    let s = setup();
+    let root = s.config.parent().expect("root").to_path_buf();
+    let gitea_root = root.join("gitea");
+    std::fs::create_dir_all(&gitea_root).expect("mkdir");
+    std::fs::rename(root.join("platform"), gitea_root.join("platform")).expect("move");
+    let bare = gitea_root.join("platform/voltran.git");
+    git(
+        &s.work,
+        &[
+            "remote",
+            "set-url",
+            "origin",
+            &format!("file://{}", bare.display()),
+        ],
+    );
+    let http = SmartHttp::start(&gitea_root);
+    std::fs::write(root.join("gitea-token"), &http.token).expect("token");
+    std::fs::write(
+        &s.config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - giteaRepository: platform/voltran\n    branch: main\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\ndataDir: state\n",
+            http.url
+        ),
+    )
+    .expect("config");
+    let d = Daemon::start(&s.config);
+    let addr = webhook_addr(&d);
+    let mirror = root.join("state/mirrors/platform/voltran.git");
+    // At start: fetched into the mirror, rendered, the bot commit pushed to Gitea.
+    wait_until("the first bot commit in Gitea's repository", || {
+        let out = git(&bare, &["log", "-1", "--format=%ae", "main"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "claimd@localhost"
+    });
+    assert!(
+        mirror.join("objects").is_dir(),
+        "the mirror is in the data folder"
+    );
+    wait_until("ready", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+
+    // A push to Gitea and its webhook: fetched, rendered from the mirror, pushed back.
+    let pushed = {
+        git(&s.work, &["pull", "-q", "--rebase", "origin", "main"]);
+        std::fs::write(
+            s.work.join("claims/extra.yaml"),
+            app_claim("extra-app", "2"),
+        )
+        .expect("w");
+        git(&s.work, &["add", "-A"]);
+        git(&s.work, &["commit", "-qm", "extra"]);
+        git(&s.work, &["push", "-q", "origin", "main"]);
+        tip(&bare)
+    };
+    let body = push_event("refs/heads/main", &pushed, "dev@example.com", "extra\n");
+    let (code, text) = post(
+        &addr,
+        &[
+            ("X-Gitea-Signature", &sign(&body)),
+            ("X-Gitea-Delivery", "m-1"),
+        ],
+        &body,
+    );
+    assert_eq!(code, 202, "{text}");
+    wait_until("the bot commit on the pushed commit", || {
+        let out = git(&bare, &["log", "-1", "--format=%P", "main"]);
+        String::from_utf8_lossy(&out.stdout).trim() == pushed
+    });
+    let gitea_tip = tip(&bare);
+    wait_until("the mirror follows", || tip(&mirror) == gitea_tip);
+    let receive_packs = http
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/git-receive-pack") && r.status == 200)
+        .count();
+    assert!(
+        receive_packs >= 2,
+        "both bot commits came through the server"
+    );
+    assert!(!http.token_in_process_list() && !http.token_in_url());
+    assert!(d.terminate().success());
 }
