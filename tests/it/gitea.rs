@@ -727,15 +727,13 @@ fn a_repository_not_on_claimds_disk_is_rendered_from_a_mirror_and_pushed_back() 
     });
     let gitea_tip = tip(&bare);
     wait_until("the mirror follows", || tip(&mirror) == gitea_tip);
-    let receive_packs = http
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/git-receive-pack") && r.status == 200)
-        .count();
-    assert!(
-        receive_packs >= 2,
-        "both bot commits came through the server"
-    );
+    wait_until("both bot commits recorded by the server", || {
+        http.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/git-receive-pack") && r.status == 200)
+            .count()
+            >= 2
+    });
     assert!(!http.token_in_process_list() && !http.token_in_url());
     assert!(d.terminate().success());
 }
