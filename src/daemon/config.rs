@@ -356,6 +356,27 @@ mod tests {
     }
 
     #[test]
+    fn a_repository_by_gitea_name_only_is_a_mirror_in_the_data_folder() {
+        let c = parse("repositories:\n  - giteaRepository: Platform/voltran\ngitea: {url: http://gitea:3000}\n");
+        let r = &c.repositories[0];
+        assert!(r.mirror && !r.watch_refs);
+        assert_eq!(r.path, PathBuf::from("/etc/claimd/data/mirrors/platform/voltran.git"));
+        let refused = |text: &str| {
+            Config::parse(Path::new("/etc/claimd/claimd.yaml"), text).expect_err(text)
+        };
+        for text in [
+            "repositories:\n  - branch: main\n",
+            "repositories:\n  - giteaRepository: platform/voltran\n",
+            "repositories:\n  - giteaRepository: ../etc\ngitea: {url: http://gitea:3000}\n",
+            "repositories:\n  - giteaRepository: a/../../b\ngitea: {url: http://gitea:3000}\n",
+        ] {
+            let e = refused(text);
+            assert_eq!(e.kind(), "no_path", "{text}: {e}");
+            assert!(e.to_string().contains("giteaRepository: OWNER/NAME"), "{e}");
+        }
+    }
+
+    #[test]
     fn changes_name_what_a_reload_acts_on() {
         let same = |p: &Path| p.to_path_buf();
         let a = parse("repositories:\n  - path: a.git\n  - path: b.git\n  - path: c.git\n");
