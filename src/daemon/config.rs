@@ -360,10 +360,12 @@ mod tests {
         let c = parse("repositories:\n  - giteaRepository: Platform/voltran\ngitea: {url: http://gitea:3000}\n");
         let r = &c.repositories[0];
         assert!(r.mirror && !r.watch_refs);
-        assert_eq!(r.path, PathBuf::from("/etc/claimd/data/mirrors/platform/voltran.git"));
-        let refused = |text: &str| {
-            Config::parse(Path::new("/etc/claimd/claimd.yaml"), text).expect_err(text)
-        };
+        assert_eq!(
+            r.path,
+            PathBuf::from("/etc/claimd/data/mirrors/platform/voltran.git")
+        );
+        let refused =
+            |text: &str| Config::parse(Path::new("/etc/claimd/claimd.yaml"), text).expect_err(text);
         for text in [
             "repositories:\n  - branch: main\n",
             "repositories:\n  - giteaRepository: platform/voltran\n",
