@@ -4,6 +4,7 @@
 //! ([`pipeline::core`]). Adapters: [`charts`], [`oci`] (below charts and kube), [`git`],
 //! [`kube`] (and later gitea). The binary (`main.rs`, [`cli`]) is glue.
 
+pub mod argocd;
 pub mod charts;
 pub mod claims;
 pub mod cli;

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod argocd;
 mod charts;
 mod cli;
 mod crd_validator;
