@@ -33,6 +33,9 @@ pub struct Config {
     /// The Gitea next to claimd: its webhook receiver (listen address, secret).
     #[serde(default)]
     pub gitea: crate::gitea::Settings,
+    /// Argo CD's webhooks, told of each bot commit (off unless `urls` are given).
+    #[serde(default)]
+    pub argocd: crate::argocd::Settings,
     /// Where claimd keeps its own data: mirrors of repositories that are not on its
     /// disk (`<dataDir>/mirrors/<owner>/<name>.git`). Default: `data` next to this file.
     #[serde(default)]
@@ -191,11 +194,13 @@ impl Config {
                 *cache = base.join(&*cache);
             }
         }
-        let gitea = &mut config.gitea;
+        let (gitea, argocd) = (&mut config.gitea, &mut config.argocd);
         for file in [
             &mut gitea.webhook_secret_file,
             &mut gitea.token_file,
             &mut gitea.ca_file,
+            &mut argocd.secret_file,
+            &mut argocd.ca_file,
         ]
         .into_iter()
         .flatten()
@@ -283,7 +288,7 @@ impl std::fmt::Display for Changes {
             parts.push(format!("settings changed: {}", self.settings.join(", ")));
         }
         if self.listen {
-            parts.push("listen or gitea changed (takes effect at the next start)".into());
+            parts.push("listen, gitea or argocd changed (takes effect at the next start)".into());
         }
         if parts.is_empty() {
             parts.push("nothing that claimd acts on".into());
@@ -342,7 +347,8 @@ impl Config {
 
         out.settings = settings;
         // The listeners (and the webhook secret they check) are set up at start.
-        out.listen = self.listen != new.listen || self.gitea != new.gitea;
+        out.listen =
+            self.listen != new.listen || self.gitea != new.gitea || self.argocd != new.argocd;
         out
     }
 }

@@ -92,6 +92,8 @@ struct Setup {
     gitea_name: Option<String>,
     /// Commit statuses in Gitea (when the config names Gitea and a token).
     statuses: Option<Arc<statuses::Statuses>>,
+    /// Argo CD's webhooks to tell of bot commits, with the secret to sign with.
+    argocd: Option<Arc<(crate::argocd::Settings, Option<crate::gitea::Secret>)>>,
     /// Namespaces and preview builds of this repository.
     kube: Arc<cluster::Kube>,
 }
@@ -267,6 +269,46 @@ fn gitea_name(repo: &RepoConfig, path: &Path) -> Option<String> {
         .or_else(|| crate::gitea::full_name_of(path))
 }
 
+/// Tells Argo CD of a bot commit (its GitHub-format push event), off the worker's path;
+/// a refusal or a timeout is logged, never retried (Argo CD's polling still applies).
+fn refresh_argocd(
+    argocd: Arc<(crate::argocd::Settings, Option<crate::gitea::Secret>)>,
+    report: &reconcile::Report,
+    parent: ObjectId,
+    commit: ObjectId,
+    options: &Options,
+) {
+    let Some(url) = report.repo_url.clone() else {
+        return;
+    };
+    let push = crate::argocd::Push {
+        repo_urls: vec![url],
+        branch: report.branch.clone(),
+        default_branch: report.branch.clone(),
+        before: parent.to_string(),
+        after: commit.to_string(),
+        changed: report.changed.clone(),
+        pusher_name: options.bot.name.clone(),
+        pusher_email: options.bot.email.clone(),
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+    };
+    tokio::spawn(async move {
+        let (settings, secret) = &*argocd;
+        for result in crate::argocd::notify(settings, secret.as_ref(), &push).await {
+            match result {
+                Ok(status) => {
+                    tracing::debug!(status, after = %push.after, "Argo CD told of the bot commit")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = e.kind(), "Argo CD not told of the bot commit")
+                }
+            }
+        }
+    });
+}
+
 /// A mirror is brought up to date with the server before it is read: the rendered
 /// branch, or a previewed one (into `refs/claimd/previews/`). Not a mirror: nothing.
 fn fetch_mirror(path: &Path, options: &Options, preview: Option<&str>) -> Result<(), Error> {
@@ -338,6 +380,14 @@ impl Daemon {
             }
         };
         let token = config.gitea.token().unwrap_or_default();
+        let argocd = match (config.argocd.enabled(), config.argocd.secret()) {
+            (false, _) => None,
+            (true, Ok(secret)) => Some(Arc::new((config.argocd.clone(), secret))),
+            (true, Err(e)) => {
+                tracing::warn!(error = %e, "Argo CD is not told of bot commits");
+                None
+            }
+        };
         let setup = |r: &RepoConfig, path: &Path, kube: Arc<cluster::Kube>| {
             let gitea_name = gitea_name(r, path);
             Arc::new(Setup {
@@ -348,6 +398,7 @@ impl Daemon {
                     config.gitea.page_url.as_deref(),
                 ),
                 gitea_name,
+                argocd: argocd.clone(),
                 kube,
             })
         };
@@ -722,6 +773,11 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
                 Ok(report) => {
                     if let Some(statuses) = &setup.statuses {
                         statuses.report(report);
+                    }
+                    if let (Some(argocd), Outcome::Committed { commit, parent, .. }) =
+                        (&setup.argocd, &report.outcome)
+                    {
+                        refresh_argocd(argocd.clone(), report, *parent, *commit, &setup.options);
                     }
                     for d in report.diagnostics.iter().filter(|d| d.is_error()) {
                         tracing::warn!(%repo, "{d}");

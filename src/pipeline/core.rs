@@ -106,6 +106,9 @@ pub struct Planned {
     /// Every claim file and how many applications and services it declares (none when
     /// it failed).
     pub workloads: Vec<(String, usize)>,
+    /// The GitOps repository's URL the generated files name (the BootstrapClaims', else
+    /// the settings'), for those who must be told of a commit (Argo CD).
+    pub repo_url: Option<String>,
     /// A chart could not be had for a reason that may pass (a registry that did not
     /// answer): worth trying again later.
     pub retry: bool,
@@ -728,6 +731,16 @@ fn plan_afresh(
         .iter()
         .map(|(p, _)| (p.clone(), per_file.get(p.as_str()).copied().unwrap_or(0)))
         .collect();
+    let repo_url = loaded
+        .claims
+        .iter()
+        .filter_map(|c| match &c.spec {
+            Spec::Bootstrap(b) => Some((b.cluster_type.value.as_str(), b)),
+            _ => None,
+        })
+        .min_by_key(|(cluster_type, _)| *cluster_type)
+        .map(|(_, b)| b.gitops_repo_url())
+        .or_else(|| inputs.settings.repo_url.clone());
     Ok(Planned {
         plan,
         diagnostics,
@@ -735,6 +748,7 @@ fn plan_afresh(
         sources,
         rendered,
         workloads,
+        repo_url,
         retry: charts.values().any(|c| {
             c.as_ref()
                 .is_err_and(render::ChartUnavailable::is_transient)

@@ -91,6 +91,10 @@ pub struct Report {
     pub retry: bool,
     /// What became of each claim file (empty when nothing was planned).
     pub claims: Vec<ClaimResult>,
+    /// The GitOps repository's URL as the generated files name it.
+    pub repo_url: Option<String>,
+    /// The generated paths the bot commit changed.
+    pub changed: Vec<String>,
 }
 
 /// What became of one claim file in a reconcile (for commit statuses).
@@ -224,11 +228,20 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                 kept: 0,
                 retry: false,
                 claims: Vec::new(),
+                repo_url: None,
+                changed: Vec::new(),
             });
         };
         let planned = pipeline::at_commit(repo, tip, &request(opts, &branch), memo)?;
         let (retry, claims) = (planned.retry, planned.claim_files());
         let results = claim_results(&planned);
+        let repo_url = planned.repo_url.clone();
+        let changed: Vec<String> = planned
+            .plan
+            .changes
+            .iter()
+            .map(|c| c.path.clone())
+            .collect();
         let Planned {
             plan, diagnostics, ..
         } = planned;
@@ -241,6 +254,8 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                 kept,
                 retry,
                 claims: results,
+                repo_url,
+                changed: Vec::new(),
             });
         }
         let message = commit_message(&plan, &claims, tip);
@@ -277,6 +292,8 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                     kept,
                     retry,
                     claims: results,
+                    repo_url,
+                    changed,
                 });
             }
             Cas::Moved => {

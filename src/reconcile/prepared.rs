@@ -167,6 +167,8 @@ pub fn commit(repo: &Repo, opts: &Options, prepared: &Prepared) -> Result<Option
             kept: 0,
             retry: false,
             claims: Vec::new(),
+            repo_url: None,
+            changed: Vec::new(),
         }),
         Cas::Moved => None,
     })

@@ -316,3 +316,63 @@ fn notify_reports_refusals_and_unreachable_urls() {
         .expect("a request");
     assert!(!got.headers.contains_key("x-hub-signature-256"));
 }
+
+/// The daemon tells Argo CD of its bot commit: a signed GitHub push event naming the
+/// repository as the BootstrapClaims do, the bot commit and the generated paths.
+#[test]
+fn the_daemon_tells_argocd_of_each_bot_commit() {
+    use crate::support::daemon::Daemon;
+    use crate::support::git::git;
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    let bare = root.join("server.git");
+    git(
+        root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "claims"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let (url, received) = receiver(200);
+    std::fs::write(root.join("argocd-secret"), "argo-secret").expect("secret");
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        format!("listen: 127.0.0.1:0\nrepositories:\n  - path: server.git\nargocd:\n  urls: [{url}]\n  secretFile: argocd-secret\n"),
+    )
+    .expect("config");
+    let d = Daemon::start(&config);
+    let got = received
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("an event for the start-up bot commit");
+    let tip = {
+        let out = git(&bare, &["rev-parse", "main"]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(got.request_line, "POST /api/webhook HTTP/1.1");
+    assert_eq!(got.headers["x-github-event"], "push");
+    assert_eq!(
+        got.headers["x-hub-signature-256"],
+        argocd::sign(b"argo-secret", &got.body)
+    );
+    let event: PushPayload = serde_json::from_slice(&got.body).expect("Argo CD's types");
+    assert_eq!(event.reference, "refs/heads/main");
+    assert_eq!(event.after, tip);
+    // The examples' BootstrapClaims name Gitea in the cluster.
+    assert_eq!(
+        event.repository.html_url,
+        "http://gitea-http.gitea.svc.cluster.local:3000/platform/voltran"
+    );
+    let paths = changed_paths(&event);
+    assert!(
+        paths.iter().any(|p| p.starts_with("environments/")),
+        "{paths:?}"
+    );
+    assert!(d.terminate().success());
+}
