@@ -106,6 +106,10 @@ pub enum Command {
         #[arg(value_parser = ["pre-receive", "post-receive"])]
         name: String,
     },
+    /// Make a BootstrapClaim real on Gitea: the organization, the repositories, the
+    /// scaffold of an empty GitOps repository, the hooks, the webhook. A second run
+    /// only reads.
+    Bootstrap(super::bootstrap::BootstrapArgs),
     /// Speak to the Gitea next to claimd.
     Gitea {
         #[command(subcommand)]

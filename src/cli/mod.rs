@@ -1,6 +1,7 @@
 //! Subcommands: the clap types are in `args`, each command in its own module.
 
 mod args;
+mod bootstrap;
 mod chart;
 mod demo;
 mod gitea;
@@ -81,6 +82,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             _ => hooks::post_receive(),
         },
         Command::Gitea { action } => gitea::run(action),
+        Command::Bootstrap(args) => bootstrap::run(args),
         Command::Chart { action } => chart::run(action),
         Command::Image { action } => chart::image(action),
     }

@@ -362,6 +362,52 @@ impl Repo {
         })
     }
 
+    /// A first commit (no parent) of `files` (path, content), on no branch.
+    pub fn commit_root(
+        &self,
+        files: &[(String, String)],
+        message: &str,
+        bot: &Identity,
+    ) -> Result<ObjectId> {
+        let mut editor =
+            gix::objs::tree::Editor::new(gix::objs::Tree::empty(), self, self.repo.object_hash());
+        for (path, content) in files {
+            let blob = self
+                .repo
+                .write_blob(content.as_bytes())
+                .map_err(git_err(format!("writing {path}")))?
+                .detach();
+            editor
+                .upsert(path.split('/'), gix::objs::tree::EntryKind::Blob, blob)
+                .map_err(git_err(format!("adding {path}")))?;
+        }
+        let tree = editor.write(|t| {
+            self.repo
+                .write_object(t)
+                .map(|id| id.detach())
+                .map_err(git_err("writing the tree"))
+        })?;
+        let signature = gix::actor::Signature {
+            name: bot.name.as_str().into(),
+            email: bot.email.as_str().into(),
+            time: gix::date::Time::now_local_or_utc(),
+        };
+        let commit = gix::objs::Commit {
+            message: message.into(),
+            tree,
+            author: signature.clone(),
+            committer: signature,
+            encoding: None,
+            parents: Default::default(),
+            extra_headers: Vec::new(),
+        };
+        Ok(self
+            .repo
+            .write_object(commit)
+            .map_err(git_err("writing the commit"))?
+            .detach())
+    }
+
     /// One commit of `tree` on top of `parent`.
     pub fn commit_tree(
         &self,

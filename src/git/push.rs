@@ -49,7 +49,31 @@ pub fn push_cas(
     expected: ObjectId,
     new: ObjectId,
 ) -> Result<Cas> {
+    push_lease(repo, url, auth, branch, Some(expected), new)
+}
+
+/// Pushes `new` as the new branch `branch` at `url`, only if it does not exist there.
+pub fn push_new(
+    repo: &Path,
+    url: &str,
+    auth: Option<&Auth>,
+    branch: &str,
+    new: ObjectId,
+) -> Result<Cas> {
+    push_lease(repo, url, auth, branch, None, new)
+}
+
+fn push_lease(
+    repo: &Path,
+    url: &str,
+    auth: Option<&Auth>,
+    branch: &str,
+    expected: Option<ObjectId>,
+    new: ObjectId,
+) -> Result<Cas> {
     let refname = format!("refs/heads/{branch}");
+    // An empty expectation: the branch must not exist yet.
+    let expected = expected.map(|e| e.to_string()).unwrap_or_default();
     let mut git = Command::new("git");
     git.arg("--git-dir")
         .arg(repo)
@@ -144,6 +168,35 @@ pub fn fetch_branch(
             .env("GIT_CONFIG_VALUE_0", header);
     }
     run("fetch", &mut git)
+}
+
+/// Whether `refs/heads/<branch>` exists at `url` (`git ls-remote`).
+pub fn has_branch(url: &str, auth: Option<&Auth>, branch: &str) -> Result<bool> {
+    let mut git = Command::new("git");
+    git.args(["ls-remote", "--heads", url])
+        .arg(format!("refs/heads/{branch}"))
+        .env("GIT_TERMINAL_PROMPT", "0");
+    if let Some(Auth(header)) = auth {
+        git.env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
+            .env("GIT_CONFIG_VALUE_0", header);
+    }
+    let out = git.output().map_err(|e| Error::Git {
+        what: "running git ls-remote".into(),
+        source: Box::new(e),
+    })?;
+    if !out.status.success() {
+        let shown = redact(url);
+        return Err(Error::Git {
+            what: format!("git ls-remote {shown}"),
+            source: String::from_utf8_lossy(&out.stderr)
+                .replace(url, &shown)
+                .trim()
+                .to_string()
+                .into(),
+        });
+    }
+    Ok(!out.stdout.is_empty())
 }
 
 /// A URL without its user and password, for messages and logs.

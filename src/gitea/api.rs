@@ -167,6 +167,43 @@ impl Client {
         })
     }
 
+    /// Whether `path` exists (200) or not (404).
+    async fn exists(&self, path: &str) -> Result<bool, Error> {
+        match self.call(Method::GET, path, None).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates the organization `org` unless it exists. True: it was created.
+    pub async fn ensure_org(&self, org: &str) -> Result<bool, Error> {
+        if self.exists(&format!("/orgs/{org}")).await? {
+            return Ok(false);
+        }
+        let body = serde_json::json!({ "username": org });
+        self.call(Method::POST, "/orgs", Some(&body)).await?;
+        Ok(true)
+    }
+
+    /// Creates the private repository `org/name` (empty, default branch `branch`) unless
+    /// it exists. True: it was created.
+    pub async fn ensure_repo(&self, org: &str, name: &str, branch: &str) -> Result<bool, Error> {
+        if self.exists(&format!("/repos/{org}/{name}")).await? {
+            return Ok(false);
+        }
+        let body = serde_json::json!({
+            "name": name,
+            "private": true,
+            "auto_init": false,
+            "default_branch": branch,
+            "description": "GitOps repository managed with claimd",
+        });
+        self.call(Method::POST, &format!("/orgs/{org}/repos"), Some(&body))
+            .await?;
+        Ok(true)
+    }
+
     /// Posts a commit status on `sha`.
     pub async fn post_status(
         &self,

@@ -737,3 +737,115 @@ fn a_repository_not_on_claimds_disk_is_rendered_from_a_mirror_and_pushed_back() 
     assert!(!http.token_in_process_list() && !http.token_in_url());
     assert!(d.terminate().success());
 }
+
+#[test]
+fn bootstrap_creates_what_is_missing_pushes_the_scaffold_and_a_second_run_only_reads() {
+    use crate::support::gitea_api::GiteaApi;
+    use crate::support::smart_http::SmartHttp;
+    let Some(api) = GiteaApi::start("bootstrap_creates_what_is_missing") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path();
+    // Gitea's repository root on this disk (Gitea makes the bare repository when the
+    // API creates it; here it is made up front, empty, with Gitea's hooks layout).
+    let gitea_root = root.join("gitea");
+    std::fs::create_dir_all(gitea_root.join("platform")).expect("mkdir");
+    git(
+        &gitea_root.join("platform"),
+        &["init", "-q", "--bare", "-b", "main", "voltran.git"],
+    );
+    let bare = gitea_root.join("platform/voltran.git");
+    std::fs::create_dir_all(bare.join("hooks/post-receive.d")).expect("gitea layout");
+    let http = SmartHttp::start_with_token(&gitea_root, &api.token);
+    std::fs::write(root.join("token"), &api.token).expect("token");
+    std::fs::write(root.join("secret"), SECRET).expect("secret");
+    let claim = root.join("bootstrap.yaml");
+    let (_, text) = claimd::examples::CLAIMS
+        .iter()
+        .find(|(p, _)| p.ends_with("bootstrap-nonprod.yaml"))
+        .expect("the example");
+    std::fs::write(&claim, text).expect("claim");
+    let run = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
+            .args(["bootstrap", "-f"])
+            .arg(&claim)
+            .args(["--token-file"])
+            .arg(root.join("token"))
+            .args([
+                "--gitea-url",
+                &api.url,
+                "--git-url",
+                &http.url,
+                "--repos-root",
+            ])
+            .arg(&gitea_root)
+            .args([
+                "--webhook-url",
+                "http://127.0.0.1:7463/hooks/gitea",
+                "--secret-file",
+            ])
+            .arg(root.join("secret"))
+            .output()
+            .expect("claimd bootstrap");
+        let said = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said
+    };
+    let first = run();
+    assert!(first.contains("organization platform: created"), "{first}");
+    assert!(
+        first.contains("repository platform/voltran: created"),
+        "{first}"
+    );
+    assert!(
+        first.contains("scaffold:") && first.contains("pushed"),
+        "{first}"
+    );
+    assert!(first.contains("ALLOWED_HOST_LIST = loopback"), "{first}");
+    // The scaffold is the repository's first commit: README, the claim, root apps and
+    // the ApplicationSets of the claim's environments.
+    let files = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
+    let files = String::from_utf8_lossy(&files.stdout).to_string();
+    assert!(files.contains("README.md\n"), "{files}");
+    assert!(files.contains("claims/bootstrap.yaml\n"), "{files}");
+    assert!(
+        files.contains("appsets/") && files.contains("root-apps/"),
+        "{files}"
+    );
+    for env in ["dev", "qa", "staging"] {
+        assert!(files.contains(env), "{env}: {files}");
+    }
+    assert!(
+        bare.join("hooks/pre-receive.d/claimd").is_file(),
+        "hooks installed"
+    );
+    assert_eq!(api.hooks("platform", "voltran").len(), 1);
+
+    // Again: nothing is written (only GET requests, no push).
+    let requests = api.requests().len();
+    let pushes = |http: &SmartHttp| {
+        http.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/git-receive-pack"))
+            .count()
+    };
+    let pushed = pushes(&http);
+    let second = run();
+    assert!(second.contains("organization platform: exists"), "{second}");
+    assert!(second.contains("left as it is"), "{second}");
+    let writes: Vec<_> = api.requests()[requests..]
+        .iter()
+        .filter(|(m, _)| m != "GET")
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "a second run writes: {writes:?}");
+    assert_eq!(pushes(&http), pushed, "a second run pushes nothing");
+    assert_eq!(api.hooks("platform", "voltran").len(), 1);
+    assert!(!http.token_in_process_list() && !http.token_in_url());
+    api.assert_clean();
+}

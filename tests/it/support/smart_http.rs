@@ -137,13 +137,18 @@ fn new_token() -> String {
 impl SmartHttp {
     /// Serves every bare repository under `root` on 127.0.0.1 and a free port.
     pub fn start(root: &Path) -> SmartHttp {
+        SmartHttp::start_with_token(root, &new_token())
+    }
+
+    /// [`SmartHttp::start`] taking `token` (Gitea's API and git share one token).
+    pub fn start_with_token(root: &Path, token: &str) -> SmartHttp {
         http_backend();
         let root = root
             .canonicalize()
             .unwrap_or_else(|e| panic!("smart-http root {}: {e}", root.display()));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let token = new_token();
+        let token = token.to_string();
         let state = Arc::new(State {
             root,
             needles: token_needles(&token),
