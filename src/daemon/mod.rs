@@ -604,6 +604,28 @@ impl Daemon {
         true
     }
 
+    /// What the last reconcile of Gitea's `owner/name` made of the claim file `path`, as
+    /// a short text page (what a status links to). None: unknown.
+    pub fn claim_page(&self, full_name: &str, path: &str) -> Option<String> {
+        let wanted = full_name.to_lowercase();
+        let statuses = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|s| s.setup().gitea_name.as_deref() == Some(wanted.as_str()))
+            .and_then(|s| s.setup().statuses.clone())?;
+        let (sha, status) = statuses.claim(path)?;
+        let state = serde_json::to_value(status.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        Some(format!(
+            "{path} in {full_name} at {sha}\nstate: {state}\n{}\n",
+            status.description
+        ))
+    }
+
     /// The diff of the branch preview of commit `sha`, if it is still kept.
     pub fn preview_diff(&self, sha: &str) -> Option<Arc<String>> {
         let kept = self.previews.lock().unwrap_or_else(|p| p.into_inner());

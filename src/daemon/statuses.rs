@@ -17,6 +17,8 @@ pub(super) struct Statuses {
     page: Option<String>,
     /// The commit and statuses posted last.
     posted: Mutex<Option<(String, Vec<Status>)>>,
+    /// The commit and statuses of the last reconcile (what the claims' page shows).
+    reported: Mutex<Option<(String, Vec<Status>)>>,
     /// Posts are numbered as they are asked for and sent one batch at a time; a batch
     /// older than the last one sent is dropped (a `pending` overtaken by the result).
     asked: AtomicU64,
@@ -37,6 +39,7 @@ impl Statuses {
             repo: repo.to_string(),
             page: page.map(|p| p.trim_end_matches('/').to_string()),
             posted: Mutex::new(None),
+            reported: Mutex::new(None),
             asked: AtomicU64::new(0),
             sent: tokio::sync::Mutex::new(0),
         }))
@@ -55,7 +58,18 @@ impl Statuses {
             &report.diagnostics,
             self.claims_page().as_deref(),
         );
+        *self.reported.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((sha.to_string(), statuses.clone()));
         self.post(sha.to_string(), statuses);
+    }
+
+    /// The last reconcile's commit and the status of the claim file `path` in it.
+    pub(super) fn claim(&self, path: &str) -> Option<(String, Status)> {
+        let reported = self.reported.lock().unwrap_or_else(|p| p.into_inner());
+        let (sha, statuses) = reported.as_ref()?;
+        let context = format!("claimd/{path}");
+        let status = statuses.iter().find(|s| s.context == context)?;
+        Some((sha.clone(), status.clone()))
     }
 
     /// `pending` for the claim files a push changed, while it waits.
@@ -83,8 +97,11 @@ impl Statuses {
         );
     }
 
+    /// `<pageUrl>/claims/<owner>/<name>`: a claim file's page is below it.
     fn claims_page(&self) -> Option<String> {
-        self.page.as_ref().map(|p| format!("{p}/claims"))
+        self.page
+            .as_ref()
+            .map(|p| format!("{p}/claims/{}/{}", self.owner, self.repo))
     }
 
     fn post(self: &Arc<Self>, sha: String, statuses: Vec<Status>) {

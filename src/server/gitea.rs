@@ -7,7 +7,8 @@
 //! (a tag, another branch, claimd's own bot commit, a redelivery, another event);
 //! 202: queued for a render, or (another branch) for a branch preview.
 //!
-//! `GET /previews/<commit>`: a branch preview's unified diff (what statuses link to).
+//! `GET /previews/<commit>`: a branch preview's unified diff; `GET /claims/<owner>/<name>/
+//! <claim path>`: a claim file's last result (what statuses link to).
 
 use crate::daemon::{Daemon, Event};
 use crate::gitea::webhook::{self, Deliveries, Verdict};
@@ -29,6 +30,7 @@ pub async fn run(
 ) {
     let deliveries = Arc::new(Deliveries::new(DELIVERIES));
     let daemon_for_previews = daemon.clone();
+    let daemon_for_claims = daemon.clone();
     let secret = Arc::new(secret);
     let hook = warp::path!("hooks" / "gitea")
         .and(warp::post())
@@ -74,11 +76,63 @@ pub async fn run(
                     StatusCode::NOT_FOUND,
                 ),
             });
-    warp::serve(hook.or(previews))
+    let d = daemon_for_claims;
+    let claims = warp::path(String::from("claims"))
+        .and(warp::path::tail())
+        .and(warp::get())
+        .map(move |tail: warp::path::Tail| claim_reply(&d, tail.as_str().to_string()));
+    warp::serve(hook.or(previews).or(claims))
         .incoming(listener)
         .graceful(shutdown)
         .run()
         .await;
+}
+
+/// `GET /claims/<owner>/<name>/<claim path>`: the claim file's last result.
+fn claim_reply(
+    daemon: &Daemon,
+    tail: String,
+) -> warp::reply::WithStatus<warp::reply::WithHeader<String>> {
+    let found = match tail.splitn(3, '/').collect::<Vec<_>>()[..] {
+        [owner, name, path] => daemon.claim_page(&format!("{owner}/{name}"), &percent_decode(path)),
+        _ => None,
+    };
+    let (status, body) = match found {
+        Some(body) => (StatusCode::OK, body),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("no claim file {tail} here (not rendered since claimd started)\n"),
+        ),
+    };
+    warp::reply::with_status(
+        warp::reply::with_header(body, "content-type", "text/plain; charset=utf-8"),
+        status,
+    )
+}
+
+/// `%2F` and the like in a path (claim paths are ASCII in practice; anything that
+/// does not decode is taken as it is).
+fn percent_decode(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| path.to_string())
 }
 
 /// One webhook request, as received.

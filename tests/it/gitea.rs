@@ -393,7 +393,7 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
         let file = context.trim_start_matches("claimd/");
         assert_eq!(
             url,
-            &format!("http://claimd.example.com:7463/claims/{file}")
+            &format!("http://claimd.example.com:7463/claims/platform/voltran/{file}")
         );
     }
 
@@ -425,6 +425,26 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
         .iter()
         .filter(|(c, _)| c.as_str() != "claimd/claims/bad.yaml")
         .all(|(_, (state, _, _))| state == "success"));
+
+    // The page the status links to tells the same (served by the receiver's listener).
+    let page = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(
+            s,
+            "GET /claims/platform/voltran/{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .expect("w");
+        let mut r = String::new();
+        s.read_to_string(&mut r).expect("read");
+        r
+    };
+    let shown = page("claims/bad.yaml");
+    assert!(shown.starts_with("HTTP/1.1 200"), "{shown}");
+    assert!(
+        shown.contains("state: failure") && shown.contains(description.as_str()),
+        "{shown}"
+    );
+    assert!(page("claims/nothing.yaml").starts_with("HTTP/1.1 404"));
 
     // Fixed: back to success.
     let fixed = push_and_deliver(
