@@ -66,15 +66,10 @@ pub fn run(args: BootstrapArgs) -> Result<ExitCode> {
     }) else {
         bail!("{shown}: no BootstrapClaim in it");
     };
+    let Some(wanted) = gitea::bootstrap::Wanted::of(b) else {
+        bail!("{shown}: the organization or a repository is not a name Gitea allows (letters, digits, -, _, .)");
+    };
     let org = b.organization.value.as_str();
-    let mut repos = vec![b.gitops_repository.value.as_str()];
-    repos.extend(b.charts_git_repository.as_ref().map(|r| r.value.as_str()));
-    for n in std::iter::once(org).chain(repos.iter().copied()) {
-        anyhow::ensure!(
-            gitea::is_name(n),
-            "{shown}: `{n}` is not a name Gitea allows (letters, digits, -, _, .)"
-        );
-    }
     let url = args
         .gitea_url
         .clone()
@@ -85,18 +80,8 @@ pub fn run(args: BootstrapArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let said = |what: &str, created: bool| {
-        println!("{what}: {}", if created { "created" } else { "exists" });
-    };
-    said(
-        &format!("organization {org}"),
-        runtime.block_on(client.ensure_org(org))?,
-    );
-    for repo in &repos {
-        said(
-            &format!("repository {org}/{repo}"),
-            runtime.block_on(client.ensure_repo(org, repo, &b.branch))?,
-        );
+    for line in runtime.block_on(gitea::bootstrap::ensure(&client, &wanted))? {
+        println!("{line}");
     }
 
     // The scaffold, into an empty GitOps repository.

@@ -92,6 +92,8 @@ struct Setup {
     gitea_name: Option<String>,
     /// Commit statuses in Gitea (when the config names Gitea and a token).
     statuses: Option<Arc<statuses::Statuses>>,
+    /// Gitea's API (when the config names Gitea and a token): BootstrapClaims.
+    gitea: Option<Arc<crate::gitea::api::Client>>,
     /// Argo CD's webhooks to tell of bot commits, with the secret to sign with.
     argocd: Option<Arc<(crate::argocd::Settings, Option<crate::gitea::Secret>)>>,
     /// Namespaces and preview builds of this repository.
@@ -144,6 +146,8 @@ struct Slot {
     work: Work,
     /// Parsed claims and rendered applications of the last run (incremental rendering).
     cache: Arc<Mutex<reconcile::Memo>>,
+    /// What the BootstrapClaims asked of Gitea when it was last made sure of.
+    bootstrapped: Arc<Mutex<Option<Vec<crate::gitea::bootstrap::Wanted>>>>,
 }
 
 impl Slot {
@@ -267,6 +271,54 @@ fn gitea_name(repo: &RepoConfig, path: &Path) -> Option<String> {
         .as_ref()
         .map(|n| n.to_lowercase())
         .or_else(|| crate::gitea::full_name_of(path))
+}
+
+/// Makes sure of the organization and repositories the BootstrapClaims name, when they
+/// changed since the last time (at start: once). Off the worker's path; a failure is
+/// logged and tried again after the next render.
+fn bootstrap_on_gitea(slot: &Arc<Slot>, client: Arc<crate::gitea::api::Client>, options: Options) {
+    let (path, cache, done) = (
+        slot.repo.clone(),
+        slot.cache.clone(),
+        slot.bootstrapped.clone(),
+    );
+    tokio::spawn(async move {
+        let wanted = tokio::task::spawn_blocking(move || {
+            let repo = Repo::open(&path).ok()?;
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            reconcile::with_claims(&repo, &options, &mut cache, |loaded| {
+                loaded
+                    .claims
+                    .iter()
+                    .filter_map(|c| match &c.spec {
+                        crate::claims::Spec::Bootstrap(b) => crate::gitea::bootstrap::Wanted::of(b),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .ok()
+            .flatten()
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(wanted) = wanted else {
+            return;
+        };
+        if done.lock().unwrap_or_else(|p| p.into_inner()).as_ref() == Some(&wanted) {
+            return;
+        }
+        for w in &wanted {
+            match crate::gitea::bootstrap::ensure(&client, w).await {
+                Ok(lines) => tracing::info!(organization = %w.organization, "{}", lines.join("; ")),
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = e.kind(), "BootstrapClaim not made sure of on Gitea");
+                    return;
+                }
+            }
+        }
+        *done.lock().unwrap_or_else(|p| p.into_inner()) = Some(wanted);
+    });
 }
 
 /// Tells Argo CD of a bot commit (its GitHub-format push event), off the worker's path;
@@ -398,6 +450,7 @@ impl Daemon {
                     config.gitea.page_url.as_deref(),
                 ),
                 gitea_name,
+                gitea: gitea.clone(),
                 argocd: argocd.clone(),
                 kube,
             })
@@ -431,6 +484,7 @@ impl Daemon {
                         seen: Mutex::new(None),
                         work: Work::default(),
                         cache: Arc::new(Mutex::new(reconcile::Memo::batched())),
+                        bootstrapped: Arc::default(),
                     });
                     slots.insert(path, slot.clone());
                     tokio::spawn(worker(slot, self.stop.subscribe()));
@@ -795,6 +849,9 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
                 Ok(report) => {
                     if let Some(statuses) = &setup.statuses {
                         statuses.report(report);
+                    }
+                    if let Some(client) = &setup.gitea {
+                        bootstrap_on_gitea(&slot, client.clone(), setup.options.clone());
                     }
                     if let (Some(argocd), Outcome::Committed { commit, parent, .. }) =
                         (&setup.argocd, &report.outcome)

@@ -4,6 +4,7 @@
 //! core: a push becomes a repository to reconcile, a reconcile's report statuses.
 
 pub mod api;
+pub mod bootstrap;
 pub mod status;
 pub mod webhook;
 

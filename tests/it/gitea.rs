@@ -458,6 +458,30 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
             .get("claimd/claims/bad.yaml")
             .is_some_and(|(state, _, _)| state == "success")
     });
+
+    // The BootstrapClaims' organization and repository exist: only looked at. A
+    // BootstrapClaim that names a charts repository: it is created.
+    let writes = |api: &GiteaApi| {
+        api.requests()
+            .into_iter()
+            .filter(|(m, p)| m == "POST" && (p.ends_with("/orgs") || p.ends_with("/repos")))
+            .collect::<Vec<_>>()
+    };
+    assert!(writes(&api).is_empty(), "{:?}", writes(&api));
+    let path = "claims/bootstrap-nonprod.yaml";
+    let text = std::fs::read_to_string(s.work.join(path)).expect("read");
+    let with_charts = text.replacen(
+        "voltran: voltran",
+        "voltran: voltran\n    charts: platform-charts",
+        1,
+    );
+    assert_ne!(with_charts, text);
+    push_and_deliver(&s, &addr, &[(path, with_charts)], "charts repository");
+    wait_until("the charts repository created", || {
+        writes(&api)
+            .iter()
+            .any(|(_, p)| p == "/api/v1/orgs/platform/repos")
+    });
     assert!(d.terminate().success());
 
     // A restart registers again: still one hook.
