@@ -128,12 +128,8 @@ pub enum Error {
     Url { url: String, reason: String },
     #[error("the Argo CD webhook secret: {0}")]
     Secret(#[source] crate::gitea::Error),
-    #[error("cannot read the CA file {path}: {source}")]
-    CaFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    CaFile(#[from] crate::https::TrustError),
     #[error("setting up {what}: {source}")]
     Client {
         what: String,
@@ -175,7 +171,7 @@ impl Error {
         match self {
             Error::Url { .. } => "url",
             Error::Secret(_) => "secret",
-            Error::CaFile { .. } => "ca_file",
+            Error::CaFile(_) => "ca_file",
             Error::Client { .. } => "client",
             Error::NoRepoUrl(_) => "no_repo_url",
             Error::Body(_) => "body",
@@ -357,22 +353,54 @@ pub fn github_push_event_for(push: &Push, web: &str) -> Value {
     })
 }
 
-/// POSTs the push event to every URL of `settings` (one event per repository of
-/// [`web_urls`]), signed with `secret` when given. One result per URL and repository,
-/// in that order: the HTTP status of a 2xx answer, or why not. Each POST gives up
-/// after [`TIMEOUT`]; nothing is retried (the caller logs; Argo CD polls anyway).
-pub async fn notify(
-    settings: &Settings,
+/// Tells Argo CD's webhooks of bot commits: the settings checked, the secret and the
+/// HTTP client made once (not for every commit).
+pub struct Notifier {
+    urls: Vec<String>,
+    secret: Option<Secret>,
+    client: reqwest::Client,
+}
+
+impl Notifier {
+    /// For `settings` (None: no URLs, nothing to tell), signing with `secret` if any.
+    pub fn new(settings: &Settings, secret: Option<Secret>) -> Result<Option<Notifier>, Error> {
+        if !settings.enabled() {
+            return Ok(None);
+        }
+        settings.check()?;
+        let builder = reqwest::Client::builder()
+            .connect_timeout(TIMEOUT)
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("GitHub-Hookshot/claimd");
+        let client = crate::https::trusting(builder, settings.ca_file.as_deref())?
+            .build()
+            .map_err(|source| Error::Client {
+                what: "the HTTP client".into(),
+                source,
+            })?;
+        Ok(Some(Notifier {
+            urls: settings.urls.clone(),
+            secret,
+            client,
+        }))
+    }
+
+    /// POSTs the push event to every URL (one event per repository of [`web_urls`]),
+    /// signed when there is a secret. One result per URL and repository, in that order:
+    /// the HTTP status of a 2xx answer, or why not. Each POST gives up after
+    /// [`TIMEOUT`]; nothing is retried (the caller logs; Argo CD polls anyway).
+    pub async fn notify(&self, push: &Push) -> Vec<Result<u16, Error>> {
+        notify_with(&self.client, &self.urls, self.secret.as_ref(), push).await
+    }
+}
+
+async fn notify_with(
+    client: &reqwest::Client,
+    urls: &[String],
     secret: Option<&Secret>,
     push: &Push,
 ) -> Vec<Result<u16, Error>> {
-    if !settings.enabled() {
-        return Vec::new();
-    }
-    let client = match client(settings) {
-        Ok(client) => client,
-        Err(e) => return vec![Err(e)],
-    };
     let webs = web_urls(push);
     if webs.is_empty() {
         return vec![Err(Error::NoRepoUrl(push.repo_urls.clone()))];
@@ -384,35 +412,12 @@ pub async fn notify(
             Err(e) => return vec![Err(Error::Body(e))],
         }
     }
-    let posts = settings.urls.iter().flat_map(|url| {
+    let posts = urls.iter().flat_map(|url| {
         bodies
             .iter()
-            .map(|(web, body)| post(&client, url, secret, web, push, body.clone()))
+            .map(|(web, body)| post(client, url, secret, web, push, body.clone()))
     });
     futures_util::future::join_all(posts).await
-}
-
-fn client(settings: &Settings) -> Result<reqwest::Client, Error> {
-    let mut builder = reqwest::Client::builder()
-        .connect_timeout(TIMEOUT)
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("GitHub-Hookshot/claimd");
-    if let Some(path) = &settings.ca_file {
-        let pem = std::fs::read(path).map_err(|source| Error::CaFile {
-            path: path.clone(),
-            source,
-        })?;
-        let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| Error::Client {
-            what: format!("the CA in {}", path.display()),
-            source,
-        })?;
-        builder = builder.add_root_certificate(cert);
-    }
-    builder.build().map_err(|source| Error::Client {
-        what: "the HTTP client".into(),
-        source,
-    })
 }
 
 async fn post(
@@ -648,18 +653,17 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        assert!(rt
-            .block_on(notify(&Settings::default(), None, &push()))
-            .is_empty());
+        assert!(Notifier::new(&Settings::default(), None).unwrap().is_none());
         let settings = Settings {
             urls: vec!["http://127.0.0.1:9/api/webhook".into()],
             ..Settings::default()
         };
+        let notifier = Notifier::new(&settings, None).unwrap().expect("a notifier");
         let no_repo = Push {
             repo_urls: vec!["voltran".into()],
             ..push()
         };
-        let r = rt.block_on(notify(&settings, None, &no_repo));
+        let r = rt.block_on(notifier.notify(&no_repo));
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].as_ref().unwrap_err().kind(), "no_repo_url");
     }

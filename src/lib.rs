@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod examples;
 pub mod git;
 pub mod gitea;
+pub mod https;
 pub mod kube;
 pub mod oci;
 pub mod par;

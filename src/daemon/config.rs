@@ -102,6 +102,12 @@ pub enum Error {
         #[source]
         source: Box<crate::charts::Error>,
     },
+    #[error("{path}: {source}")]
+    Argocd {
+        path: PathBuf,
+        #[source]
+        source: crate::argocd::Error,
+    },
     #[error("{path}: a repository needs a path (a bare repository on this disk) or giteaRepository: OWNER/NAME with gitea.url and a token (claimd mirrors it)")]
     NoPath { path: PathBuf },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
@@ -117,6 +123,7 @@ impl Error {
             Error::Charts { .. } => "config_charts",
             Error::NotLoopback { .. } => "not_loopback",
             Error::NoPath { .. } => "no_path",
+            Error::Argocd { .. } => "config_argocd",
         }
     }
 }
@@ -179,6 +186,8 @@ impl Config {
                     .join("mirrors")
                     .join(format!("{}.git", name.to_lowercase()));
                 r.mirror = true;
+                // A mirror has no HEAD of its own to follow.
+                r.branch.get_or_insert_with(|| "main".into());
                 r.watch_refs = false;
             } else if r.path.is_relative() {
                 r.path = base.join(&r.path);
@@ -214,6 +223,10 @@ impl Config {
                 *kubeconfig = base.join(&*kubeconfig);
             }
         }
+        config.argocd.check().map_err(|source| Error::Argocd {
+            path: path.to_path_buf(),
+            source,
+        })?;
         // A chart source that cannot be set up (an unreadable CA file) is a config error.
         if let Some(spec) = &config.charts {
             crate::charts::Source::parse(spec, &config.registries).map_err(|source| {

@@ -65,7 +65,7 @@ pub(super) fn bootstrap_on_gitea(
 /// Tells Argo CD of a bot commit (its GitHub-format push event), off the worker's path;
 /// a refusal or a timeout is logged, never retried (Argo CD's polling still applies).
 pub(super) fn refresh_argocd(
-    argocd: Arc<(crate::argocd::Settings, Option<crate::gitea::Secret>)>,
+    argocd: Arc<crate::argocd::Notifier>,
     report: &reconcile::Report,
     parent: ObjectId,
     commit: ObjectId,
@@ -88,8 +88,7 @@ pub(super) fn refresh_argocd(
             .map_or(0, |d| d.as_secs() as i64),
     };
     tokio::spawn(async move {
-        let (settings, secret) = &*argocd;
-        for result in crate::argocd::notify(settings, secret.as_ref(), &push).await {
+        for result in argocd.notify(&push).await {
             match result {
                 Ok(status) => {
                     tracing::debug!(status, after = %push.after, "Argo CD told of the bot commit")

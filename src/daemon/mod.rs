@@ -97,7 +97,7 @@ struct Setup {
     /// Gitea's API (when the config names Gitea and a token): BootstrapClaims.
     gitea: Option<Arc<crate::gitea::api::Client>>,
     /// Argo CD's webhooks to tell of bot commits, with the secret to sign with.
-    argocd: Option<Arc<(crate::argocd::Settings, Option<crate::gitea::Secret>)>>,
+    argocd: Option<Arc<crate::argocd::Notifier>>,
     /// Namespaces and preview builds of this repository.
     kube: Arc<cluster::Kube>,
 }
@@ -324,14 +324,15 @@ impl Daemon {
             }
         };
         let token = config.gitea.token().unwrap_or_default();
-        let argocd = match (config.argocd.enabled(), config.argocd.secret()) {
-            (false, _) => None,
-            (true, Ok(secret)) => Some(Arc::new((config.argocd.clone(), secret))),
-            (true, Err(e)) => {
+        let argocd = config
+            .argocd
+            .secret()
+            .and_then(|secret| crate::argocd::Notifier::new(&config.argocd, secret))
+            .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "Argo CD is not told of bot commits");
                 None
-            }
-        };
+            })
+            .map(Arc::new);
         let setup = |r: &RepoConfig, path: &Path, kube: Arc<cluster::Kube>| {
             let gitea_name = gitea_name(r, path);
             Arc::new(Setup {

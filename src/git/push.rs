@@ -74,23 +74,14 @@ fn push_lease(
     let refname = format!("refs/heads/{branch}");
     // An empty expectation: the branch must not exist yet.
     let expected = expected.map(|e| e.to_string()).unwrap_or_default();
-    let mut git = Command::new("git");
+    let mut git = git_with(auth);
     git.arg("--git-dir")
         .arg(repo)
         .args(["push", "--porcelain", "--quiet"])
         .arg(format!("--force-with-lease={refname}:{expected}"))
         .arg(url)
-        .arg(format!("{new}:{refname}"))
-        .env("GIT_TERMINAL_PROMPT", "0");
-    if let Some(Auth(header)) = auth {
-        git.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", header);
-    }
-    let out = git.output().map_err(|e| Error::Git {
-        what: "running git push".into(),
-        source: Box::new(e),
-    })?;
+        .arg(format!("{new}:{refname}"));
+    let out = output(&mut git, "push")?;
     if out.status.success() {
         return Ok(Cas::Updated);
     }
@@ -105,16 +96,12 @@ fn push_lease(
     {
         return Ok(Cas::Moved);
     }
-    let shown = redact(url);
-    Err(Error::Git {
-        what: format!("git push to {shown} refused"),
-        source: report.replace(url, &shown).trim().to_string().into(),
-    })
+    Err(refused("push to", url, &report))
 }
 
 /// Fetches `refs/heads/<branch>` from `url` into `into` of the mirror at `repo`, made
-/// first when missing (a bare repository whose HEAD is `branch`). The mirror follows
-/// the server (its ref is set to what the server has); the server is never forced.
+/// first when missing. The mirror follows the server (its ref is set to what the
+/// server has); the server is never forced.
 pub fn fetch_branch(
     repo: &Path,
     url: &str,
@@ -122,81 +109,72 @@ pub fn fetch_branch(
     branch: &str,
     into: &str,
 ) -> Result<()> {
-    let run = |what: &str, git: &mut Command| -> Result<()> {
-        let out = git.output().map_err(|e| Error::Git {
-            what: format!("running git {what}"),
+    if !repo.join("objects").is_dir() {
+        gix::init_bare(repo).map_err(|e| Error::Git {
+            what: format!("creating the mirror {}", repo.display()),
             source: Box::new(e),
         })?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let shown = redact(url);
-        Err(Error::Git {
-            what: format!("git {what} from {shown}"),
-            source: String::from_utf8_lossy(&out.stderr)
-                .replace(url, &shown)
-                .trim()
-                .to_string()
-                .into(),
-        })
-    };
-    if !repo.join("objects").is_dir() {
-        if let Some(parent) = repo.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| Error::Git {
-                what: format!("creating {}", parent.display()),
-                source: Box::new(e),
-            })?;
-        }
-        run(
-            "init",
-            Command::new("git")
-                .args(["init", "--bare", "--quiet"])
-                .arg(format!("--initial-branch={branch}"))
-                .arg(repo),
-        )?;
     }
-    let mut git = Command::new("git");
+    let mut git = git_with(auth);
     git.arg("--git-dir")
         .arg(repo)
         .args(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head"])
         .arg(url)
-        .arg(format!("+refs/heads/{branch}:{into}"))
-        .env("GIT_TERMINAL_PROMPT", "0");
-    if let Some(Auth(header)) = auth {
-        git.env("GIT_CONFIG_COUNT", "1")
-            .env("GIT_CONFIG_KEY_0", "http.extraHeader")
-            .env("GIT_CONFIG_VALUE_0", header);
+        .arg(format!("+refs/heads/{branch}:{into}"));
+    let out = output(&mut git, "fetch")?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(refused(
+            "fetch from",
+            url,
+            &String::from_utf8_lossy(&out.stderr),
+        )),
     }
-    run("fetch", &mut git)
 }
 
 /// Whether `refs/heads/<branch>` exists at `url` (`git ls-remote`).
 pub fn has_branch(url: &str, auth: Option<&Auth>, branch: &str) -> Result<bool> {
-    let mut git = Command::new("git");
+    let mut git = git_with(auth);
     git.args(["ls-remote", "--heads", url])
-        .arg(format!("refs/heads/{branch}"))
-        .env("GIT_TERMINAL_PROMPT", "0");
+        .arg(format!("refs/heads/{branch}"));
+    let out = output(&mut git, "ls-remote")?;
+    if !out.status.success() {
+        return Err(refused(
+            "ls-remote",
+            url,
+            &String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    Ok(!out.stdout.is_empty())
+}
+
+/// `git` to talk to a server: never a prompt, the credentials (if any) in its
+/// environment (see the module doc).
+fn git_with(auth: Option<&Auth>) -> Command {
+    let mut git = Command::new("git");
+    git.env("GIT_TERMINAL_PROMPT", "0");
     if let Some(Auth(header)) = auth {
         git.env("GIT_CONFIG_COUNT", "1")
             .env("GIT_CONFIG_KEY_0", "http.extraHeader")
             .env("GIT_CONFIG_VALUE_0", header);
     }
-    let out = git.output().map_err(|e| Error::Git {
-        what: "running git ls-remote".into(),
+    git
+}
+
+fn output(git: &mut Command, what: &str) -> Result<std::process::Output> {
+    git.output().map_err(|e| Error::Git {
+        what: format!("running git {what}"),
         source: Box::new(e),
-    })?;
-    if !out.status.success() {
-        let shown = redact(url);
-        return Err(Error::Git {
-            what: format!("git ls-remote {shown}"),
-            source: String::from_utf8_lossy(&out.stderr)
-                .replace(url, &shown)
-                .trim()
-                .to_string()
-                .into(),
-        });
+    })
+}
+
+/// `git <what> <url>` failed, in git's words (the URL without its credentials).
+fn refused(what: &str, url: &str, report: &str) -> Error {
+    let shown = redact(url);
+    Error::Git {
+        what: format!("git {what} {shown} refused"),
+        source: report.replace(url, &shown).trim().to_string().into(),
     }
-    Ok(!out.stdout.is_empty())
 }
 
 /// A URL without its user and password, for messages and logs.

@@ -62,25 +62,16 @@ impl Client {
     /// A client of the Gitea at `url` (its root URL, e.g. `https://gitea.example.com`),
     /// trusting the CA in `ca_file` too when given.
     pub fn new(url: &str, token: Secret, ca_file: Option<&Path>) -> Result<Client, Error> {
-        let mut builder = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .user_agent(concat!("claimd/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|source| Error::CaFile {
-                path: path.to_path_buf(),
+        let http = crate::https::trusting(builder, ca_file)?
+            .build()
+            .map_err(|source| Error::Client {
+                what: "the HTTP client".into(),
                 source,
             })?;
-            let cert = reqwest::Certificate::from_pem(&pem).map_err(|source| Error::Client {
-                what: format!("the CA in {}", path.display()),
-                source,
-            })?;
-            builder = builder.add_root_certificate(cert);
-        }
-        let http = builder.build().map_err(|source| Error::Client {
-            what: "the HTTP client".into(),
-            source,
-        })?;
         Ok(Client {
             api: format!("{}/api/v1", url.trim_end_matches('/')),
             token,

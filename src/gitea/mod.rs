@@ -69,12 +69,8 @@ pub enum Error {
     NoToken,
     #[error("the Gitea token: {0}")]
     Token(String),
-    #[error("cannot read the CA file {path}: {source}")]
-    CaFile {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    CaFile(#[from] crate::https::TrustError),
     #[error("setting up {what}: {source}")]
     Client {
         what: String,
@@ -122,7 +118,7 @@ impl Error {
             Error::Payload(_) => "payload",
             Error::NoToken => "no_token",
             Error::Token(_) => "token",
-            Error::CaFile { .. } => "ca_file",
+            Error::CaFile(_) => "ca_file",
             Error::Client { .. } => "client",
             Error::Request { .. } => "unreachable",
             Error::Unauthorized { .. } => "unauthorized",

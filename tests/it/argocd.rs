@@ -252,7 +252,10 @@ fn notify_posts_a_signed_github_push_event() {
         ..Settings::default()
     };
     let secret = Secret::new("argocd-webhook-secret");
-    let results = runtime().block_on(argocd::notify(&settings, Some(&secret), &push()));
+    let notifier = argocd::Notifier::new(&settings, Some(secret))
+        .expect("settings")
+        .expect("a notifier");
+    let results = runtime().block_on(notifier.notify(&push()));
     assert_eq!(results.len(), 2);
     for r in &results {
         assert_eq!(*r.as_ref().expect("posted"), 200);
@@ -301,7 +304,10 @@ fn notify_reports_refusals_and_unreachable_urls() {
         urls: vec![refusing, closed],
         ..Settings::default()
     };
-    let results = runtime().block_on(argocd::notify(&settings, None, &push()));
+    let notifier = argocd::Notifier::new(&settings, None)
+        .expect("settings")
+        .expect("a notifier");
+    let results = runtime().block_on(notifier.notify(&push()));
     assert_eq!(results.len(), 2);
     let refused = results[0].as_ref().expect_err("400");
     assert_eq!(refused.kind(), "status");
@@ -327,17 +333,7 @@ fn the_daemon_tells_argocd_of_each_bot_commit() {
     let root = dir.path();
     git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
     let bare = root.join("server.git");
-    git(
-        root,
-        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
-    );
-    let work = root.join("work");
-    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
-    for (path, text) in claimd::examples::CLAIMS {
-        std::fs::write(work.join(path), text).expect("write");
-    }
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "claims"]);
+    let work = crate::support::git::clone_with_examples(root, &bare);
     git(&work, &["push", "-q", "origin", "main"]);
     let (url, received) = receiver(200);
     std::fs::write(root.join("argocd-secret"), "argo-secret").expect("secret");

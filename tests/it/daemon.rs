@@ -47,17 +47,7 @@ fn setup(hooks: bool) -> Setup {
             .expect("install");
         assert!(out.status.success());
     }
-    git(
-        &root,
-        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
-    );
-    let work = root.join("work");
-    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
-    for (path, text) in claimd::examples::CLAIMS {
-        std::fs::write(work.join(path), text).expect("write");
-    }
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "claims"]);
+    let work = crate::support::git::clone_with_examples(&root, &bare);
     let config = root.join("claimd.yaml");
     std::fs::write(
         &config,

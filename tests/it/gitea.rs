@@ -69,17 +69,7 @@ fn setup() -> Setup {
         &["init", "-q", "--bare", "-b", "main", "voltran.git"],
     );
     let bare = root.join("platform/voltran.git");
-    git(
-        &root,
-        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
-    );
-    let work = root.join("work");
-    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
-    for (path, text) in claimd::examples::CLAIMS {
-        std::fs::write(work.join(path), text).expect("write");
-    }
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-qm", "claims"]);
+    let work = crate::support::git::clone_with_examples(&root, &bare);
     git(&work, &["push", "-q", "origin", "main"]);
     std::fs::write(root.join("webhook-secret"), format!("{SECRET}\n")).expect("secret");
     let config = root.join("claimd.yaml");
@@ -94,6 +84,20 @@ fn setup() -> Setup {
         work,
         config,
     }
+}
+
+/// Points the setup's daemon at a Gitea at `url` with `token`, the receiver on; `repo`
+/// and `gitea` are more YAML lines for the repository and the `gitea:` block.
+fn configure_gitea(s: &Setup, url: &str, token: &str, repo: &str, gitea: &str) {
+    let root = s.config.parent().expect("root");
+    std::fs::write(root.join("gitea-token"), token).expect("token");
+    std::fs::write(
+        &s.config,
+        format!(
+            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\n{repo}gitea:\n  url: {url}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n{gitea}"
+        ),
+    )
+    .expect("config");
 }
 
 /// The receiver's address, from the line the daemon printed.
@@ -345,17 +349,13 @@ fn each_claim_file_gets_a_commit_status_and_the_webhook_is_registered_once() {
     };
     api.add_repo("platform", "voltran");
     let s = setup();
-    let root = s.config.parent().expect("root").to_path_buf();
-    std::fs::write(root.join("gitea-token"), &api.token).expect("token");
-    std::fs::write(
-        &s.config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\n    pushUrl: file://{}\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  webhookUrl: http://127.0.0.1:7463/hooks/gitea\n  pageUrl: http://claimd.example.com:7463\n",
-            s.bare.display(),
-            api.url
-        ),
-    )
-    .expect("config");
+    configure_gitea(
+        &s,
+        &api.url,
+        &api.token,
+        &format!("    pushUrl: file://{}\n", s.bare.display()),
+        "  webhookUrl: http://127.0.0.1:7463/hooks/gitea\n  pageUrl: http://claimd.example.com:7463\n",
+    );
     // (The contract server speaks the API only: bot commits go to the repository by a
     // file:// push here; through Gitea's smart HTTP, see the test below.)
     let d = Daemon::start(&s.config);
@@ -507,17 +507,13 @@ fn a_branch_preview_renders_without_committing_and_links_its_diff() {
     };
     api.add_repo("platform", "voltran");
     let s = setup();
-    let root = s.config.parent().expect("root").to_path_buf();
-    std::fs::write(root.join("gitea-token"), &api.token).expect("token");
-    std::fs::write(
-        &s.config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\n    pushUrl: file://{}\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n  pageUrl: http://claimd.example.com:7463\n",
-            s.bare.display(),
-            api.url
-        ),
-    )
-    .expect("config");
+    configure_gitea(
+        &s,
+        &api.url,
+        &api.token,
+        &format!("    pushUrl: file://{}\n", s.bare.display()),
+        "  pageUrl: http://claimd.example.com:7463\n",
+    );
     let d = Daemon::start(&s.config);
     let addr = webhook_addr(&d);
     wait_until("ready", || d.get("/readyz").starts_with("HTTP/1.1 200"));
@@ -621,15 +617,7 @@ fn bot_commits_go_through_giteas_smart_http_with_the_token_in_a_header_only() {
     let s = setup();
     let root = s.config.parent().expect("root").to_path_buf();
     let http = SmartHttp::start(&root);
-    std::fs::write(root.join("gitea-token"), &http.token).expect("token");
-    std::fs::write(
-        &s.config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  url: {}\n  tokenFile: gitea-token\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n",
-            http.url
-        ),
-    )
-    .expect("config");
+    configure_gitea(&s, &http.url, &http.token, "", "");
     let log = root.join("daemon.log");
     let d = Daemon::start_logging(&s.config, Some(&log));
     let addr = webhook_addr(&d);

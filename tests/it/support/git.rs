@@ -24,3 +24,19 @@ pub fn git(dir: &Path, args: &[&str]) -> Output {
     );
     out
 }
+
+/// Clones `bare` into `<root>/work` and commits the example claims there (not pushed).
+pub fn clone_with_examples(root: &Path, bare: &Path) -> std::path::PathBuf {
+    git(
+        root,
+        &["clone", "-q", &format!("file://{}", bare.display()), "work"],
+    );
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "claims"]);
+    work
+}
