@@ -110,6 +110,10 @@ pub fn fetch_branch(
     into: &str,
 ) -> Result<()> {
     if !repo.join("objects").is_dir() {
+        std::fs::create_dir_all(repo).map_err(|e| Error::Git {
+            what: format!("creating the mirror {}", repo.display()),
+            source: Box::new(e),
+        })?;
         gix::init_bare(repo).map_err(|e| Error::Git {
             what: format!("creating the mirror {}", repo.display()),
             source: Box::new(e),
