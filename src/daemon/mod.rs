@@ -14,6 +14,7 @@
 mod cluster;
 pub mod config;
 mod gitea;
+pub mod record;
 use gitea::{bootstrap_on_gitea, fetch_mirror, gitea_name, refresh_argocd};
 mod statuses;
 mod watch;
@@ -100,6 +101,8 @@ struct Setup {
     argocd: Option<Arc<crate::argocd::Notifier>>,
     /// Namespaces and preview builds of this repository.
     kube: Arc<cluster::Kube>,
+    /// The repository's page on Gitea, `<gitea.url>/<owner>/<name>` (status page links).
+    web: Option<String>,
 }
 
 /// Counters of one repository's worker (`GET /v1/status`).
@@ -150,6 +153,8 @@ struct Slot {
     cache: Arc<Mutex<reconcile::Memo>>,
     /// What the BootstrapClaims asked of Gitea when it was last made sure of.
     bootstrapped: Arc<Mutex<Option<Vec<crate::gitea::bootstrap::Wanted>>>>,
+    /// The last push, bot commit, reconcile and claim files' states (`GET /v1/status`).
+    record: Mutex<record::Record>,
 }
 
 impl Slot {
@@ -209,6 +214,9 @@ pub struct RepositoryStatus {
     pub repository: PathBuf,
     pub work: WorkStatus,
     pub environments: Vec<crate::kube::EnvironmentStatus>,
+    /// Last push, last bot commit, last reconcile, each claim file's state.
+    #[serde(flatten)]
+    pub record: record::Record,
 }
 
 /// `GET /v1/status`.
@@ -342,6 +350,12 @@ impl Daemon {
                     gitea_name.as_deref(),
                     config.gitea.page_url.as_deref(),
                 ),
+                web: config
+                    .gitea
+                    .url
+                    .as_ref()
+                    .zip(gitea_name.as_ref())
+                    .map(|(url, name)| format!("{}/{name}", url.trim_end_matches('/'))),
                 gitea_name,
                 gitea: gitea.clone(),
                 argocd: argocd.clone(),
@@ -378,6 +392,7 @@ impl Daemon {
                         work: Work::default(),
                         cache: Arc::new(Mutex::new(reconcile::Memo::batched())),
                         bootstrapped: Arc::default(),
+                        record: Mutex::default(),
                     });
                     slots.insert(path, slot.clone());
                     tokio::spawn(worker(slot, self.stop.subscribe()));
@@ -478,8 +493,14 @@ impl Daemon {
         let mut repositories: Vec<RepositoryStatus> = slots
             .iter()
             .map(|(path, slot)| {
-                let environments = slot
-                    .setup()
+                let setup = slot.setup();
+                let mut record = slot
+                    .record
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone();
+                record.gitea = setup.web.clone();
+                let environments = setup
                     .kube
                     .statuses
                     .lock()
@@ -499,6 +520,7 @@ impl Daemon {
                         last,
                     },
                     environments,
+                    record,
                 }
             })
             .collect();
@@ -583,11 +605,16 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
                 let mut cache = cache
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                Ok::<_, Error>(reconcile::reconcile_cached(&r, &options, &mut cache)?)
+                let report = reconcile::reconcile_cached(&r, &options, &mut cache)?;
+                let seen = record::observe(&r, &report, &cache, &options.bot);
+                Ok::<_, Error>((report, seen))
             })
             .await;
             slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
-            let result = result.unwrap_or_else(|e| Err(Error::Task(e)));
+            let (result, seen) = match result.unwrap_or_else(|e| Err(Error::Task(e))) {
+                Ok((report, seen)) => (Ok(report), Some(seen)),
+                Err(e) => (Err(e), None),
+            };
             let summary = match &result {
                 Ok(report) => match &report.outcome {
                     Outcome::Committed { commit, .. } => {
@@ -606,6 +633,13 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
                 }),
                 Err(_) => None,
             });
+            {
+                let mut record = slot.record.lock().unwrap_or_else(|p| p.into_inner());
+                match seen {
+                    Some(seen) => record.reconciled(seen, &summary),
+                    None => record.failed(&summary),
+                }
+            }
             slot.served.send_replace((serving, summary));
             match &result {
                 Ok(report) => {

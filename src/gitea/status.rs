@@ -2,7 +2,7 @@
 
 use super::api::{State, Status};
 use crate::claims::Diagnostic;
-use crate::reconcile::ClaimResult;
+use crate::reconcile::{ClaimResult, ClaimState};
 
 /// Gitea shows a status's description on one line; longer ones are cut here.
 const DESCRIPTION: usize = 200;
@@ -52,18 +52,14 @@ fn statuses(
     claims
         .iter()
         .map(|c| {
-            let first_error = diagnostics
-                .iter()
-                .filter(|d| d.is_error() && d.file == c.file)
-                .min_by_key(|d| d.pos);
             let (done, target_url) = success(c);
-            let (state, description) = match first_error {
-                Some(d) if c.chart_unavailable => (
+            let (state, description) = match c.state(diagnostics) {
+                (ClaimState::Error, Some(d)) => (
                     State::Error,
                     format!("a chart could not be had; claimd retries: {d}"),
                 ),
-                Some(d) => (State::Failure, d.to_string()),
-                None => (State::Success, done),
+                (_, Some(d)) => (State::Failure, d.to_string()),
+                (_, None) => (State::Success, done),
             };
             Status {
                 context: format!("claimd/{}", c.file),

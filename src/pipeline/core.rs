@@ -217,6 +217,31 @@ impl Memo {
             ..Memo::default()
         }
     }
+
+    /// The folders of each claim file's generated application and service files, as the
+    /// last plan left them: sorted, at most `limit` per claim file, with how many there
+    /// are in all. Read from the memo (what `GET /v1/status` and the status page link
+    /// to), never rendered for it; a claim file the memo has nothing of is absent.
+    pub fn generated_folders(&self, limit: usize) -> HashMap<String, (Vec<String>, usize)> {
+        self.outputs
+            .files
+            .iter()
+            .map(|((source, _), out)| {
+                let folders: BTreeSet<&str> = out
+                    .files
+                    .iter()
+                    .map(|(path, _)| path.rsplit_once('/').map_or(path.as_str(), |(d, _)| d))
+                    .collect();
+                let total = folders.len();
+                let shown = folders
+                    .into_iter()
+                    .take(limit)
+                    .map(str::to_string)
+                    .collect();
+                (source.clone(), (shown, total))
+            })
+            .collect()
+    }
 }
 
 fn settings_hash(settings: &Settings) -> [u8; 32] {

@@ -111,10 +111,37 @@ pub struct ClaimResult {
     pub chart_unavailable: bool,
 }
 
+/// Where a claim file stands after a reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimState {
+    /// Read, rendered, its files committed.
+    Ok,
+    /// It has an error (its files are kept as they were).
+    Failed,
+    /// A chart it needs could not be had: claimd's side, retried.
+    Error,
+}
+
 impl ClaimResult {
     /// Generated files changed in all.
     pub fn changed(&self) -> usize {
         self.added + self.modified + self.removed
+    }
+
+    /// Its state and first error (`file:line:col` order) among a run's diagnostics: what
+    /// commit statuses, `GET /v1/status` and the status page show.
+    pub fn state<'a>(&self, diagnostics: &'a [Diagnostic]) -> (ClaimState, Option<&'a Diagnostic>) {
+        let first_error = diagnostics
+            .iter()
+            .filter(|d| d.is_error() && d.file == self.file)
+            .min_by_key(|d| d.pos);
+        let state = match first_error {
+            None => ClaimState::Ok,
+            Some(_) if self.chart_unavailable => ClaimState::Error,
+            Some(_) => ClaimState::Failed,
+        };
+        (state, first_error)
     }
 }
 
