@@ -7,10 +7,13 @@
 //! - `GET /healthz` → 200 while the process serves;
 //! - `GET /readyz` → 200 once every repository was reconciled since start-up, else 503;
 //! - `GET /v1/status` → the daemon's counters (file events, configuration reloads) and
-//!   every repository's work (requests, renders, unchanged looks, tip) and preview
-//!   Environments (phase, URL, conditions), as JSON.
+//!   every repository's work (requests, renders, unchanged looks, tip), last push, last
+//!   bot commit, last reconcile, claim files' states with their first error, and preview
+//!   Environments (phase, URL, conditions), as JSON;
+//! - `GET /` → the same as an HTML page for a browser ([`page`]).
 
 pub mod gitea;
+pub mod page;
 
 use crate::daemon::{Daemon, Event};
 use serde::Deserialize;
@@ -118,7 +121,8 @@ pub async fn run(
     let status = warp::path!("v1" / "status")
         .and(warp::get())
         .map(move || warp::reply::json(&d.status()));
-    warp::serve(health.or(ready).or(push).or(validate).or(status))
+    let page = page::routes(daemon.clone());
+    warp::serve(health.or(ready).or(push).or(validate).or(status).or(page))
         .incoming(listener)
         .graceful(shutdown)
         .run()
