@@ -77,15 +77,10 @@ pub enum Command {
         #[arg(long, default_value = "preview.example.com")]
         preview_domain: String,
     },
-    /// The preview Environments the daemon manages: phase, URL, conditions.
-    Status {
-        /// The daemon's address.
-        #[arg(long, env = "CLAIMD_DAEMON", default_value = "127.0.0.1:7462")]
-        daemon: String,
-        /// Print JSON (as `GET /v1/status` returns it) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    /// What the daemon did per repository: last push, last bot commit, each claim file's
+    /// state and first error (`file:line:col`), preview Environments (phase, URL). With
+    /// `--repo`, the claim files' states at a repository's branch tip, without a daemon.
+    Status(StatusArgs),
     /// Run the daemon: keep the configured repositories rendered (hooks hand off to it).
     Serve {
         /// The configuration file (YAML).
@@ -125,6 +120,43 @@ pub enum Command {
         #[command(subcommand)]
         action: chart::ImageAction,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The daemon's address.
+    #[arg(
+        long,
+        visible_alias = "addr",
+        env = "CLAIMD_DAEMON",
+        default_value = "127.0.0.1:7462"
+    )]
+    pub daemon: String,
+    /// How to print it: a table per repository, or `GET /v1/status` as JSON or YAML.
+    #[arg(long, short, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// The same as `--output json`.
+    #[arg(long, conflicts_with = "output")]
+    pub json: bool,
+    /// Ask no daemon: render this repository's branch tip (read only) and show its claim
+    /// files' states.
+    #[arg(long)]
+    pub repo: Option<PathBuf>,
+    /// With `--repo`: the branch (default: the repository's HEAD branch).
+    #[arg(long, requires = "repo")]
+    pub branch: Option<String>,
+    /// With `--repo`: where charts come from (`embedded`, `oci`, or a folder of charts).
+    #[arg(long, env = "CLAIMD_CHARTS", default_value = "embedded")]
+    pub charts: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+    Yaml,
 }
 
 #[derive(Subcommand, Debug)]

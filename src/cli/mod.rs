@@ -9,10 +9,11 @@ mod hooks;
 mod namespaces;
 mod render;
 mod serve;
+mod status;
 mod validate;
 mod worktree;
 
-pub use args::{Cli, Command, HooksAction, RegistryArgs, RenderArgs};
+pub use args::{Cli, Command, HooksAction, RegistryArgs, RenderArgs, StatusArgs};
 pub use render::{plan_diff, render_repo, summary, Outcome};
 
 use crate::charts;
@@ -58,7 +59,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => render::run(&args, true),
         Command::Demo { dir } => demo::run(dir),
         Command::Serve { config, listen } => serve::run(&config, listen),
-        Command::Status { daemon, json } => serve::status(&daemon, json),
+        Command::Status(args) => status::run(&args),
         Command::Namespaces {
             repo,
             config,

@@ -99,36 +99,3 @@ async fn shutdown_signal() {
         _ = term => {},
     }
 }
-
-/// `claimd status`: the daemon's `GET /v1/status`, as a table per repository or JSON.
-pub fn status(addr: &str, json: bool) -> Result<ExitCode> {
-    let (code, body) = crate::server::status(addr)
-        .with_context(|| format!("asking the daemon at {addr} (is `claimd serve` running?)"))?;
-    anyhow::ensure!(code == 200, "the daemon at {addr} answered {code}: {body}");
-    if json {
-        println!("{body}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let status: daemon::Status = serde_json::from_str(&body).context("the daemon's answer")?;
-    let mut out = std::io::stdout().lock();
-    for r in &status.repositories {
-        let (w, envs) = (&r.work, &r.environments);
-        writeln!(out, "{}", r.repository.display())?;
-        writeln!(
-            out,
-            "  {} renders, {} looks that found the branch unmoved, tip {}: {}",
-            w.reconciles,
-            w.unchanged,
-            w.tip.as_deref().map_or("-", |t| &t[..t.len().min(12)]),
-            w.last
-        )?;
-        if envs.is_empty() {
-            writeln!(out, "  (no preview environments)")?;
-            continue;
-        }
-        for line in crate::kube::status::table(envs).lines() {
-            writeln!(out, "  {line}")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
