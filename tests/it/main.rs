@@ -21,3 +21,4 @@ mod purity;
 mod registry_harness;
 mod render_examples;
 mod smart_http;
+mod status_page;
