@@ -9,6 +9,7 @@ pub mod charts;
 pub mod claims;
 pub mod cli;
 pub mod daemon;
+pub mod doctor;
 pub mod examples;
 pub mod git;
 pub mod gitea;

@@ -81,6 +81,18 @@ pub enum Command {
     /// state and first error (`file:line:col`), preview Environments (phase, URL). With
     /// `--repo`, the claim files' states at a repository's branch tip, without a daemon.
     Status(StatusArgs),
+    /// Check a setup: git, the configuration and its repositories, the hooks, the
+    /// daemon, Gitea and its webhooks, the chart registry, Kubernetes permissions, the
+    /// clock. One line per check with what to fix; exit 1 if a check fails (warnings
+    /// do not).
+    Doctor {
+        /// The daemon's configuration file (environment overrides apply, as for serve).
+        #[arg(long, default_value = "/etc/claimd/claimd.yaml")]
+        config: PathBuf,
+        /// `text` (one line per check) or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        output: super::doctor::Output,
+    },
     /// Run the daemon: keep the configured repositories rendered (hooks hand off to it).
     Serve {
         /// The configuration file (YAML).

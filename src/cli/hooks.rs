@@ -56,6 +56,40 @@ fn script(binary: &Path, hook: &str) -> String {
     )
 }
 
+/// The hooks claimd installs.
+pub(crate) const HOOKS: [&str; 2] = ["pre-receive", "post-receive"];
+
+/// Whether `repo`'s hooks follow Gitea's layout (`hooks/<hook>.d/`, run by Gitea's own
+/// `hooks/<hook>` dispatcher).
+pub(crate) fn is_gitea_layout(repo: &Path) -> bool {
+    let hooks = repo.join("hooks");
+    hooks.join("pre-receive.d").is_dir() || hooks.join("post-receive.d").is_dir()
+}
+
+/// Where claimd's `hook` goes: `hooks/<hook>`, or `hooks/<hook>.d/claimd` in Gitea's layout.
+pub(crate) fn hook_path(repo: &Path, hook: &str, gitea: bool) -> PathBuf {
+    let hooks = repo.join("hooks");
+    if gitea {
+        hooks.join(format!("{hook}.d")).join("claimd")
+    } else {
+        hooks.join(hook)
+    }
+}
+
+/// Whether a hook script is one `claimd hooks install` wrote.
+pub(crate) fn is_ours(script: &str) -> bool {
+    script.contains(MARK)
+}
+
+/// The claimd binary a hook script written by [`install`] calls (its `CLAIMD_BIN=` line).
+pub(crate) fn binary_of(script: &str) -> Option<PathBuf> {
+    let quoted = script
+        .lines()
+        .find_map(|l| l.strip_prefix("CLAIMD_BIN='"))?
+        .strip_suffix('\'')?;
+    Some(PathBuf::from(quoted.replace("'\\''", "'")))
+}
+
 /// Installs pre-receive and post-receive into a bare repository: `hooks/<name>` for a
 /// plain repository, `hooks/<name>.d/claimd` for Gitea's layout (detected, or `gitea`).
 /// An existing hook that claimd did not write is never overwritten.
@@ -72,16 +106,11 @@ pub fn install(repo: &Path, binary: Option<PathBuf>, gitea: bool) -> Result<Exit
         None => std::env::current_exe().context("locating the claimd binary")?,
     };
     let binary = binary.canonicalize().unwrap_or(binary);
-    let gitea =
-        gitea || hooks.join("pre-receive.d").is_dir() || hooks.join("post-receive.d").is_dir();
-    for hook in ["pre-receive", "post-receive"] {
-        let path = if gitea {
-            hooks.join(format!("{hook}.d")).join("claimd")
-        } else {
-            hooks.join(hook)
-        };
+    let gitea = gitea || is_gitea_layout(repo);
+    for hook in HOOKS {
+        let path = hook_path(repo, hook, gitea);
         if let Ok(existing) = std::fs::read_to_string(&path) {
-            if !existing.contains(MARK) {
+            if !is_ours(&existing) {
                 bail!(
                     "{} exists and was not written by claimd; not overwriting it. Call `{} hook {hook}` from it, or use Gitea's {hook}.d/ layout (--gitea)",
                     path.display(),
@@ -313,4 +342,19 @@ pub fn reconcile_cmd(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_a_script_calls_reads_back_as_written() {
+        for bin in ["/usr/local/bin/claimd", "/opt/it's here/claimd"] {
+            let script = script(Path::new(bin), "pre-receive");
+            assert!(is_ours(&script));
+            assert_eq!(binary_of(&script), Some(PathBuf::from(bin)), "{script}");
+        }
+        assert_eq!(binary_of("#!/bin/sh\nexec gitea hook pre-receive\n"), None);
+    }
 }

@@ -4,8 +4,9 @@ mod args;
 mod bootstrap;
 mod chart;
 mod demo;
+mod doctor;
 mod gitea;
-mod hooks;
+pub(crate) mod hooks;
 mod namespaces;
 mod render;
 mod serve;
@@ -59,6 +60,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(args) => render::run(&args, true),
         Command::Demo { dir } => demo::run(dir),
         Command::Serve { config, listen } => serve::run(&config, listen),
+        Command::Doctor { config, output } => doctor::run(&config, output),
         Command::Status(args) => status::run(&args),
         Command::Namespaces {
             repo,

@@ -71,6 +71,22 @@ pub struct RepoConfig {
     pub gitea_repository: Option<String>,
 }
 
+impl RepoConfig {
+    /// The repository's `owner/name` in Gitea: `giteaRepository`, else from the path
+    /// as Gitea stores it (`<root>/<owner>/<name>.git`, the path resolved as the daemon
+    /// resolves it).
+    pub fn gitea_name(&self) -> Option<String> {
+        let path = self
+            .path
+            .canonicalize()
+            .unwrap_or_else(|_| self.path.clone());
+        self.gitea_repository
+            .as_ref()
+            .map(|n| n.to_lowercase())
+            .or_else(|| crate::gitea::full_name_of(&path))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Bot {

@@ -194,6 +194,30 @@ pub struct Stats {
     pub config_reloads: AtomicU64,
     /// Of those, times the new content was refused (the running configuration stays).
     pub config_errors: AtomicU64,
+    /// Gitea webhook deliveries whose signature verified with claimd's secret, and
+    /// those refused for a missing or wrong one (`claimd doctor` tells from these
+    /// whether Gitea's secret matches: Gitea never shows it).
+    pub webhook_verified: AtomicU64,
+    pub webhook_refused: AtomicU64,
+    /// When the last of each came, in milliseconds since the epoch (0: never).
+    pub webhook_last_verified_ms: AtomicU64,
+    pub webhook_last_refused_ms: AtomicU64,
+}
+
+impl Stats {
+    /// Counts a webhook delivery whose signature verified (`true`) or was refused.
+    pub fn webhook_signature(&self, verified: bool) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let (count, last) = if verified {
+            (&self.webhook_verified, &self.webhook_last_verified_ms)
+        } else {
+            (&self.webhook_refused, &self.webhook_last_refused_ms)
+        };
+        count.fetch_add(1, Ordering::SeqCst);
+        last.store(now, Ordering::SeqCst);
+    }
 }
 
 /// The daemon's counters, as `GET /v1/status` shows them.
@@ -206,6 +230,14 @@ pub struct DaemonStatus {
     pub config_checks: u64,
     pub config_reloads: u64,
     pub config_errors: u64,
+    #[serde(default)]
+    pub webhook_verified: u64,
+    #[serde(default)]
+    pub webhook_refused: u64,
+    #[serde(default)]
+    pub webhook_last_verified_ms: u64,
+    #[serde(default)]
+    pub webhook_last_refused_ms: u64,
 }
 
 /// One repository in `GET /v1/status`.
@@ -534,6 +566,10 @@ impl Daemon {
                 config_checks: s.config_checks.load(Ordering::SeqCst),
                 config_reloads: s.config_reloads.load(Ordering::SeqCst),
                 config_errors: s.config_errors.load(Ordering::SeqCst),
+                webhook_verified: s.webhook_verified.load(Ordering::SeqCst),
+                webhook_refused: s.webhook_refused.load(Ordering::SeqCst),
+                webhook_last_verified_ms: s.webhook_last_verified_ms.load(Ordering::SeqCst),
+                webhook_last_refused_ms: s.webhook_last_refused_ms.load(Ordering::SeqCst),
             },
             repositories,
         }

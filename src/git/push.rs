@@ -17,6 +17,38 @@ use gix::ObjectId;
 use std::path::Path;
 use std::process::Command;
 
+/// The oldest git claimd pushes with: the token reaches git through `GIT_CONFIG_COUNT`
+/// (git 2.31), and the lease and `--porcelain` are older.
+pub const MIN_GIT: (u32, u32, u32) = (2, 31, 0);
+
+/// What `git --version` prints (`git version 2.39.5`), from the git claimd runs.
+pub fn cli_version() -> std::io::Result<String> {
+    let out = git_with(None).arg("--version").output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "`git --version` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// (major, minor, patch) of `git version 2.39.5`, `git version 2.39.5.windows.1`,
+/// `git version 2.39.5 (Apple Git-154)` or `git version 2.40.0.rc1`.
+pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
+    let number = text.trim().strip_prefix("git version ")?;
+    let mut parts = number
+        .split_whitespace()
+        .next()?
+        .split('.')
+        .map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next()??;
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
+}
+
 /// An HTTP `Authorization` header for pushes (never printed: `Debug` hides it).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Auth(String);
@@ -207,5 +239,18 @@ mod tests {
             "https://***@gitea.example.com/p/v.git"
         );
         assert_eq!(super::redact("file:///srv/v.git"), "file:///srv/v.git");
+    }
+
+    #[test]
+    fn git_versions_read_as_git_prints_them() {
+        let v = super::parse_version;
+        assert_eq!(v("git version 2.39.5\n"), Some((2, 39, 5)));
+        assert_eq!(v("git version 2.39.5.windows.1"), Some((2, 39, 5)));
+        assert_eq!(v("git version 2.39.5 (Apple Git-154)"), Some((2, 39, 5)));
+        assert_eq!(v("git version 2.40.0.rc1"), Some((2, 40, 0)));
+        assert_eq!(v("git version 2.31"), Some((2, 31, 0)));
+        assert_eq!(v("hub version 2.14.2"), None);
+        assert!(v("git version 2.30.9").unwrap() < super::MIN_GIT);
+        assert!(v("git version 2.31.0").unwrap() >= super::MIN_GIT);
     }
 }

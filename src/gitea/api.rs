@@ -80,6 +80,16 @@ impl Client {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Value, Error> {
+        Ok(self.exchange(method, path, body).await?.0)
+    }
+
+    /// A request and its answer, with the answer's `Date` header (Gitea's clock).
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(Value, Option<String>), Error> {
         let request = format!("{method} {path}");
         let mut token = b"token ".to_vec();
         token.extend_from_slice(self.token.expose());
@@ -99,15 +109,22 @@ impl Client {
             source,
         })?;
         let status = response.status();
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .map(str::to_string);
         let text = response.text().await.map_err(|source| Error::Request {
             request: request.clone(),
             source,
         })?;
         if status.is_success() {
             if text.trim().is_empty() {
-                return Ok(Value::Null);
+                return Ok((Value::Null, date));
             }
-            return serde_json::from_str(&text).map_err(|source| Error::Answer { request, source });
+            return serde_json::from_str(&text)
+                .map(|v| (v, date))
+                .map_err(|source| Error::Answer { request, source });
         }
         let message = serde_json::from_str::<Value>(&text)
             .ok()
@@ -127,6 +144,23 @@ impl Client {
                 message,
             },
         })
+    }
+
+    /// Gitea's version (`GET /version`) and the `Date` its answer carries (for a clock
+    /// comparison). The token is sent too, so a refused token shows here.
+    pub async fn version(&self) -> Result<(String, Option<String>), Error> {
+        let (value, date) = self.exchange(Method::GET, "/version", None).await?;
+        let version = value
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string();
+        Ok((version, date))
+    }
+
+    /// Whether the repository `owner/repo` exists and the token can see it.
+    pub async fn repository_exists(&self, owner: &str, repo: &str) -> Result<bool, Error> {
+        self.exists(&format!("/repos/{owner}/{repo}")).await
     }
 
     /// The webhooks of `owner/repo` (every page).
@@ -222,6 +256,34 @@ pub enum Registered {
     Unchanged(i64),
 }
 
+/// claimd's hook among `hooks`: the one delivering to `url`.
+pub fn hook_for<'a>(hooks: &'a [Hook], url: &str) -> Option<&'a Hook> {
+    hooks
+        .iter()
+        .find(|h| h.config.get("url").map(String::as_str) == Some(url))
+}
+
+impl Hook {
+    /// How this hook differs from what claimd wants (type `gitea`, active, push
+    /// events, JSON); empty when it is as wanted. The secret cannot be seen.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.kind != "gitea" {
+            out.push(format!("its type is {:?}, not \"gitea\"", self.kind));
+        }
+        if !self.active {
+            out.push("it is not active".to_string());
+        }
+        if !self.events.iter().any(|e| e == "push") {
+            out.push("it is not sent on push events".to_string());
+        }
+        if self.config.get("content_type").map(String::as_str) != Some("json") {
+            out.push("its content type is not json".to_string());
+        }
+        out
+    }
+}
+
 /// The hook claimd wants: type `gitea`, JSON, push events, active, with the secret.
 fn wanted(url: &str, secret: &Secret) -> Value {
     serde_json::json!({
@@ -244,16 +306,9 @@ pub async fn register_webhook(
 ) -> Result<Registered, Error> {
     let hooks = client.hooks(owner, repo).await?;
     let config = wanted(url, secret);
-    match hooks
-        .iter()
-        .find(|h| h.config.get("url").map(String::as_str) == Some(url))
-    {
+    match hook_for(&hooks, url) {
         Some(h) => {
-            let as_wanted = h.kind == "gitea"
-                && h.active
-                && h.events.iter().any(|e| e == "push")
-                && h.config.get("content_type").map(String::as_str) == Some("json");
-            if as_wanted && !rewrite_secret {
+            if h.problems().is_empty() && !rewrite_secret {
                 return Ok(Registered::Unchanged(h.id));
             }
             let body = serde_json::json!({

@@ -22,7 +22,7 @@ const APPLY_CONCURRENCY: usize = 8;
 /// A connection to the cluster claimd manages namespaces in.
 #[derive(Clone)]
 pub struct Cluster {
-    client: ::kube::Client,
+    pub(super) client: ::kube::Client,
     /// The namespace of Argo CD's Applications (their health is DeploymentReady).
     argocd_namespace: String,
     /// Images seen in their registry: an image, once pushed, is not asked for again.

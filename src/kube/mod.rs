@@ -5,8 +5,11 @@
 //! - `objects.rs` (pure): the objects, as JSON for server-side apply;
 //! - `desired.rs` (pure): claims → the namespaces and previews they want;
 //! - `status.rs` (pure): an Environment's phase and conditions;
-//! - `cluster.rs` (adapter, kube-rs): apply what differs, clean up, run builds.
+//! - `cluster.rs` (adapter, kube-rs): apply what differs, clean up, run builds;
+//! - `access.rs` (adapter): the shipped ClusterRole's permissions, and access reviews
+//!   of them as claimd's user (`claimd doctor`).
 
+pub mod access;
 pub mod cluster;
 pub mod desired;
 pub mod objects;

@@ -558,6 +558,24 @@ impl Registry {
         }
     }
 
+    /// The tags of `host/repository` (a first page of at most 100), with the configured
+    /// credentials: what a login and a read need. `None`: the repository does not exist
+    /// (nothing was pushed to it).
+    pub async fn tags(&self, host: &str, repository: &str) -> Result<Option<Vec<String>>, Error> {
+        let reference =
+            Reference::with_tag(host.to_string(), repository.to_string(), "latest".into());
+        let auth = (&self.credentials(host)?).into();
+        match self
+            .client
+            .list_tags(&reference, &auth, Some(100), None)
+            .await
+        {
+            Ok(t) => Ok(Some(t.tags)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(Error::about_host(e, host)),
+        }
+    }
+
     /// The client itself, for what this module does not wrap (a chart push).
     pub fn client(&self) -> &Client {
         &self.client

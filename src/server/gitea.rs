@@ -151,6 +151,7 @@ pub fn receive(
     r: &Request<'_>,
 ) -> (StatusCode, String) {
     let Some(signature) = r.signature else {
+        daemon.stats.webhook_signature(false);
         tracing::warn!(delivery = ?r.delivery, "gitea webhook without a signature refused");
         return (
             StatusCode::UNAUTHORIZED,
@@ -158,12 +159,14 @@ pub fn receive(
         );
     };
     if !webhook::verify(secret, r.body, signature) {
+        daemon.stats.webhook_signature(false);
         tracing::warn!(delivery = ?r.delivery, "gitea webhook with a wrong signature refused");
         return (
             StatusCode::UNAUTHORIZED,
             "wrong X-Gitea-Signature: the webhook's secret in Gitea differs from claimd's\n".into(),
         );
     }
+    daemon.stats.webhook_signature(true);
     if let Some(event) = r.event.filter(|e| *e != "push") {
         return (
             StatusCode::OK,

@@ -183,6 +183,11 @@ fn post_push(
     post(addr, "/v1/push", &body, read_timeout)
 }
 
+/// `GET <path>` of the daemon at `addr` (`/readyz`): (HTTP status, body).
+pub fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    request(addr, "GET", path, None, std::time::Duration::from_secs(10))
+}
+
 /// `GET /v1/status` of the daemon at `addr`: (HTTP status, JSON body).
 pub fn status(addr: &str) -> std::io::Result<(u16, String)> {
     request(

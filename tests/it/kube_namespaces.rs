@@ -423,10 +423,10 @@ fn an_unreachable_api_server_holds_previews_and_deletes_nothing() {
 }
 
 const RBAC: &str = include_str!("../../deploy/kubernetes/rbac.yaml");
-const CLAIMD_USER: &str = "system:serviceaccount:claimd:claimd";
+pub(crate) const CLAIMD_USER: &str = "system:serviceaccount:claimd:claimd";
 
 /// Applies the shipped RBAC file as an administrator would.
-fn apply_rbac(c: &TestCluster) {
+pub(crate) fn apply_rbac(c: &TestCluster) {
     for doc in serde_yaml::Deserializer::from_str(RBAC) {
         let obj = Value::deserialize(doc).expect("rbac.yaml document");
         let name = obj["metadata"]["name"].as_str().unwrap();
