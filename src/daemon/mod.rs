@@ -15,6 +15,7 @@ mod cluster;
 pub mod config;
 mod gitea;
 use gitea::{bootstrap_on_gitea, fetch_mirror, gitea_name, refresh_argocd};
+mod ready;
 mod statuses;
 mod watch;
 
@@ -227,6 +228,8 @@ pub struct Daemon {
     pub stats: Stats,
     /// The diffs of the last branch previews, by commit.
     previews: Arc<PreviewDiffs>,
+    /// Woken when a configuration is applied (see [`Daemon::wait_ready`]).
+    configured: Notify,
 }
 
 /// (commit, unified diff) of branch previews, oldest first.
@@ -289,6 +292,7 @@ impl Daemon {
             stop,
             stats: Stats::default(),
             previews: Arc::default(),
+            configured: Notify::new(),
         })
     }
 
@@ -385,6 +389,7 @@ impl Daemon {
             }
         }
         *current = Some(config.clone());
+        self.configured.notify_waiters();
         changes
     }
 
