@@ -184,6 +184,11 @@ pub enum HooksAction {
         #[arg(long)]
         binary: Option<PathBuf>,
     },
+    /// Remove the hooks claimd installed (both layouts); other hooks are left alone.
+    Uninstall {
+        /// The bare repository.
+        repo: PathBuf,
+    },
 }
 
 #[derive(Args, Debug, Clone)]

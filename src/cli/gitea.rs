@@ -30,6 +30,10 @@ pub enum GiteaAction {
         /// A CA certificate (PEM) for Gitea's HTTPS, if not a public one.
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Leave an existing webhook's secret as it is (Gitea never shows it, so it is
+        /// otherwise written again): for when the secret file did not change.
+        #[arg(long)]
+        keep_secret: bool,
     },
 }
 
@@ -42,6 +46,7 @@ pub fn run(action: GiteaAction) -> Result<ExitCode> {
             webhook_url,
             secret_file,
             ca_file,
+            keep_secret,
         } => {
             let (owner, repo) = repository
                 .split_once('/')
@@ -60,7 +65,7 @@ pub fn run(action: GiteaAction) -> Result<ExitCode> {
                 repo,
                 &webhook_url,
                 &secret,
-                true,
+                !keep_secret,
             ))?;
             let what = match done {
                 Registered::Created(id) => format!("created webhook {id}"),

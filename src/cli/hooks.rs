@@ -118,14 +118,69 @@ pub fn install(repo: &Path, binary: Option<PathBuf>, gitea: bool) -> Result<Exit
                 );
             }
         }
+        let text = script(&binary, hook);
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) && is_executable(&path) {
+            println!("unchanged {}", path.display());
+            continue;
+        }
         let dir = path.parent().unwrap_or(&hooks);
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(&path, script(&binary, hook))
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         set_executable(&path)?;
         println!("installed {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Removes the hooks `claimd hooks install` wrote (both layouts), a `<hook>.d` folder
+/// it leaves empty, and the hooks' caches (`<repo>/claimd/`: the memo, prepared bot
+/// commits). A hook claimd did not write is left as it is.
+pub fn uninstall(repo: &Path) -> Result<ExitCode> {
+    if !repo.join("objects").is_dir() {
+        bail!(
+            "{} is not a bare git repository (no objects/ folder)",
+            repo.display()
+        );
+    }
+    let hooks = repo.join("hooks");
+    for hook in ["pre-receive", "post-receive"] {
+        let dir = hooks.join(format!("{hook}.d"));
+        for path in [hooks.join(hook), dir.join("claimd")] {
+            match std::fs::read_to_string(&path) {
+                Ok(text) if text.contains(MARK) => {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("removing {}", path.display()))?;
+                    println!("removed {}", path.display());
+                }
+                Ok(_) if path.ends_with("claimd") => {
+                    println!("left {} (not written by claimd)", path.display())
+                }
+                _ => {}
+            }
+        }
+        // Only succeeds when empty: Gitea's own files keep the folder.
+        if std::fs::remove_dir(&dir).is_ok() {
+            println!("removed {}", dir.display());
+        }
+    }
+    let caches = repo.join("claimd");
+    if caches.is_dir() {
+        std::fs::remove_dir_all(&caches)
+            .with_context(|| format!("removing {}", caches.display()))?;
+        println!("removed {}", caches.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(unix)]
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o755)
+}
+
+#[cfg(not(unix))]
+fn is_executable(_: &Path) -> bool {
+    true
 }
 
 #[cfg(unix)]

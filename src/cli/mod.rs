@@ -80,6 +80,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     binary,
                 },
         } => hooks::install(&repo, binary, gitea),
+        Command::Hooks {
+            action: HooksAction::Uninstall { repo },
+        } => hooks::uninstall(&repo),
         Command::Hook { name } => match name.as_str() {
             "pre-receive" => hooks::pre_receive(),
             _ => hooks::post_receive(),

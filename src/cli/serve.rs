@@ -1,7 +1,10 @@
-//! `claimd serve`: the daemon's wiring (runtime, listener, signals, file watching).
+//! `claimd serve`: the daemon's wiring (runtime, listener, signals, file watching), and
+//! systemd's readiness protocol: READY=1 once every repository is reconciled (what
+//! `GET /readyz` answers), STOPPING=1 on SIGTERM, STATUS= lines.
 
 use crate::daemon::{self, config::Config, Daemon, Event};
 use anyhow::{Context, Result};
+use sd_notify::NotifyState;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -65,7 +68,31 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
             )?;
             out.flush()?;
         }
-        crate::server::run(daemon.clone(), listener, shutdown_signal()).await;
+        let repositories = daemon.repositories().len();
+        notify(&[NotifyState::Status(&format!(
+            "reconciling {repositories} repositories"
+        ))]);
+        let readiness = tokio::spawn({
+            let daemon = daemon.clone();
+            async move {
+                daemon.wait_ready().await;
+                notify(&[
+                    NotifyState::Ready,
+                    NotifyState::Status(&format!(
+                        "ready: {repositories} repositories reconciled; listening on {addr}"
+                    )),
+                ]);
+            }
+        });
+        let stopping = async {
+            shutdown_signal().await;
+            notify(&[
+                NotifyState::Stopping,
+                NotifyState::Status("stopping: finishing the running reconciles"),
+            ]);
+        };
+        crate::server::run(daemon.clone(), listener, stopping).await;
+        readiness.abort();
         let _ = stop.send(true);
         if let Some(receiver) = receiver {
             let _ = receiver.await;
@@ -77,6 +104,13 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
     // Lets a reconcile in progress finish (its ref update is atomic either way).
     runtime.shutdown_timeout(Duration::from_secs(30));
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd (`Type=notify`) how the service is; nothing without `NOTIFY_SOCKET`.
+fn notify(state: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "could not notify the service manager");
+    }
 }
 
 async fn shutdown_signal() {

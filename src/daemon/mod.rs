@@ -16,6 +16,7 @@ pub mod config;
 mod gitea;
 pub mod record;
 use gitea::{bootstrap_on_gitea, fetch_mirror, gitea_name, refresh_argocd};
+mod ready;
 mod statuses;
 mod watch;
 
@@ -267,6 +268,8 @@ pub struct Daemon {
     pub stats: Stats,
     /// The diffs of the last branch previews, by commit.
     previews: Arc<PreviewDiffs>,
+    /// Woken when a configuration is applied (see [`Daemon::wait_ready`]).
+    configured: Notify,
 }
 
 /// (commit, unified diff) of branch previews, oldest first.
@@ -329,6 +332,7 @@ impl Daemon {
             stop,
             stats: Stats::default(),
             previews: Arc::default(),
+            configured: Notify::new(),
         })
     }
 
@@ -432,6 +436,7 @@ impl Daemon {
             }
         }
         *current = Some(config.clone());
+        self.configured.notify_waiters();
         changes
     }
 

@@ -14,6 +14,7 @@ mod gitea_contract;
 mod helm_oci;
 mod helm_values;
 mod incremental;
+mod install;
 mod kube_harness;
 mod kube_namespaces;
 mod kube_previews;
