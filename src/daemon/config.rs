@@ -110,7 +110,7 @@ pub enum Error {
     },
     #[error("{path}: a repository needs a path (a bare repository on this disk) or giteaRepository: OWNER/NAME with gitea.url and a token (claimd mirrors it)")]
     NoPath { path: PathBuf },
-    #[error("{path}: kubernetes.leases needs a cluster (dryRun is set) and durationSeconds of at least 1")]
+    #[error("{path}: kubernetes.leases.durationSeconds must be at least 1")]
     Leases { path: PathBuf },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
     NotLoopback { path: PathBuf, addr: SocketAddr },
@@ -227,7 +227,7 @@ impl Config {
             }
         }
         if let Some(leases) = &config.kubernetes.leases {
-            if config.kubernetes.dry_run || leases.duration_seconds == 0 {
+            if leases.duration_seconds == 0 {
                 return Err(Error::Leases {
                     path: path.to_path_buf(),
                 });
@@ -442,7 +442,7 @@ mod tests {
         let c = a.changes(&f, same);
         assert!(c.listen && c.settings.is_empty(), "leases take effect at the next start: {c:?}");
         assert_eq!(parse("kubernetes: {leases: {}}\n").kubernetes.leases.expect("on").duration_seconds, 15);
-        for text in ["kubernetes: {dryRun: true, leases: {}}\n", "kubernetes: {leases: {durationSeconds: 0}}\n"] {
+        for text in ["kubernetes: {leases: {durationSeconds: 0}}\n"] {
             let e = Config::parse(Path::new("/etc/claimd/claimd.yaml"), text).expect_err(text);
             assert_eq!(e.kind(), "config_leases");
         }

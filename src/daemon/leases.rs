@@ -115,8 +115,11 @@ pub struct Leases {
     cache: Mutex<HashMap<String, Seen>>,
     /// The watch has listed the Leases once.
     synced: AtomicBool,
-    /// Rounds done.
+    /// Rounds done (the first only registers this replica: the others see it before
+    /// anybody takes a share).
     rounds: AtomicU64,
+    /// A round that may take Leases was done.
+    taking: AtomicBool,
     /// Latched once every held repository was reconciled after the first round.
     ready: AtomicBool,
     /// A round at a time; a stop waits for the running one.
@@ -182,6 +185,7 @@ impl Leases {
             cache: Mutex::default(),
             synced: AtomicBool::new(false),
             rounds: AtomicU64::new(0),
+            taking: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             round: tokio::sync::Mutex::new(()),
             stopped: AtomicBool::new(false),
@@ -540,7 +544,7 @@ impl Leases {
         if let Some(e) = failed {
             return Err(e);
         }
-        if !self.synced.load(Ordering::SeqCst) {
+        if !self.synced.load(Ordering::SeqCst) || self.rounds.load(Ordering::SeqCst) == 0 {
             return Ok(());
         }
         // Who is alive, and what each holds.
@@ -574,6 +578,7 @@ impl Leases {
         }
         counts.insert(self.identity.clone(), held.len());
         let plan = lease::plan(&self.identity, &counts, slots.len());
+        self.taking.store(true, Ordering::SeqCst);
         if plan.release {
             // The last in this replica's order that is not rendering right now.
             let mut mine: Vec<&&Arc<Slot>> = held
@@ -617,6 +622,28 @@ impl Leases {
             }
         }
         Ok(())
+    }
+
+    /// How long until the first repository Lease another replica holds expires, if it
+    /// is not renewed meanwhile (a holder that stops is taken over at once, not up to a
+    /// round later).
+    fn next_expiry(&self) -> Option<Duration> {
+        let cache = lock(&self.cache);
+        cache
+            .values()
+            .filter(|seen| kind_of(&seen.lease) == Some(REPOSITORY))
+            .filter(|seen| self.state_of(seen) == State::Held)
+            .map(|seen| {
+                let d = seen
+                    .lease
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.lease_duration_seconds)
+                    .filter(|d| *d > 0)
+                    .map_or(self.duration, |d| Duration::from_secs(d as u64));
+                d.saturating_sub(seen.changed.elapsed())
+            })
+            .min()
     }
 
     /// What the watch saw: a Lease another replica took stops our work on it; a bumped
@@ -718,12 +745,13 @@ impl Leases {
         }
     }
 
-    /// Ready once a round was done and every repository held then was reconciled.
+    /// Ready once a round that may take Leases was done and every repository held then
+    /// was reconciled.
     pub(super) fn ready(&self, slots: &HashMap<std::path::PathBuf, Arc<Slot>>) -> bool {
         if self.ready.load(Ordering::SeqCst) {
             return true;
         }
-        let ready = self.rounds.load(Ordering::SeqCst) > 0
+        let ready = self.taking.load(Ordering::SeqCst)
             && slots
                 .values()
                 .all(|s| !s.lease.held() || s.work.reconciles.load(Ordering::SeqCst) > 0);
@@ -845,7 +873,8 @@ pub(super) async fn run(daemon: Weak<Daemon>, leases: Arc<Leases>) {
                     tracing::info!("leases: the API server answers again");
                 }
                 failures = 0;
-                leases.period()
+                let expiry = leases.next_expiry().map(|e| e + Duration::from_millis(50));
+                expiry.map_or(leases.period(), |e| e.min(leases.period()))
             }
             Err(e) => {
                 failures += 1;

@@ -110,11 +110,9 @@ fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
 }
 
 /// A client for the configured kubeconfig, else `KUBECONFIG` / `~/.kube/config` / the
-/// in-cluster service account. `Ok(None)`: no cluster is configured (dry-run).
+/// in-cluster service account (`dryRun` is the caller's to heed). `Ok(None)`: no
+/// cluster is configured.
 pub async fn client(s: &Settings) -> Result<Option<::kube::Client>, Error> {
-    if s.dry_run {
-        return Ok(None);
-    }
     let config = match &s.kubeconfig {
         Some(path) => {
             let fail = |source| Error::Config {
@@ -144,6 +142,9 @@ impl Cluster {
     /// Connects with the configured kubeconfig, else `KUBECONFIG` / `~/.kube/config` /
     /// the in-cluster service account. `Ok(None)`: no cluster is configured (dry-run).
     pub async fn connect(s: &Settings, argocd_namespace: &str) -> Result<Option<Cluster>, Error> {
+        if s.dry_run {
+            return Ok(None);
+        }
         let Some(client) = client(s).await? else {
             return Ok(None);
         };

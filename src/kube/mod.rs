@@ -28,7 +28,8 @@ pub struct Settings {
     /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, then the in-cluster
     /// service account. None of them: dry-run (the objects are logged, not applied).
     pub kubeconfig: Option<PathBuf>,
-    /// Never call the API server, only log what would be applied.
+    /// Never apply namespaces or start builds, only log what would be applied (the
+    /// Leases of `leases`, when set, still use the cluster).
     pub dry_run: bool,
     /// `key=value` label of the ingress controller's namespace (allowed in).
     pub ingress_namespace_label: String,
