@@ -155,7 +155,11 @@ fn holder_of(l: &Lease) -> Option<&str> {
 }
 
 fn kind_of(l: &Lease) -> Option<&str> {
-    l.metadata.labels.as_ref()?.get(LEASE_LABEL).map(String::as_str)
+    l.metadata
+        .labels
+        .as_ref()?
+        .get(LEASE_LABEL)
+        .map(String::as_str)
 }
 
 /// Whether `a` is an older version than `b`. resourceVersions are opaque to clients;
@@ -376,8 +380,9 @@ impl Leases {
             &name,
             |me, l| {
                 me.renewed(l);
-                l.spec.get_or_insert_with(LeaseSpec::default).holder_identity =
-                    Some(me.identity.clone());
+                l.spec
+                    .get_or_insert_with(LeaseSpec::default)
+                    .holder_identity = Some(me.identity.clone());
                 true
             },
             || Some(self.fresh(&name, MEMBER, None)),
@@ -412,6 +417,9 @@ impl Leases {
                     self.took(slot, &l);
                 } else {
                     tracing::trace!(lease = %hold.name, "lease renewed");
+                    // A push handed to us may have raced with this renewal (conflict,
+                    // re-read): the Lease written is the newest.
+                    self.wanted(slot, &l);
                 }
                 Ok(())
             }
@@ -459,7 +467,11 @@ impl Leases {
                     }
                     let spec = l.spec.get_or_insert_with(LeaseSpec::default);
                     let transitions = spec.lease_transitions.unwrap_or(0);
-                    if spec.holder_identity.as_deref().is_some_and(|h| !h.is_empty()) {
+                    if spec
+                        .holder_identity
+                        .as_deref()
+                        .is_some_and(|h| !h.is_empty())
+                    {
                         spec.lease_transitions = Some(transitions + 1);
                     }
                     spec.holder_identity = Some(me.identity.clone());
@@ -482,7 +494,9 @@ impl Leases {
             Some(from) => {
                 tracing::info!(repository = %hold.repository, lease = %hold.name, %from, "lease taken over")
             }
-            None => tracing::info!(repository = %hold.repository, lease = %hold.name, "lease taken"),
+            None => {
+                tracing::info!(repository = %hold.repository, lease = %hold.name, "lease taken")
+            }
         }
         self.took(slot, &l);
         Ok(true)
@@ -601,17 +615,21 @@ impl Leases {
         let mut candidates: Vec<(bool, [u8; 32], &Arc<Slot>)> = slots
             .iter()
             .filter(|s| !s.lease.held())
-            .filter(|s| {
-                lock(&s.lease.released).is_none_or(|t| t.elapsed() >= self.duration * 2)
-            })
+            .filter(|s| lock(&s.lease.released).is_none_or(|t| t.elapsed() >= self.duration * 2))
             .filter_map(|s| match self.state(&s.lease.name) {
                 None | Some(State::Free) => Some((false, s)),
                 Some(State::Expired) => Some((true, s)),
                 Some(State::Mine | State::Held) => None,
             })
-            .map(|(expired, s)| (!expired, lease::preference(&self.identity, &s.lease.name), s))
+            .map(|(expired, s)| {
+                (
+                    !expired,
+                    lease::preference(&self.identity, &s.lease.name),
+                    s,
+                )
+            })
             .collect();
-        candidates.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        candidates.sort_by_key(|c| (c.0, c.1));
         let mut taken = 0;
         for (_, _, slot) in candidates {
             if taken == plan.take {
@@ -674,6 +692,13 @@ impl Leases {
         if !hold.held() {
             return;
         }
+        self.wanted(&slot, l);
+    }
+
+    /// A held Lease as last seen (watch or our own update): renders when its
+    /// `claimd.dev/wanted` changed since we last acted on it.
+    fn wanted(&self, slot: &Arc<Slot>, l: &Lease) {
+        let hold = &slot.lease;
         let wanted = wanted_of(l);
         let mut last = lock(&hold.wanted);
         if *last != wanted {
@@ -732,12 +757,12 @@ impl Leases {
 
     /// The repository's Lease for `GET /v1/status`.
     pub fn status(&self, hold: &Hold) -> LeaseStatus {
-        let holder = lock(&self.cache).get(&hold.name).and_then(|seen| {
-            match self.state_of(seen) {
+        let holder = lock(&self.cache)
+            .get(&hold.name)
+            .and_then(|seen| match self.state_of(seen) {
                 State::Mine | State::Held => seen.record.0.clone(),
                 State::Free | State::Expired => None,
-            }
-        });
+            });
         LeaseStatus {
             name: hold.name.clone(),
             holder,

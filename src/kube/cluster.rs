@@ -135,7 +135,9 @@ pub async fn client(s: &Settings) -> Result<Option<::kube::Client>, Error> {
     let mut config = config;
     config.connect_timeout = Some(Duration::from_secs(3));
     config.read_timeout = Some(Duration::from_secs(30));
-    ::kube::Client::try_from(config).map(Some).map_err(Error::Client)
+    ::kube::Client::try_from(config)
+        .map(Some)
+        .map_err(Error::Client)
 }
 
 impl Cluster {

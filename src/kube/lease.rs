@@ -175,11 +175,23 @@ mod tests {
         let now = 1_000 * S;
         let fresh = Duration::from_secs(1);
         assert_eq!(state(&rec(None, None), "a", now, fresh, D), State::Free);
-        assert_eq!(state(&rec(Some(""), Some(now)), "a", now, fresh, D), State::Free);
-        assert_eq!(state(&rec(Some("a"), Some(now)), "a", now, fresh, D), State::Mine);
+        assert_eq!(
+            state(&rec(Some(""), Some(now)), "a", now, fresh, D),
+            State::Free
+        );
+        assert_eq!(
+            state(&rec(Some("a"), Some(now)), "a", now, fresh, D),
+            State::Mine
+        );
         // Our own, even long expired: renewing it is ours to try.
-        assert_eq!(state(&rec(Some("a"), Some(0)), "a", now, D * 9, D), State::Mine);
-        assert_eq!(state(&rec(Some("b"), Some(now)), "a", now, fresh, D), State::Held);
+        assert_eq!(
+            state(&rec(Some("a"), Some(0)), "a", now, D * 9, D),
+            State::Mine
+        );
+        assert_eq!(
+            state(&rec(Some("b"), Some(now)), "a", now, fresh, D),
+            State::Held
+        );
     }
 
     #[test]
@@ -187,7 +199,10 @@ mod tests {
         // The holder's clock is an hour ahead: renewTime is in our future.
         let now = 1_000 * S;
         let ahead = rec(Some("b"), Some(now + 3600 * S));
-        assert_eq!(state(&ahead, "a", now, D - Duration::from_millis(1), D), State::Held);
+        assert_eq!(
+            state(&ahead, "a", now, D - Duration::from_millis(1), D),
+            State::Held
+        );
         assert_eq!(state(&ahead, "a", now, D, D), State::Expired);
         // No renewTime at all: only observation.
         let none = rec(Some("b"), None);
@@ -218,12 +233,18 @@ mod tests {
             renewed: Some(now),
             duration_seconds: Some(3),
         };
-        assert_eq!(state(&short, "a", now, Duration::from_secs(3), D), State::Expired);
+        assert_eq!(
+            state(&short, "a", now, Duration::from_secs(3), D),
+            State::Expired
+        );
         let unnamed = Record {
             duration_seconds: None,
             ..short
         };
-        assert_eq!(state(&unnamed, "a", now, Duration::from_secs(3), D), State::Held);
+        assert_eq!(
+            state(&unnamed, "a", now, Duration::from_secs(3), D),
+            State::Held
+        );
         let zero = Record {
             duration_seconds: Some(0),
             ..short
@@ -239,17 +260,35 @@ mod tests {
     fn the_share_is_the_ceiling_of_repositories_per_live_member() {
         let p = |me, h: &[(&str, usize)], r| plan(me, &held(h), r);
         // Alone: everything.
-        assert_eq!(p("a", &[("a", 0)], 4), Plan { take: 4, release: false });
+        assert_eq!(
+            p("a", &[("a", 0)], 4),
+            Plan {
+                take: 4,
+                release: false
+            }
+        );
         // Nobody counted yet (not even itself): as if alone.
         assert_eq!(plan("a", &BTreeMap::new(), 4).take, 4);
         // Three members, four repositories: at most two each.
         assert_eq!(p("a", &[("a", 0), ("b", 0), ("c", 0)], 4).take, 2);
         assert_eq!(p("a", &[("a", 1), ("b", 2), ("c", 1)], 4).take, 1);
-        assert_eq!(p("b", &[("a", 1), ("b", 2), ("c", 1)], 4), Plan { take: 0, release: false });
+        assert_eq!(
+            p("b", &[("a", 1), ("b", 2), ("c", 1)], 4),
+            Plan {
+                take: 0,
+                release: false
+            }
+        );
         // The first replica took all four before the others were seen: it lets go,
         // one a round, down to its share.
-        assert_eq!(p("a", &[("a", 4), ("b", 0), ("c", 0)], 4), Plan { take: 0, release: true });
-        assert_eq!(p("a", &[("a", 3), ("b", 1), ("c", 0)], 4).release, true);
+        assert_eq!(
+            p("a", &[("a", 4), ("b", 0), ("c", 0)], 4),
+            Plan {
+                take: 0,
+                release: true
+            }
+        );
+        assert!(p("a", &[("a", 3), ("b", 1), ("c", 0)], 4).release);
         // Two by two and a late member with none: the most loaded, smallest identity
         // first, lets one go; the other keeps its two.
         assert!(p("a", &[("a", 2), ("b", 2), ("c", 0)], 4).release);

@@ -521,8 +521,13 @@ fn the_shipped_cluster_role_is_enough_and_no_more() {
     assert!(!allowed(c, "delete", "batch", "jobs"));
     assert!(!allowed(c, "patch", "argoproj.io", "applications"));
     // Leases (several replicas): in claimd's own namespace only.
-    for verb in ["get", "list", "watch", "create", "update", "patch", "delete"] {
-        assert!(allowed_in(c, verb, "coordination.k8s.io", "leases", "claimd"), "{verb}");
+    for verb in [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ] {
+        assert!(
+            allowed_in(c, verb, "coordination.k8s.io", "leases", "claimd"),
+            "{verb}"
+        );
     }
     assert!(!allowed(c, "update", "coordination.k8s.io", "leases"));
 }

@@ -113,7 +113,10 @@ fn push(r: &mut Repository, addr: &str, replicas: u32) {
             .to_string();
         let to = format!("{}replicas: {replicas}", &from[..from.find('r').unwrap()]);
         std::fs::write(&claim, text.replacen(&from, &to, 1)).expect("write");
-        git(&r.work, &["commit", "-qam", &format!("scale to {replicas}")]);
+        git(
+            &r.work,
+            &["commit", "-qam", &format!("scale to {replicas}")],
+        );
     }
     let out = Command::new("git")
         .args(["push", "origin", "main"])
@@ -218,8 +221,8 @@ fn three_replicas_share_the_repositories_and_take_over_from_each_other() {
         REPLICAS
             .iter()
             .map(|id| {
-                let text = std::fs::read_to_string(root.join(format!("{id}.log")))
-                    .unwrap_or_default();
+                let text =
+                    std::fs::read_to_string(root.join(format!("{id}.log"))).unwrap_or_default();
                 format!("--- {id} ---\n{text}")
             })
             .collect::<String>()
@@ -294,10 +297,14 @@ fn three_replicas_share_the_repositories_and_take_over_from_each_other() {
     // that takes it and for a busy machine.
     let limit = Duration::from_secs(DURATION) * 3 / 2;
     let mut taker = None;
-    let took = within("a survivor to take the Lease of the killed holder", limit, || {
-        taker = holder(c, &ns, &repos[0].lease).filter(|h| *h != victim);
-        taker.is_some()
-    });
+    let took = within(
+        "a survivor to take the Lease of the killed holder",
+        limit,
+        || {
+            taker = holder(c, &ns, &repos[0].lease).filter(|h| *h != victim);
+            taker.is_some()
+        },
+    );
     let taker = taker.expect("a new holder");
     assert!(
         daemons.contains_key(taker.as_str()),
@@ -308,13 +315,15 @@ fn three_replicas_share_the_repositories_and_take_over_from_each_other() {
         "leases: {taker} took over from {victim} (killed) after {:?}",
         killed.elapsed().max(took)
     );
-    wait_until("the push made while nobody held the Lease to be rendered", || {
-        bot_commits(&repos[0].bare).len() == 2 && converged(&repos[0].bare)
-    });
+    wait_until(
+        "the push made while nobody held the Lease to be rendered",
+        || bot_commits(&repos[0].bare).len() == 2 && converged(&repos[0].bare),
+    );
     let survivors: Vec<&str> = daemons.keys().copied().collect();
-    wait_until("the killed replica's Leases to be shared by the survivors", || {
-        balanced(c, &ns, &repos, &survivors).is_some()
-    });
+    wait_until(
+        "the killed replica's Leases to be shared by the survivors",
+        || balanced(c, &ns, &repos, &survivors).is_some(),
+    );
 
     // A clean stop (SIGTERM) of the holder of r1 lets its Leases go before it exits.
     let leaving = holder(c, &ns, &repos[1].lease).expect("held");
