@@ -83,6 +83,16 @@ fn holder(c: &Cluster, ns: &str, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+fn renew_time(c: &Cluster, ns: &str, name: &str) -> String {
+    let lease = c.get_json(&format!(
+        "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}"
+    ));
+    lease["spec"]["renewTime"]
+        .as_str()
+        .expect("renewTime")
+        .to_string()
+}
+
 fn status(d: &Daemon) -> claimd::daemon::Status {
     let resp = d.get("/v1/status");
     let body = resp.split_once("\r\n\r\n").expect("a body").1;
@@ -365,6 +375,34 @@ fn three_replicas_share_the_repositories_and_take_over_from_each_other() {
     wait_until("the push after the hand-over to be rendered", || {
         bot_commits(&repos[1].bare).len() == 2 && converged(&repos[1].bare)
     });
+
+    // At rest the replica only renews: two renewals of its membership Lease pass and
+    // it renders nothing meanwhile.
+    let d = &daemons[last[0]];
+    wait_until("an idle replica", || {
+        status(d)
+            .repositories
+            .iter()
+            .all(|r| r.work.served == r.work.requests)
+    });
+    let reconciles = |d: &Daemon| -> Vec<u64> {
+        status(d)
+            .repositories
+            .iter()
+            .map(|r| r.work.reconciles)
+            .collect()
+    };
+    let before = reconciles(d);
+    let mut renewed = renew_time(c, &ns, &member_lease(last[0]));
+    for _ in 0..2 {
+        wait_until("a renewal", || {
+            let now = renew_time(c, &ns, &member_lease(last[0]));
+            let moved = now != renewed;
+            renewed = now;
+            moved
+        });
+    }
+    assert_eq!(reconciles(d), before, "nothing but renewals at rest");
 
     // Nothing lost, nothing done twice.
     for r in &repos {
