@@ -99,6 +99,7 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
         }
         tracing::info!("shutting down: finishing the running reconciles");
         daemon.shutdown();
+        daemon.release_leases().await;
         anyhow::Ok(())
     })?;
     // Lets a reconcile in progress finish (its ref update is atomic either way).

@@ -126,6 +126,8 @@ pub enum Error {
     },
     #[error("{path}: a repository needs a path (a bare repository on this disk) or giteaRepository: OWNER/NAME with gitea.url and a token (claimd mirrors it)")]
     NoPath { path: PathBuf },
+    #[error("{path}: kubernetes.leases.durationSeconds must be at least 1")]
+    Leases { path: PathBuf },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
     NotLoopback { path: PathBuf, addr: SocketAddr },
 }
@@ -140,6 +142,7 @@ impl Error {
             Error::NotLoopback { .. } => "not_loopback",
             Error::NoPath { .. } => "no_path",
             Error::Argocd { .. } => "config_argocd",
+            Error::Leases { .. } => "config_leases",
         }
     }
 }
@@ -239,6 +242,13 @@ impl Config {
                 *kubeconfig = base.join(&*kubeconfig);
             }
         }
+        if let Some(leases) = &config.kubernetes.leases {
+            if leases.duration_seconds == 0 {
+                return Err(Error::Leases {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
         config.argocd.check().map_err(|source| Error::Argocd {
             path: path.to_path_buf(),
             source,
@@ -269,7 +279,8 @@ pub struct Changes {
     pub watch: Vec<PathBuf>,
     /// Top-level settings that differ (they concern every repository).
     pub settings: Vec<&'static str>,
-    /// `listen` differs (takes effect at the next start only).
+    /// `listen`, `gitea`, `argocd` or `kubernetes.leases` differ (take effect at the next
+    /// start only).
     pub listen: bool,
 }
 
@@ -317,7 +328,7 @@ impl std::fmt::Display for Changes {
             parts.push(format!("settings changed: {}", self.settings.join(", ")));
         }
         if self.listen {
-            parts.push("listen, gitea or argocd changed (takes effect at the next start)".into());
+            parts.push("listen, gitea, argocd or kubernetes.leases changed (takes effect at the next start)".into());
         }
         if parts.is_empty() {
             parts.push("nothing that claimd acts on".into());
@@ -370,14 +381,20 @@ impl Config {
         if self.bot != new.bot {
             settings.push("bot");
         }
-        if self.kubernetes != new.kubernetes {
+        let without_leases = |k: &crate::kube::Settings| crate::kube::Settings {
+            leases: None,
+            ..k.clone()
+        };
+        if without_leases(&self.kubernetes) != without_leases(&new.kubernetes) {
             settings.push("kubernetes");
         }
 
         out.settings = settings;
         // The listeners (and the webhook secret they check) are set up at start.
-        out.listen =
-            self.listen != new.listen || self.gitea != new.gitea || self.argocd != new.argocd;
+        out.listen = self.listen != new.listen
+            || self.gitea != new.gitea
+            || self.argocd != new.argocd
+            || self.kubernetes.leases != new.kubernetes.leases;
         out
     }
 }
@@ -435,6 +452,28 @@ mod tests {
         assert_eq!(c.changed, [p("a.git")]);
         assert_eq!(c.settings, ["bot"]);
         assert_eq!(c.to_reconcile(&d).len(), 3, "a setting of every repository");
+        let f = parse("repositories:\n  - path: a.git\n  - path: b.git\n  - path: c.git\nkubernetes:\n  leases: {namespace: claimd, identity: claimd-0, durationSeconds: 4}\n");
+        let l = f.kubernetes.leases.clone().expect("leases");
+        assert_eq!(
+            (l.namespace.as_deref(), l.identity(), l.duration_seconds),
+            (Some("claimd"), "claimd-0".to_string(), 4)
+        );
+        let c = a.changes(&f, same);
+        assert!(
+            c.listen && c.settings.is_empty(),
+            "leases take effect at the next start: {c:?}"
+        );
+        assert_eq!(
+            parse("kubernetes: {leases: {}}\n")
+                .kubernetes
+                .leases
+                .expect("on")
+                .duration_seconds,
+            15
+        );
+        let text = "kubernetes: {leases: {durationSeconds: 0}}\n";
+        let e = Config::parse(Path::new("/etc/claimd/claimd.yaml"), text).expect_err(text);
+        assert_eq!(e.kind(), "config_leases");
         let e = parse("listen: 127.0.0.1:9999\nrepositories:\n  - path: a.git\n  - path: b.git\n  - path: c.git\n");
         let c = a.changes(&e, same);
         assert!(c.listen && c.to_reconcile(&e).is_empty());

@@ -17,6 +17,7 @@ mod gitea;
 pub mod record;
 use gitea::{bootstrap_on_gitea, fetch_mirror, gitea_name, refresh_argocd};
 mod ready;
+pub mod leases;
 mod statuses;
 mod watch;
 
@@ -156,6 +157,27 @@ struct Slot {
     bootstrapped: Arc<Mutex<Option<Vec<crate::gitea::bootstrap::Wanted>>>>,
     /// The last push, bot commit, reconcile and claim files' states (`GET /v1/status`).
     record: Mutex<record::Record>,
+    /// The repository's Lease: whether this replica may work on it (always, without
+    /// `kubernetes.leases`).
+    lease: leases::Hold,
+    /// The worker is serving a request (a clean stop waits before letting the Lease go).
+    busy: AtomicBool,
+}
+
+/// Marks a slot busy while alive.
+struct Busy<'a>(&'a AtomicBool);
+
+impl<'a> Busy<'a> {
+    fn new(flag: &'a AtomicBool) -> Busy<'a> {
+        flag.store(true, Ordering::SeqCst);
+        Busy(flag)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Slot {
@@ -250,6 +272,9 @@ pub struct RepositoryStatus {
     /// Last push, last bot commit, last reconcile, each claim file's state.
     #[serde(flatten)]
     pub record: record::Record,
+    /// The repository's Lease (only with `kubernetes.leases`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<leases::LeaseStatus>,
 }
 
 /// `GET /v1/status`.
@@ -270,6 +295,8 @@ pub struct Daemon {
     previews: Arc<PreviewDiffs>,
     /// Woken when a configuration is applied (see [`Daemon::wait_ready`]).
     configured: Notify,
+    /// Several replicas (`kubernetes.leases`, set by the first configuration).
+    leases: std::sync::OnceLock<Arc<leases::Leases>>,
 }
 
 /// (commit, unified diff) of branch previews, oldest first.
@@ -333,6 +360,7 @@ impl Daemon {
             stats: Stats::default(),
             previews: Arc::default(),
             configured: Notify::new(),
+            leases: std::sync::OnceLock::new(),
         })
     }
 
@@ -341,6 +369,14 @@ impl Daemon {
     /// caller decides what to render (start-up: everything; a reload: what changed).
     pub fn configure(self: &Arc<Daemon>, config: &Config) -> Changes {
         let mut current = self.config.lock().unwrap_or_else(|p| p.into_inner());
+        if current.is_none() {
+            if let Some(settings) = &config.kubernetes.leases {
+                let leases = leases::Leases::new(&config.kubernetes, settings);
+                if self.leases.set(leases.clone()).is_ok() {
+                    tokio::spawn(leases::run(Arc::downgrade(self), leases));
+                }
+            }
+        }
         let changes = current
             .as_ref()
             .unwrap_or(&Config {
@@ -416,6 +452,13 @@ impl Daemon {
                     }
                 }
                 None => {
+                    // The repository's identity on every replica: its Gitea name when
+                    // configured, else its canonical path.
+                    let identity = r
+                        .gitea_repository
+                        .as_ref()
+                        .map(|n| n.to_lowercase())
+                        .unwrap_or_else(|| path.display().to_string());
                     let slot = Arc::new(Slot {
                         repo: path.clone(),
                         setup: Mutex::new(setup(r, &path, shared_kube())),
@@ -429,6 +472,8 @@ impl Daemon {
                         cache: Arc::new(Mutex::new(reconcile::Memo::batched())),
                         bootstrapped: Arc::default(),
                         record: Mutex::default(),
+                        lease: leases::Hold::new(&identity, self.leases.get().is_some()),
+                        busy: AtomicBool::new(false),
                     });
                     slots.insert(path, slot.clone());
                     tokio::spawn(worker(slot, self.stop.subscribe()));
@@ -445,7 +490,9 @@ impl Daemon {
         !self.enqueue(&event).is_empty()
     }
 
-    fn enqueue(&self, event: &Event) -> Vec<(Arc<Slot>, u64)> {
+    /// The slots an event concerns, each with the generation of the request it made
+    /// (None: another replica holds the repository's Lease; a push is handed to it).
+    fn enqueue(&self, event: &Event) -> Vec<(Arc<Slot>, Option<u64>)> {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let targets: Vec<&Arc<Slot>> = match event {
             Event::All => slots.values().collect(),
@@ -456,9 +503,17 @@ impl Daemon {
         targets
             .into_iter()
             .map(|slot| {
+                if !slot.lease.held() {
+                    // Start-up, configuration and ref changes reach the holder itself
+                    // (same configuration, same disk); a push reached only us.
+                    if let (Event::Push { .. }, Some(leases)) = (event, self.leases.get()) {
+                        leases.forward(slot);
+                    }
+                    return (slot.clone(), None);
+                }
                 let generation = slot.requested.fetch_add(1, Ordering::SeqCst) + 1;
                 slot.ask(event.want());
-                (slot.clone(), generation)
+                (slot.clone(), Some(generation))
             })
             .collect()
     }
@@ -467,6 +522,16 @@ impl Daemon {
     /// this request and returns its one-line result (None: unknown repository).
     pub async fn send_and_wait(&self, repo: PathBuf) -> Option<String> {
         let (slot, generation) = self.enqueue(&Event::Push { repo }).into_iter().next()?;
+        let Some(generation) = generation else {
+            let holder = self
+                .leases
+                .get()
+                .and_then(|l| l.status(&slot.lease).holder)
+                .unwrap_or_else(|| "the next holder".into());
+            return Some(format!(
+                "handed to {holder}, the replica holding the repository's lease"
+            ));
+        };
         let mut served = slot.served.subscribe();
         loop {
             {
@@ -514,6 +579,10 @@ impl Daemon {
     /// Every repository has been reconciled at least once since start-up.
     pub fn ready(&self) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(leases) = self.leases.get() {
+            // Only the repositories this replica holds.
+            return leases.ready(&slots);
+        }
         slots
             .values()
             .all(|s| s.work.reconciles.load(Ordering::SeqCst) > 0)
@@ -522,6 +591,14 @@ impl Daemon {
     /// Asks workers to stop after their current reconcile.
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// After [`Daemon::shutdown`], with `kubernetes.leases`: waits for the running
+    /// reconciles, then lets every Lease go so another replica takes over at once.
+    pub async fn release_leases(self: &Arc<Daemon>) {
+        if let Some(leases) = self.leases.get().cloned() {
+            leases.release_all(self).await;
+        }
     }
 
     /// The counters, and every repository's work and preview Environments.
@@ -558,6 +635,7 @@ impl Daemon {
                     },
                     environments,
                     record,
+                    lease: self.leases.get().map(|l| l.status(&slot.lease)),
                 }
             })
             .collect();
@@ -612,6 +690,11 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
                 _ = stop.changed() => return,
             }
         }
+        if !slot.lease.held() {
+            // Another replica works on it; taking the Lease asks for a render.
+            continue;
+        }
+        let _busy = Busy::new(&slot.busy);
         let serving = slot.requested.load(Ordering::SeqCst);
         let setup = slot.setup();
         let mut render = want & want::RENDER != 0;
@@ -718,6 +801,9 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
         } else {
             slot.served
                 .send_replace((serving, "up to date (the branch did not move)".into()));
+        }
+        if !slot.lease.held() {
+            continue; // the Lease was lost meanwhile: the new holder does the rest
         }
         // The Kubernetes step: after every render, and when a build Job changed.
         slot.work.kube_steps.fetch_add(1, Ordering::SeqCst);

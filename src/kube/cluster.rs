@@ -109,6 +109,37 @@ fn annotation<'a>(obj: &'a DynamicObject, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// A client for the configured kubeconfig, else `KUBECONFIG` / `~/.kube/config` / the
+/// in-cluster service account (`dryRun` is the caller's to heed). `Ok(None)`: no
+/// cluster is configured.
+pub async fn client(s: &Settings) -> Result<Option<::kube::Client>, Error> {
+    let config = match &s.kubeconfig {
+        Some(path) => {
+            let fail = |source| Error::Config {
+                path: path.display().to_string(),
+                source,
+            };
+            let kc = ::kube::config::Kubeconfig::read_from(path).map_err(fail)?;
+            ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                .await
+                .map_err(fail)?
+        }
+        None => match ::kube::Config::infer().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(reason = %e, "no Kubernetes cluster configured: namespaces and builds are logged, not applied (dry-run)");
+                return Ok(None);
+            }
+        },
+    };
+    let mut config = config;
+    config.connect_timeout = Some(Duration::from_secs(3));
+    config.read_timeout = Some(Duration::from_secs(30));
+    ::kube::Client::try_from(config)
+        .map(Some)
+        .map_err(Error::Client)
+}
+
 impl Cluster {
     /// Connects with the configured kubeconfig, else `KUBECONFIG` / `~/.kube/config` /
     /// the in-cluster service account. `Ok(None)`: no cluster is configured (dry-run).
@@ -116,29 +147,9 @@ impl Cluster {
         if s.dry_run {
             return Ok(None);
         }
-        let config = match &s.kubeconfig {
-            Some(path) => {
-                let fail = |source| Error::Config {
-                    path: path.display().to_string(),
-                    source,
-                };
-                let kc = ::kube::config::Kubeconfig::read_from(path).map_err(fail)?;
-                ::kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .map_err(fail)?
-            }
-            None => match ::kube::Config::infer().await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::info!(reason = %e, "no Kubernetes cluster configured: namespaces and builds are logged, not applied (dry-run)");
-                    return Ok(None);
-                }
-            },
+        let Some(client) = client(s).await? else {
+            return Ok(None);
         };
-        let mut config = config;
-        config.connect_timeout = Some(Duration::from_secs(3));
-        config.read_timeout = Some(Duration::from_secs(30));
-        let client = ::kube::Client::try_from(config).map_err(Error::Client)?;
         Ok(Some(Cluster {
             client,
             argocd_namespace: argocd_namespace.to_string(),

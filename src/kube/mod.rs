@@ -5,6 +5,7 @@
 //! - `objects.rs` (pure): the objects, as JSON for server-side apply;
 //! - `desired.rs` (pure): claims → the namespaces and previews they want;
 //! - `status.rs` (pure): an Environment's phase and conditions;
+//! - `lease.rs` (pure): the Leases several replicas share repositories with;
 //! - `cluster.rs` (adapter, kube-rs): apply what differs, clean up, run builds;
 //! - `access.rs` (adapter): the shipped ClusterRole's permissions, and access reviews
 //!   of them as claimd's user (`claimd doctor`).
@@ -12,6 +13,7 @@
 pub mod access;
 pub mod cluster;
 pub mod desired;
+pub mod lease;
 pub mod objects;
 pub mod status;
 
@@ -29,7 +31,8 @@ pub struct Settings {
     /// Kubeconfig file; default: `KUBECONFIG`, `~/.kube/config`, then the in-cluster
     /// service account. None of them: dry-run (the objects are logged, not applied).
     pub kubeconfig: Option<PathBuf>,
-    /// Never call the API server, only log what would be applied.
+    /// Never apply namespaces or start builds, only log what would be applied (the
+    /// Leases of `leases`, when set, still use the cluster).
     pub dry_run: bool,
     /// `key=value` label of the ingress controller's namespace (allowed in).
     pub ingress_namespace_label: String,
@@ -61,6 +64,53 @@ pub struct Settings {
     /// Where build pods may connect (git server, registry), and on which TCP ports.
     pub build_egress: Vec<String>,
     pub build_egress_ports: Vec<u16>,
+    /// Several replicas: one Lease per repository, so only its holder works on it
+    /// (off unless set).
+    pub leases: Option<LeaseSettings>,
+}
+
+/// `kubernetes.leases`: where the Leases live and who this replica is.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LeaseSettings {
+    /// Namespace of the Leases (default: the kubeconfig's, or the pod's own).
+    pub namespace: Option<String>,
+    /// This replica's name in the Leases (default: `POD_NAME`, else the host name).
+    /// Every replica needs its own.
+    pub identity: Option<String>,
+    /// A Lease not renewed for this long is taken over; renewed every third of it.
+    pub duration_seconds: u32,
+}
+
+impl Default for LeaseSettings {
+    fn default() -> Self {
+        LeaseSettings {
+            namespace: None,
+            identity: None,
+            duration_seconds: 15,
+        }
+    }
+}
+
+impl LeaseSettings {
+    /// The identity: as configured, else `POD_NAME`, else the host name.
+    pub fn identity(&self) -> String {
+        if let Some(id) = self.identity.as_deref().filter(|i| !i.is_empty()) {
+            return id.to_string();
+        }
+        if let Some(pod) = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()) {
+            return pod;
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
+        // within it on success.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let end = buf.iter().position(|b| *b == 0).unwrap_or(0);
+        match std::str::from_utf8(&buf[..end]) {
+            Ok(host) if ok && !host.is_empty() => host.to_string(),
+            _ => format!("claimd-{}", std::process::id()),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -89,6 +139,7 @@ impl Default for Settings {
             build_limit_memory: "2Gi".into(),
             build_egress: vec!["0.0.0.0/0".into()],
             build_egress_ports: vec![22, 80, 443],
+            leases: None,
         }
     }
 }

@@ -313,6 +313,7 @@ mod tests {
                 work: WorkStatus::default(),
                 environments: vec![],
                 record,
+                lease: None,
             }],
         }
     }

@@ -437,6 +437,10 @@ pub(crate) fn apply_rbac(c: &TestCluster) {
             "ClusterRoleBinding" => {
                 format!("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{name}")
             }
+            "Role" => format!("/apis/rbac.authorization.k8s.io/v1/namespaces/claimd/roles/{name}"),
+            "RoleBinding" => {
+                format!("/apis/rbac.authorization.k8s.io/v1/namespaces/claimd/rolebindings/{name}")
+            }
             other => panic!("unexpected kind {other} in rbac.yaml"),
         };
         let body = obj.to_string();
@@ -452,13 +456,17 @@ pub(crate) fn apply_rbac(c: &TestCluster) {
 }
 
 fn allowed(c: &TestCluster, verb: &str, group: &str, resource: &str) -> bool {
+    allowed_in(c, verb, group, resource, "any")
+}
+
+fn allowed_in(c: &TestCluster, verb: &str, group: &str, resource: &str, namespace: &str) -> bool {
     let review = json!({
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
         "spec": {
             "user": CLAIMD_USER,
             "groups": ["system:serviceaccounts", "system:serviceaccounts:claimd", "system:authenticated"],
-            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": "any"},
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": namespace},
         },
     });
     let (status, body) = c.kubectl_like(
@@ -512,6 +520,16 @@ fn the_shipped_cluster_role_is_enough_and_no_more() {
     assert!(!allowed(c, "create", "apps", "deployments"));
     assert!(!allowed(c, "delete", "batch", "jobs"));
     assert!(!allowed(c, "patch", "argoproj.io", "applications"));
+    // Leases (several replicas): in claimd's own namespace only.
+    for verb in [
+        "get", "list", "watch", "create", "update", "patch", "delete",
+    ] {
+        assert!(
+            allowed_in(c, verb, "coordination.k8s.io", "leases", "claimd"),
+            "{verb}"
+        );
+    }
+    assert!(!allowed(c, "update", "coordination.k8s.io", "leases"));
 }
 
 /// `claimd-bench kube` against this harness's API server (numbers for BENCHMARKS.md):

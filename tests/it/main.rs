@@ -18,6 +18,7 @@ mod install;
 mod kube_harness;
 mod kube_namespaces;
 mod kube_previews;
+mod leases;
 mod oci;
 mod purity;
 mod registry_harness;
