@@ -12,7 +12,7 @@ mod serve;
 mod validate;
 mod worktree;
 
-pub use args::{Cli, Command, HooksAction, RegistryArgs, RenderArgs};
+pub use args::{Cli, Command, HooksAction, LogFormat, RegistryArgs, RenderArgs};
 pub use render::{plan_diff, render_repo, summary, Outcome};
 
 use crate::charts;
@@ -57,7 +57,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render::run(&args, false),
         Command::Plan(args) => render::run(&args, true),
         Command::Demo { dir } => demo::run(dir),
-        Command::Serve { config, listen } => serve::run(&config, listen),
+        Command::Serve {
+            config,
+            listen,
+            metrics_listen,
+        } => serve::run(&config, listen, metrics_listen),
         Command::Status { daemon, json } => serve::status(&daemon, json),
         Command::Namespaces {
             repo,

@@ -10,6 +10,11 @@ pub struct Config {
     /// Loopback address for the hook hand-off, health and readiness endpoints.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A second, read-only listener (any address, e.g. `0.0.0.0:9090` in a pod) serving
+    /// only GET /metrics, /healthz, /readyz, /v1/status and the status page.
+    /// `CLAIMD_METRICS_LISTEN` overrides it.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Repositories to keep rendered.
     #[serde(default)]
     pub repositories: Vec<RepoConfig>,
@@ -112,6 +117,8 @@ pub enum Error {
     NoPath { path: PathBuf },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
     NotLoopback { path: PathBuf, addr: SocketAddr },
+    #[error("{path}: CLAIMD_METRICS_LISTEN={text} is not an address (e.g. 0.0.0.0:9090)")]
+    MetricsListen { path: PathBuf, text: String },
 }
 
 impl Error {
@@ -124,6 +131,7 @@ impl Error {
             Error::NotLoopback { .. } => "not_loopback",
             Error::NoPath { .. } => "no_path",
             Error::Argocd { .. } => "config_argocd",
+            Error::MetricsListen { .. } => "metrics_listen",
         }
     }
 }
@@ -148,6 +156,15 @@ impl Config {
             if let Ok(addr) = listen.parse() {
                 config.listen = addr;
             }
+        }
+        if let Ok(listen) = std::env::var("CLAIMD_METRICS_LISTEN") {
+            config.metrics_listen = match listen.trim() {
+                "" => None,
+                text => Some(text.parse().map_err(|_| Error::MetricsListen {
+                    path: path.to_path_buf(),
+                    text: text.to_string(),
+                })?),
+            };
         }
         if !config.listen.ip().is_loopback() {
             return Err(Error::NotLoopback {
@@ -301,7 +318,10 @@ impl std::fmt::Display for Changes {
             parts.push(format!("settings changed: {}", self.settings.join(", ")));
         }
         if self.listen {
-            parts.push("listen, gitea or argocd changed (takes effect at the next start)".into());
+            parts.push(
+                "listen, metricsListen, gitea or argocd changed (takes effect at the next start)"
+                    .into(),
+            );
         }
         if parts.is_empty() {
             parts.push("nothing that claimd acts on".into());
@@ -360,8 +380,10 @@ impl Config {
 
         out.settings = settings;
         // The listeners (and the webhook secret they check) are set up at start.
-        out.listen =
-            self.listen != new.listen || self.gitea != new.gitea || self.argocd != new.argocd;
+        out.listen = self.listen != new.listen
+            || self.metrics_listen != new.metrics_listen
+            || self.gitea != new.gitea
+            || self.argocd != new.argocd;
         out
     }
 }

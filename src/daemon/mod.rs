@@ -22,6 +22,7 @@ pub use watch::watch;
 
 use crate::charts;
 use crate::git::{Identity, Repo};
+use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, Options, Outcome};
 use config::{Changes, Config, RepoConfig};
 use gix::ObjectId;
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch as channel, Notify};
+use tracing::Instrument;
 
 /// What went wrong in the daemon's own work.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +92,8 @@ impl Event {
 /// How a repository is set up; replaced as a whole when the configuration changes.
 struct Setup {
     options: Options,
+    /// The repository's name in metrics and logs (see [`metrics::repository_label`]).
+    label: Arc<str>,
     /// The repository's `owner/name` in Gitea, lower-cased (what its webhooks name).
     gitea_name: Option<String>,
     /// Commit statuses in Gitea (when the config names Gitea and a token).
@@ -137,6 +141,8 @@ struct Slot {
     repo: PathBuf,
     setup: Mutex<Arc<Setup>>,
     want: AtomicU8,
+    /// The worker is serving a request (for `claimd_queue_depth`).
+    busy: AtomicBool,
     wake: Notify,
     removed: AtomicBool,
     /// Generation of the newest request; the worker publishes the generation each run
@@ -225,6 +231,8 @@ pub struct Daemon {
     config: Mutex<Option<Config>>,
     stop: channel::Sender<bool>,
     pub stats: Stats,
+    /// What `GET /metrics` shows.
+    pub metrics: Arc<Metrics>,
     /// The diffs of the last branch previews, by commit.
     previews: Arc<PreviewDiffs>,
 }
@@ -288,8 +296,47 @@ impl Daemon {
             config: Mutex::new(None),
             stop,
             stats: Stats::default(),
+            metrics: {
+                let m = Arc::new(Metrics::new());
+                // The adapters (chart cache, registries, Kubernetes) count into the
+                // first daemon's metrics: a process has one.
+                metrics::install(&m);
+                m
+            },
             previews: Arc::default(),
         })
+    }
+
+    /// `GET /metrics`: the registry, with the queue depth as it is now. Reads only.
+    pub fn metrics_text(&self, openmetrics: bool) -> (String, &'static str) {
+        let depth = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|s| s.want.load(Ordering::SeqCst) != 0 || s.busy.load(Ordering::SeqCst))
+            .count();
+        self.metrics
+            .queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.metrics.encode(openmetrics)
+    }
+
+    /// The name a served repository has in metrics and logs (None: not served).
+    pub fn repository_label(&self, repo: &Path) -> Option<Arc<str>> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(&canonical(repo)).map(|s| s.setup().label.clone())
+    }
+
+    /// [`Daemon::repository_label`] of the repository Gitea calls `full_name`.
+    pub fn gitea_label(&self, full_name: &str) -> Option<Arc<str>> {
+        let wanted = full_name.to_lowercase();
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .values()
+            .map(|s| s.setup())
+            .find(|s| s.gitea_name.as_deref() == Some(wanted.as_str()))
+            .map(|s| s.label.clone())
     }
 
     /// Applies a configuration: starts workers for new repositories, stops those of
@@ -333,10 +380,20 @@ impl Daemon {
                 None
             })
             .map(Arc::new);
+        // Repositories are named by their folder in metrics unless two share one.
+        let mut folders: HashMap<std::ffi::OsString, usize> = HashMap::new();
+        for r in &config.repositories {
+            let folder = r.path.file_name().unwrap_or_default().to_os_string();
+            *folders.entry(folder).or_default() += 1;
+        }
         let setup = |r: &RepoConfig, path: &Path, kube: Arc<cluster::Kube>| {
             let gitea_name = gitea_name(r, path);
+            let unique = folders.get(r.path.file_name().unwrap_or_default()) == Some(&1);
+            let label = metrics::repository_label(r.gitea_repository.as_deref(), path, unique);
+            self.metrics.repository(&label);
             Arc::new(Setup {
                 options: options_for(config, r, (&token, gitea_name.as_deref())),
+                label,
                 statuses: statuses::Statuses::new(
                     gitea.as_ref(),
                     gitea_name.as_deref(),
@@ -370,6 +427,7 @@ impl Daemon {
                         repo: path.clone(),
                         setup: Mutex::new(setup(r, &path, shared_kube())),
                         want: AtomicU8::new(0),
+                        busy: AtomicBool::new(false),
                         wake: Notify::new(),
                         removed: AtomicBool::new(false),
                         requested: AtomicU64::new(0),
@@ -380,7 +438,7 @@ impl Daemon {
                         bootstrapped: Arc::default(),
                     });
                     slots.insert(path, slot.clone());
-                    tokio::spawn(worker(slot, self.stop.subscribe()));
+                    tokio::spawn(worker(slot, self.stop.subscribe(), self.metrics.clone()));
                 }
             }
         }
@@ -525,10 +583,15 @@ impl Daemon {
     }
 }
 
-/// The tip of the branch a repository's worker renders (None: no such branch).
-fn branch_tip(repo: &Path, options: &Options) -> Result<Option<ObjectId>, reconcile::Error> {
+/// The branch a repository's worker renders and its tip (None: no such branch).
+fn branch_tip(
+    repo: &Path,
+    options: &Options,
+) -> Result<(String, Option<ObjectId>), reconcile::Error> {
     let r = Repo::open(repo)?;
-    Ok(r.branch_tip(&reconcile::branch_of(&r, options))?)
+    let branch = reconcile::branch_of(&r, options);
+    let tip = r.branch_tip(&branch)?;
+    Ok((branch, tip))
 }
 
 /// Backoff after `failures` failures in a row: 0.5 s doubling, at most 8 s.
@@ -536,7 +599,33 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(250u64 << failures.clamp(1, 5))
 }
 
-async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
+/// The span of one piece of a worker's work: every log line of it carries the
+/// repository, the branch's ref, the tip the last render saw (`old`) and the one this
+/// work renders (`new`, once read).
+fn work_span(slot: &Slot, setup: &Setup) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "reconcile",
+        repository = %setup.label,
+        r#ref = Empty,
+        old = Empty,
+        new = Empty
+    );
+    if let Some(Some(old)) = slot.seen() {
+        span.record("old", tracing::field::display(old));
+    }
+    span
+}
+
+/// Puts the branch and the tip the work is about in its span.
+fn record_tip(span: &tracing::Span, branch: &str, tip: Option<ObjectId>) {
+    span.record("ref", format!("refs/heads/{branch}"));
+    if let Some(tip) = tip {
+        span.record("new", tracing::field::display(tip));
+    }
+}
+
+async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>, metrics: Arc<Metrics>) {
     let mut failures = 0u32;
     loop {
         if *stop.borrow() || slot.removed.load(Ordering::SeqCst) {
@@ -544,144 +633,213 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
         }
         let want = slot.want.swap(0, Ordering::SeqCst);
         if want == 0 {
+            slot.busy.store(false, Ordering::SeqCst);
             tokio::select! {
                 _ = slot.wake.notified() => continue,
                 _ = stop.changed() => return,
             }
         }
-        let serving = slot.requested.load(Ordering::SeqCst);
-        let setup = slot.setup();
-        let mut render = want & want::RENDER != 0;
-        if !render && want & want::LOOK != 0 {
-            // An event on disk only says "look again": render if the branch moved.
-            let (repo, options) = (slot.repo.clone(), setup.options.clone());
-            let tip = tokio::task::spawn_blocking(move || branch_tip(&repo, &options)).await;
-            render = match (tip, slot.seen()) {
-                (Ok(Ok(tip)), Some(seen)) => tip != seen,
-                _ => true,
-            };
+        slot.busy.store(true, Ordering::SeqCst);
+        let span = work_span(&slot, &slot.setup());
+        serve(&slot, &metrics, want, &mut failures)
+            .instrument(span)
+            .await;
+    }
+}
+
+/// How a reconcile's result counts in `claimd_reconcile_total`.
+fn reconcile_outcome(result: &Result<reconcile::Report, Error>) -> metrics::Outcome {
+    match result {
+        Ok(report) => match report.outcome {
+            Outcome::Committed { .. } => metrics::Outcome::Committed,
+            Outcome::UpToDate { .. } | Outcome::NoBranch => metrics::Outcome::Unchanged,
+        },
+        Err(Error::Reconcile(reconcile::Error::Contended { .. } | reconcile::Error::Push(_))) => {
+            metrics::Outcome::Rejected
         }
-        if !render && want & want::KUBE == 0 {
-            slot.work.unchanged.fetch_add(1, Ordering::SeqCst);
-            slot.served
-                .send_replace((serving, "up to date (the branch did not move)".into()));
-            continue;
+        Err(_) => metrics::Outcome::Failed,
+    }
+}
+
+/// Refused publications of a bot commit in a reconcile.
+fn push_rejections(result: &Result<reconcile::Report, Error>) -> u64 {
+    match result {
+        Ok(report) => u64::from(report.rejected),
+        Err(Error::Reconcile(reconcile::Error::Contended { attempts, .. })) => u64::from(*attempts),
+        Err(Error::Reconcile(reconcile::Error::Push(_))) => 1,
+        Err(_) => 0,
+    }
+}
+
+/// The claim files that failed in a reconcile, each with its reason: its chart could
+/// not be had (`chart_unavailable`), else the claim is wrong (`invalid_claim`).
+fn claim_failures(report: &reconcile::Report) -> Vec<&'static str> {
+    let mut failed: std::collections::BTreeMap<&str, &'static str> = report
+        .claims
+        .iter()
+        .filter(|c| c.chart_unavailable)
+        .map(|c| (c.file.as_str(), "chart_unavailable"))
+        .collect();
+    for d in report.diagnostics.iter().filter(|d| d.is_error()) {
+        failed.entry(d.file.as_str()).or_insert("invalid_claim");
+    }
+    failed.into_values().collect()
+}
+
+/// One request of a worker: look, render, the Kubernetes step (in the work's span).
+async fn serve(slot: &Arc<Slot>, metrics: &Metrics, want: u8, failures: &mut u32) {
+    let serving = slot.requested.load(Ordering::SeqCst);
+    let setup = slot.setup();
+    let span = tracing::Span::current();
+    let mut render = want & want::RENDER != 0;
+    if !render && want & want::LOOK != 0 {
+        // An event on disk only says "look again": render if the branch moved.
+        let (repo, options) = (slot.repo.clone(), setup.options.clone());
+        let tip = tokio::task::spawn_blocking(move || branch_tip(&repo, &options)).await;
+        if let Ok(Ok((branch, tip))) = &tip {
+            record_tip(&span, branch, *tip);
         }
-        let repo = slot.repo.display().to_string();
-        let mut report = None;
-        // The reconcile commits the previews whose image the last Kubernetes step found;
-        // the step runs after it (off the push's path) and asks for another render when
-        // that set changed.
-        let used = setup.kube.previews().await;
-        if render {
-            let mut options = setup.options.clone();
-            options.previews = used.clone();
-            let (path, cache) = (slot.repo.clone(), slot.cache.clone());
-            let result = tokio::task::spawn_blocking(move || {
+        render = match (tip, slot.seen()) {
+            (Ok(Ok((_, tip))), Some(seen)) => tip != seen,
+            _ => true,
+        };
+    }
+    if !render && want & want::KUBE == 0 {
+        slot.work.unchanged.fetch_add(1, Ordering::SeqCst);
+        metrics.noop_reconciles.inc();
+        slot.served
+            .send_replace((serving, "up to date (the branch did not move)".into()));
+        return;
+    }
+    let repo = slot.repo.display().to_string();
+    let mut report = None;
+    // The reconcile commits the previews whose image the last Kubernetes step found;
+    // the step runs after it (off the push's path) and asks for another render when
+    // that set changed.
+    let used = setup.kube.previews().await;
+    if render {
+        let mut options = setup.options.clone();
+        options.previews = used.clone();
+        let (path, cache) = (slot.repo.clone(), slot.cache.clone());
+        let timer = metrics.reconcile_timer();
+        let in_span = span.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            in_span.in_scope(|| {
                 fetch_mirror(&path, &options, None)?;
                 let r = Repo::open(&path).map_err(reconcile::Error::from)?;
+                let branch = reconcile::branch_of(&r, &options);
+                record_tip(&in_span, &branch, r.branch_tip(&branch).ok().flatten());
                 let mut cache = cache
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 Ok::<_, Error>(reconcile::reconcile_cached(&r, &options, &mut cache)?)
             })
-            .await;
-            slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
-            let result = result.unwrap_or_else(|e| Err(Error::Task(e)));
-            let summary = match &result {
-                Ok(report) => match &report.outcome {
-                    Outcome::Committed { commit, .. } => {
-                        format!("bot commit {commit} on {}", report.branch)
-                    }
-                    Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
-                    Outcome::NoBranch => format!("branch {} does not exist", report.branch),
-                },
-                Err(e) => format!("reconcile failed: {e}"),
-            };
-            slot.set_seen(match &result {
-                Ok(report) => Some(match report.outcome {
-                    Outcome::Committed { commit, .. } => Some(commit),
-                    Outcome::UpToDate { tip } => Some(tip),
-                    Outcome::NoBranch => None,
-                }),
-                Err(_) => None,
-            });
-            slot.served.send_replace((serving, summary));
-            match &result {
-                Ok(report) => {
-                    if let Some(statuses) = &setup.statuses {
-                        statuses.report(report);
-                    }
-                    if let Some(client) = &setup.gitea {
-                        bootstrap_on_gitea(&slot, client.clone(), setup.options.clone());
-                    }
-                    if let (Some(argocd), Outcome::Committed { commit, parent, .. }) =
-                        (&setup.argocd, &report.outcome)
-                    {
-                        refresh_argocd(argocd.clone(), report, *parent, *commit, &setup.options);
-                    }
-                    for d in report.diagnostics.iter().filter(|d| d.is_error()) {
-                        tracing::warn!(%repo, "{d}");
-                    }
-                    match &report.outcome {
-                        Outcome::Committed { commit, files, .. } => {
-                            tracing::info!(%repo, branch = %report.branch, %commit, files, "bot commit")
-                        }
-                        Outcome::UpToDate { tip } => tracing::debug!(%repo, %tip, "up to date"),
-                        Outcome::NoBranch => tracing::debug!(%repo, "no branch yet"),
-                    }
+        })
+        .await;
+        drop(timer);
+        slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
+        let result = result.unwrap_or_else(|e| Err(Error::Task(e)));
+        metrics.reconciled(&setup.label, reconcile_outcome(&result));
+        metrics.push_rejections(&setup.label, push_rejections(&result));
+        let summary = match &result {
+            Ok(report) => match &report.outcome {
+                Outcome::Committed { commit, .. } => {
+                    format!("bot commit {commit} on {}", report.branch)
                 }
-                Err(e) => {
-                    failures += 1;
-                    let delay = backoff(failures);
-                    tracing::error!(%repo, error = %e, retry_in = ?delay, "reconcile failed");
-                    retry_later(&slot, delay, want::RENDER);
-                    continue;
-                }
-            }
-            report = result.ok();
-        } else {
-            slot.served
-                .send_replace((serving, "up to date (the branch did not move)".into()));
-        }
-        // The Kubernetes step: after every render, and when a build Job changed.
-        slot.work.kube_steps.fetch_add(1, Ordering::SeqCst);
-        let weak = Arc::downgrade(&slot);
-        let kube = Arc::downgrade(&setup.kube);
-        let wake = move || match (weak.upgrade(), kube.upgrade()) {
-            (Some(s), Some(k)) if !s.removed.load(Ordering::SeqCst) && !k.retired() => {
-                s.ask(want::KUBE);
-                true
-            }
-            _ => false,
+                Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
+                Outcome::NoBranch => format!("branch {} does not exist", report.branch),
+            },
+            Err(e) => format!("reconcile failed: {e}"),
         };
-        let step = setup
-            .kube
-            .step(&slot.repo, &setup.options, slot.cache.clone(), wake)
-            .await;
-        if step.previews != used {
-            slot.ask(want::RENDER);
-        }
-        let render_retry = report.as_ref().is_some_and(|r| r.retry);
-        if render_retry || step.retry {
-            failures += 1;
-            let delay = backoff(failures);
-            tracing::warn!(%repo, retry_in = ?delay, "a registry, the cluster or a build is not done; trying again");
-            retry_later(
-                &slot,
-                delay,
-                if render_retry {
-                    want::RENDER
-                } else {
-                    want::KUBE
-                },
-            );
-        } else {
-            failures = 0;
-            if step.building {
-                // The Job watch wakes us; this is the fallback if it cannot.
-                retry_later(&slot, Duration::from_secs(30), want::KUBE);
+        slot.set_seen(match &result {
+            Ok(report) => Some(match report.outcome {
+                Outcome::Committed { commit, .. } => Some(commit),
+                Outcome::UpToDate { tip } => Some(tip),
+                Outcome::NoBranch => None,
+            }),
+            Err(_) => None,
+        });
+        slot.served.send_replace((serving, summary));
+        match &result {
+            Ok(report) => {
+                for reason in claim_failures(report) {
+                    metrics.claim_failed(reason);
+                }
+                if let Some(statuses) = &setup.statuses {
+                    statuses.report(report);
+                }
+                if let Some(client) = &setup.gitea {
+                    bootstrap_on_gitea(slot, client.clone(), setup.options.clone());
+                }
+                if let (Some(argocd), Outcome::Committed { commit, parent, .. }) =
+                    (&setup.argocd, &report.outcome)
+                {
+                    refresh_argocd(argocd.clone(), report, *parent, *commit, &setup.options);
+                }
+                for d in report.diagnostics.iter().filter(|d| d.is_error()) {
+                    tracing::warn!(%repo, "{d}");
+                }
+                match &report.outcome {
+                    Outcome::Committed { commit, files, .. } => {
+                        tracing::info!(%repo, branch = %report.branch, %commit, files, "bot commit")
+                    }
+                    Outcome::UpToDate { tip } => tracing::debug!(%repo, %tip, "up to date"),
+                    Outcome::NoBranch => tracing::debug!(%repo, "no branch yet"),
+                }
             }
+            Err(e) => {
+                *failures += 1;
+                let delay = backoff(*failures);
+                tracing::error!(%repo, error = %e, kind = e.kind(), retry_in = ?delay, "reconcile failed");
+                retry_later(slot, delay, want::RENDER);
+                return;
+            }
+        }
+        report = result.ok();
+    } else {
+        slot.served
+            .send_replace((serving, "up to date (the branch did not move)".into()));
+    }
+    // The Kubernetes step: after every render, and when a build Job changed.
+    slot.work.kube_steps.fetch_add(1, Ordering::SeqCst);
+    let weak = Arc::downgrade(slot);
+    let kube = Arc::downgrade(&setup.kube);
+    let wake = move || match (weak.upgrade(), kube.upgrade()) {
+        (Some(s), Some(k)) if !s.removed.load(Ordering::SeqCst) && !k.retired() => {
+            s.ask(want::KUBE);
+            true
+        }
+        _ => false,
+    };
+    let step = setup
+        .kube
+        .step(&slot.repo, &setup.options, slot.cache.clone(), wake)
+        .await;
+    if let Some(jobs) = step.jobs {
+        metrics.set_build_jobs(jobs);
+    }
+    if step.previews != used {
+        slot.ask(want::RENDER);
+    }
+    let render_retry = report.as_ref().is_some_and(|r| r.retry);
+    if render_retry || step.retry {
+        *failures += 1;
+        let delay = backoff(*failures);
+        tracing::warn!(%repo, retry_in = ?delay, "a registry, the cluster or a build is not done; trying again");
+        retry_later(
+            slot,
+            delay,
+            if render_retry {
+                want::RENDER
+            } else {
+                want::KUBE
+            },
+        );
+    } else {
+        *failures = 0;
+        if step.building {
+            // The Job watch wakes us; this is the fallback if it cannot.
+            retry_later(slot, Duration::from_secs(30), want::KUBE);
         }
     }
 }

@@ -16,6 +16,7 @@ mod incremental;
 mod kube_harness;
 mod kube_namespaces;
 mod kube_previews;
+mod metrics;
 mod oci;
 mod purity;
 mod registry_harness;
