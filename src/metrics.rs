@@ -301,10 +301,10 @@ impl Metrics {
         // Series that will exist start at 0, so that `increase()` sees their first
         // increment (a series appearing at 1 shows no increase).
         for reason in CLAIM_FAILURE_REASONS {
-            m.claim_failures.get_or_create(&ReasonLabels { reason });
+            let _ = m.claim_failures.get_or_create(&ReasonLabels { reason });
         }
         for result in ["hit", "miss"] {
-            m.chart_cache.get_or_create(&ResultLabels { result });
+            let _ = m.chart_cache.get_or_create(&ResultLabels { result });
         }
         Metrics { registry, ..m }
     }
@@ -312,7 +312,7 @@ impl Metrics {
     /// Starts `repository`'s series at 0 (a repository in the configuration).
     pub fn repository(&self, repository: &Arc<str>) {
         for outcome in Outcome::ALL {
-            self.reconcile.get_or_create(&ReconcileLabels {
+            let _ = self.reconcile.get_or_create(&ReconcileLabels {
                 repository: repository.clone(),
                 result: outcome.as_str(),
             });
@@ -320,14 +320,14 @@ impl Metrics {
         let labels = RepositoryLabels {
             repository: repository.clone(),
         };
-        self.bot_commits.get_or_create(&labels);
-        self.bot_push_rejections.get_or_create(&labels);
+        let _ = self.bot_commits.get_or_create(&labels);
+        let _ = self.bot_push_rejections.get_or_create(&labels);
     }
 
     /// Starts the webhook verdicts at 0 (the receiver listens).
     pub fn webhooks(&self) {
         for verdict in Webhook::ALL {
-            self.webhook_requests.get_or_create(&ResultLabels {
+            let _ = self.webhook_requests.get_or_create(&ResultLabels {
                 result: verdict.as_str(),
             });
         }

@@ -447,6 +447,27 @@ mod tests {
     }
 
     #[test]
+    fn the_read_only_listener_may_listen_anywhere_and_needs_a_restart() {
+        let a = parse(
+            "repositories: []
+",
+        );
+        assert_eq!(a.metrics_listen, None);
+        let b = parse(
+            "metricsListen: 0.0.0.0:9090
+repositories: []
+",
+        );
+        assert_eq!(
+            b.metrics_listen,
+            Some("0.0.0.0:9090".parse().expect("addr"))
+        );
+        let c = a.changes(&b, |p| p.to_path_buf());
+        assert!(c.listen && c.settings.is_empty(), "{c:?}");
+        assert!(c.to_string().contains("metricsListen"), "{c}");
+    }
+
+    #[test]
     fn parses_and_refuses_unknown_keys() {
         let dir = tempfile::tempdir().expect("tmp");
         let p = dir.path().join("claimd.yaml");

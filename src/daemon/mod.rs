@@ -619,7 +619,10 @@ fn work_span(slot: &Slot, setup: &Setup) -> tracing::Span {
 
 /// Puts the branch and the tip the work is about in its span.
 fn record_tip(span: &tracing::Span, branch: &str, tip: Option<ObjectId>) {
-    span.record("ref", format!("refs/heads/{branch}"));
+    span.record(
+        "ref",
+        tracing::field::display(format_args!("refs/heads/{branch}")),
+    );
     if let Some(tip) = tip {
         span.record("new", tracing::field::display(tip));
     }
@@ -852,4 +855,84 @@ fn retry_later(slot: &Arc<Slot>, delay: Duration, want: u8) {
             slot.ask(want);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{Diagnostic, Severity};
+
+    fn report(outcome: Outcome, rejected: u32) -> reconcile::Report {
+        reconcile::Report {
+            branch: "main".into(),
+            outcome,
+            diagnostics: Vec::new(),
+            kept: 0,
+            retry: false,
+            claims: Vec::new(),
+            repo_url: None,
+            changed: Vec::new(),
+            rejected,
+        }
+    }
+
+    #[test]
+    fn a_reconcile_counts_by_how_it_ended_and_refused_publications_by_attempt() {
+        let id = ObjectId::null(gix::hash::Kind::Sha1);
+        let committed = Ok(report(
+            Outcome::Committed {
+                commit: id,
+                parent: id,
+                files: 1,
+                claims: Vec::new(),
+            },
+            2,
+        ));
+        assert_eq!(reconcile_outcome(&committed), metrics::Outcome::Committed);
+        assert_eq!(push_rejections(&committed), 2);
+        let unchanged = Ok(report(Outcome::UpToDate { tip: id }, 0));
+        assert_eq!(reconcile_outcome(&unchanged), metrics::Outcome::Unchanged);
+        let contended = Err(Error::Reconcile(reconcile::Error::Contended {
+            branch: "main".into(),
+            attempts: 8,
+        }));
+        assert_eq!(reconcile_outcome(&contended), metrics::Outcome::Rejected);
+        assert_eq!(push_rejections(&contended), 8);
+        let broken = Err(Error::Reconcile(reconcile::Error::Pipeline(
+            crate::pipeline::Error::Core(crate::render::Error::NoRepoUrl.into()),
+        )));
+        assert_eq!(reconcile_outcome(&broken), metrics::Outcome::Failed);
+        assert_eq!(push_rejections(&broken), 0);
+    }
+
+    #[test]
+    fn each_failing_claim_file_counts_once_with_its_reason() {
+        let mut r = report(
+            Outcome::UpToDate {
+                tip: ObjectId::null(gix::hash::Kind::Sha1),
+            },
+            0,
+        );
+        let diagnostic = |file: &str, severity| Diagnostic {
+            file: file.into(),
+            pos: Default::default(),
+            severity,
+            message: "x".into(),
+        };
+        r.diagnostics = vec![
+            diagnostic("claims/a.yaml", Severity::Error),
+            diagnostic("claims/a.yaml", Severity::Error),
+            diagnostic("claims/b.yaml", Severity::Error),
+            diagnostic("claims/c.yaml", Severity::Warning),
+        ];
+        r.claims = vec![reconcile::ClaimResult {
+            file: "claims/b.yaml".into(),
+            workloads: 0,
+            added: 0,
+            modified: 0,
+            removed: 0,
+            chart_unavailable: true,
+        }];
+        assert_eq!(claim_failures(&r), ["invalid_claim", "chart_unavailable"]);
+    }
 }

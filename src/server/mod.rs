@@ -74,7 +74,7 @@ pub fn read_only_routes(
     let status = warp::path!("v1" / "status")
         .and(warp::get())
         .map(move || warp::reply::json(&d.status()));
-    let d = daemon;
+    let d = daemon.clone();
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(warp::header::optional::<String>("accept"))
@@ -83,6 +83,7 @@ pub fn read_only_routes(
             let (text, content_type) = d.metrics_text(openmetrics);
             warp::reply::with_header(text, "content-type", content_type)
         });
+    // The status page (`GET /`) joins these here: `.or(page::routes(daemon))`.
     health.or(ready).or(status).or(metrics)
 }
 

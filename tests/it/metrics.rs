@@ -299,7 +299,8 @@ fn pushes_webhooks_and_failures_count_and_the_log_lines_are_json_with_the_push()
     // Every kind of webhook request counts by its verdict.
     let junk = b"{\"not\": \"a push\"}";
     let other = push_event("someone/else", &old, &good);
-    let requests: [(&[(&str, &str)], &[u8], u16); 5] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let requests: [(Headers, &[u8], u16); 5] = [
         (
             &[("X-Gitea-Signature", &sign(b"another body"))],
             &event,
@@ -431,4 +432,139 @@ fn pushes_webhooks_and_failures_count_and_the_log_lines_are_json_with_the_push()
             .any(|l| l["span"]["old"] == old_bad.as_str() && l["span"]["ref"] == "refs/heads/main"),
         "no line of the hook's hand-off:\n{text}"
     );
+}
+
+/// A child process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_read_only_listener_comes_from_the_flag_or_the_environment() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("claimd.yaml");
+    std::fs::write(&config, "listen: 127.0.0.1:0\nrepositories: []\n").expect("config");
+    let flag: &[&str] = &["--metrics-listen", "127.0.0.1:0"];
+    for (args, env) in [(flag, None), (&[][..], Some("127.0.0.1:0"))] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_claimd"));
+        cmd.args(["serve", "--config"])
+            .arg(&config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("CLAIMD_METRICS_LISTEN");
+        if let Some(addr) = env {
+            cmd.env("CLAIMD_METRICS_LISTEN", addr);
+        }
+        let mut child = Killed(cmd.spawn().expect("start claimd serve"));
+        let mut line = String::new();
+        std::io::BufReader::new(child.0.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read");
+        let addr = line
+            .split("metrics on ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("{args:?} {env:?}: no read-only listener in {line:?}"))
+            .trim();
+        let (code, _, body) = get(addr, "/metrics");
+        assert_eq!(code, 200);
+        assert!(body.contains("claimd_build_info{"), "{body}");
+    }
+}
+
+#[test]
+fn a_registry_outage_counts_its_errors_and_the_chart_cache_its_pulls_and_hits() {
+    use crate::support::registry;
+    use std::process::Command;
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().to_path_buf();
+    git(&root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    let bare = root.join("server.git");
+    let work = crate::support::git::clone_with_examples(&root, &bare);
+    let mut reg = registry::Registry::start(None);
+    let (host, repository) = (reg.host(), reg.oci("charts"));
+    let out = Command::new(env!("CARGO_BIN_EXE_claimd"))
+        .args([
+            "chart",
+            "push",
+            "--all",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/charts"),
+        ])
+        .arg(&repository)
+        .env("CLAIMD_PLAIN_HTTP", &host)
+        .env("CLAIMD_CACHE", root.join("publish-cache"))
+        .output()
+        .expect("chart push");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The registry is down when the daemon first needs its charts.
+    reg.stop();
+    for (path, text) in claimd::examples::CLAIMS {
+        let text = text.replace("oci://ghcr.io/nimbusprotch", &repository);
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    git(&work, &["commit", "-qam", "charts from the test registry"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let config = root.join("claimd.yaml");
+    std::fs::write(
+        &config,
+        format!("listen: 127.0.0.1:0\nmetricsListen: 127.0.0.1:0\nrepositories:\n  - path: server.git\ncharts: oci\nregistries:\n  cache: chart-cache\n  refresh: 0\n  hosts:\n    \"{host}\": {{plainHttp: true}}\n"),
+    )
+    .expect("config");
+    let d = Daemon::start(&config);
+    let metrics = address(&d, "metrics on ");
+    let cache = |m: &prometheus_parse::Scrape, result: &str| {
+        value(m, "claimd_chart_cache_total", &[("result", result)])
+    };
+    wait_until("the registry's errors", || {
+        let m = scrape(&metrics);
+        value(
+            &m,
+            "claimd_registry_errors_total",
+            &[("kind", "unreachable")],
+        ) >= 1.0
+            && value(
+                &m,
+                "claimd_claim_failures_total",
+                &[("reason", "chart_unavailable")],
+            ) >= 1.0
+    });
+    let m = scrape(&metrics);
+    assert_eq!(cache(&m, "miss") + cache(&m, "hit"), 0.0);
+    // Back with its charts: the retry pulls each chart once (misses), and the next
+    // render finds them all in memory (hits, no new pull).
+    reg.start_again();
+    let values = "environments/nonprod/dev/applications/notification-service/values.yaml";
+    wait_until("the retried render's bot commit", || {
+        let out = Command::new("git")
+            .args(["show", &format!("main:{values}")])
+            .current_dir(&bare)
+            .output()
+            .expect("git show");
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&repository)
+    });
+    wait_until("the worker at rest", || {
+        value(&scrape(&metrics), "claimd_queue_depth", &[]) == 0.0
+    });
+    let m = scrape(&metrics);
+    let (misses, hits) = (cache(&m, "miss"), cache(&m, "hit"));
+    assert!(misses >= 1.0, "no chart pulled");
+    let result = claimd::server::hand_off_and_wait(&d.addr, &bare, None)
+        .expect("hand off")
+        .expect("served");
+    assert!(result.contains("up to date"), "{result}");
+    let m = scrape(&metrics);
+    assert_eq!(cache(&m, "miss"), misses, "a chart pulled again");
+    assert!(cache(&m, "hit") > hits, "no chart from the cache");
 }
