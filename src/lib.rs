@@ -2,7 +2,8 @@
 //!
 //! Pure core: [`yaml`], [`claims`], [`values`], [`render`], the pipeline's pure function
 //! ([`pipeline::core`]). Adapters: [`charts`], [`oci`] (below charts and kube), [`git`],
-//! [`kube`] (and later gitea). The binary (`main.rs`, [`cli`]) is glue.
+//! [`kube`] (and later gitea); [`metrics`], the daemon's Prometheus registry. The binary
+//! (`main.rs`, [`cli`]) is glue.
 
 pub mod argocd;
 pub mod charts;
@@ -15,6 +16,7 @@ pub mod git;
 pub mod gitea;
 pub mod https;
 pub mod kube;
+pub mod metrics;
 pub mod oci;
 pub mod par;
 pub mod pipeline;

@@ -20,15 +20,22 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CLAIMD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // One JSON object a line: the event's fields at the top level, the fields of
+        // the push or reconcile it belongs to under "span" (and every enclosing span's
+        // under "spans").
+        claimd::cli::LogFormat::Json => logs.json().flatten_event(true).init(),
         // Colours only for a person at a terminal, never into a log file or journald.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        claimd::cli::LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
     match claimd::cli::run(cli) {
         Ok(code) => code,
         Err(e)

@@ -42,17 +42,23 @@ impl Remote {
 
     /// One chart: pin its tag to a digest, then the parsed chart for that digest.
     pub async fn pull(&self, r: &ChartRef) -> Result<Arc<Chart>, Error> {
-        let at =
-            Location::of(&r.repository, &r.name, &r.version).map_err(|source| Error::Registry {
+        let at = Location::of(&r.repository, &r.name, &r.version).map_err(|source| {
+            crate::metrics::registry_error(source.kind());
+            Error::Registry {
                 reference: format!("{}/{}:{}", r.repository, r.name, r.version),
                 source,
-            })?;
-        let fail = |source: oci::Error| Error::Registry {
-            reference: at.to_string(),
-            source,
+            }
+        })?;
+        let fail = |source: oci::Error| {
+            crate::metrics::registry_error(source.kind());
+            Error::Registry {
+                reference: at.to_string(),
+                source,
+            }
         };
         let pinned = self.registry.pin(&at).await.map_err(fail)?;
         if let Some(chart) = self.memo.get(r, &pinned.manifest) {
+            crate::metrics::chart_cache(true);
             return Ok(chart);
         }
         let tgz = self

@@ -14,8 +14,25 @@ use std::path::PathBuf;
     about = "Turns claims pushed to a GitOps repository into the files Argo CD deploys from"
 )]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` for a person, `json` (one object a
+    /// line, with the fields of the push or reconcile it belongs to) for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "CLAIMD_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Cli {
@@ -101,6 +118,11 @@ pub enum Command {
         /// Loopback address to listen on (overrides the file and CLAIMD_LISTEN).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// A second, read-only listener for GET /metrics, /healthz, /readyz, /v1/status
+        /// (any address, e.g. 0.0.0.0:9090; overrides the file's metricsListen and
+        /// CLAIMD_METRICS_LISTEN).
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
     },
     /// Install claimd's git hooks into a bare repository.
     Hooks {

@@ -292,7 +292,7 @@ pub fn post_receive() -> Result<ExitCode> {
     let repo = Repo::open(&hook_repo_path())?;
     let branch_ref = format!("refs/heads/{}", reconcile::branch_of(&repo, &opts));
     let mut err = std::io::stderr().lock();
-    for (_, new, name) in read_updates()? {
+    for (old, new, name) in read_updates()? {
         if name != branch_ref || new == ZERO {
             continue;
         }
@@ -306,11 +306,16 @@ pub fn post_receive() -> Result<ExitCode> {
                 .canonicalize()
                 .unwrap_or_else(|_| repo.path().to_path_buf());
             let wait = std::env::var_os("CLAIMD_WAIT").is_some_and(|v| v != "0");
+            let update = crate::server::Update {
+                reference: name.clone(),
+                old: old.clone(),
+                new: new.clone(),
+            };
             let handed = if wait {
-                crate::server::hand_off_and_wait(&addr, &path)
+                crate::server::hand_off_and_wait(&addr, &path, Some(&update))
                     .map(|r| r.map(|result| format!("claimd: {result}")))
             } else {
-                crate::server::hand_off(&addr, &path).map(|queued| {
+                crate::server::hand_off_update(&addr, &path, Some(&update)).map(|queued| {
                     queued.then(|| {
                         "claimd: queued for the claimd daemon; the bot commit follows shortly"
                             .to_string()

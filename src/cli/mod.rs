@@ -14,7 +14,7 @@ mod status;
 mod validate;
 mod worktree;
 
-pub use args::{Cli, Command, HooksAction, RegistryArgs, RenderArgs, StatusArgs};
+pub use args::{Cli, Command, HooksAction, LogFormat, RegistryArgs, RenderArgs, StatusArgs};
 pub use render::{plan_diff, render_repo, summary, Outcome};
 
 use crate::charts;
@@ -59,7 +59,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Render(args) => render::run(&args, false),
         Command::Plan(args) => render::run(&args, true),
         Command::Demo { dir } => demo::run(dir),
-        Command::Serve { config, listen } => serve::run(&config, listen),
+        Command::Serve {
+            config,
+            listen,
+            metrics_listen,
+        } => serve::run(&config, listen, metrics_listen),
         Command::Doctor { config, output } => doctor::run(&config, output),
         Command::Status(args) => status::run(&args),
         Command::Namespaces {

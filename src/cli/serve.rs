@@ -11,7 +11,11 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
+pub fn run(
+    config_path: &Path,
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<SocketAddr>,
+) -> Result<ExitCode> {
     let mut config = Config::load(config_path)?;
     let as_written = config.clone();
     if let Some(addr) = listen {
@@ -20,6 +24,9 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
             "--listen {addr}: only loopback addresses are allowed"
         );
         config.listen = addr;
+    }
+    if metrics_listen.is_some() {
+        config.metrics_listen = metrics_listen;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -59,11 +66,30 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
                 )))
             }
         };
+        let mut read_only = String::new();
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(at) => {
+                let listener = tokio::net::TcpListener::bind(at)
+                    .await
+                    .with_context(|| format!("listening for metrics on {at}"))?;
+                read_only = format!(", metrics on {}", listener.local_addr()?);
+                let mut stopped = stopped.clone();
+                let until = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                Some(tokio::spawn(crate::server::run_read_only(
+                    daemon.clone(),
+                    listener,
+                    until,
+                )))
+            }
+        };
         {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "claimd: listening on {addr}, {} repositories{webhooks}",
+                "claimd: listening on {addr}, {} repositories{webhooks}{read_only}",
                 daemon.repositories().len()
             )?;
             out.flush()?;
@@ -94,8 +120,8 @@ pub fn run(config_path: &Path, listen: Option<SocketAddr>) -> Result<ExitCode> {
         crate::server::run(daemon.clone(), listener, stopping).await;
         readiness.abort();
         let _ = stop.send(true);
-        if let Some(receiver) = receiver {
-            let _ = receiver.await;
+        for server in [receiver, metrics].into_iter().flatten() {
+            let _ = server.await;
         }
         tracing::info!("shutting down: finishing the running reconciles");
         daemon.shutdown();

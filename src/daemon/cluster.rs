@@ -39,6 +39,8 @@ pub struct Step {
     pub retry: bool,
     /// A build runs: its Job is watched; look again after a while anyway.
     pub building: bool,
+    /// claimd's build Jobs in the cluster (running, succeeded, failed), when listed.
+    pub jobs: Option<[usize; 3]>,
 }
 
 impl Step {
@@ -56,6 +58,7 @@ impl Step {
             previews,
             retry: true,
             building: false,
+            jobs: None,
         }
     }
 }
@@ -144,6 +147,7 @@ impl Kube {
                     previews: self.previews().await,
                     retry: false,
                     building: false,
+                    jobs: None,
                 };
             }
             Err(e) => {
@@ -190,6 +194,7 @@ impl Kube {
             },
             retry: sync.retry,
             building: sync.building,
+            jobs: sync.jobs,
         }
     }
 
@@ -235,6 +240,12 @@ impl kube::ImageLookup for crate::oci::Registry {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<bool, kube::LookupError>> + Send + 'a>,
     > {
-        Box::pin(async move { Ok(self.image_exists(image).await?) })
+        Box::pin(async move {
+            let exists = self.image_exists(image).await;
+            if let Err(e) = &exists {
+                crate::metrics::registry_error(e.kind());
+            }
+            Ok(exists?)
+        })
     }
 }

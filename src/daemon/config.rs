@@ -10,6 +10,11 @@ pub struct Config {
     /// Loopback address for the hook hand-off, health and readiness endpoints.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A second, read-only listener (any address, e.g. `0.0.0.0:9090` in a pod) serving
+    /// only GET /metrics, /healthz, /readyz, /v1/status and the status page.
+    /// `CLAIMD_METRICS_LISTEN` overrides it.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Repositories to keep rendered.
     #[serde(default)]
     pub repositories: Vec<RepoConfig>,
@@ -130,6 +135,8 @@ pub enum Error {
     Leases { path: PathBuf },
     #[error("{path}: listen address {addr} is not a loopback address; claimd's hook endpoint is for this machine only")]
     NotLoopback { path: PathBuf, addr: SocketAddr },
+    #[error("{path}: CLAIMD_METRICS_LISTEN={text} is not an address (e.g. 0.0.0.0:9090)")]
+    MetricsListen { path: PathBuf, text: String },
 }
 
 impl Error {
@@ -143,6 +150,7 @@ impl Error {
             Error::NoPath { .. } => "no_path",
             Error::Argocd { .. } => "config_argocd",
             Error::Leases { .. } => "config_leases",
+            Error::MetricsListen { .. } => "metrics_listen",
         }
     }
 }
@@ -167,6 +175,15 @@ impl Config {
             if let Ok(addr) = listen.parse() {
                 config.listen = addr;
             }
+        }
+        if let Ok(listen) = std::env::var("CLAIMD_METRICS_LISTEN") {
+            config.metrics_listen = match listen.trim() {
+                "" => None,
+                text => Some(text.parse().map_err(|_| Error::MetricsListen {
+                    path: path.to_path_buf(),
+                    text: text.to_string(),
+                })?),
+            };
         }
         if !config.listen.ip().is_loopback() {
             return Err(Error::NotLoopback {
@@ -328,7 +345,10 @@ impl std::fmt::Display for Changes {
             parts.push(format!("settings changed: {}", self.settings.join(", ")));
         }
         if self.listen {
-            parts.push("listen, gitea, argocd or kubernetes.leases changed (takes effect at the next start)".into());
+            parts.push(
+                "listen, metricsListen, gitea, argocd or kubernetes.leases changed (takes effect at the next start)"
+                    .into(),
+            );
         }
         if parts.is_empty() {
             parts.push("nothing that claimd acts on".into());
@@ -392,6 +412,7 @@ impl Config {
         out.settings = settings;
         // The listeners (and the webhook secret they check) are set up at start.
         out.listen = self.listen != new.listen
+            || self.metrics_listen != new.metrics_listen
             || self.gitea != new.gitea
             || self.argocd != new.argocd
             || self.kubernetes.leases != new.kubernetes.leases;
@@ -477,6 +498,27 @@ mod tests {
         let e = parse("listen: 127.0.0.1:9999\nrepositories:\n  - path: a.git\n  - path: b.git\n  - path: c.git\n");
         let c = a.changes(&e, same);
         assert!(c.listen && c.to_reconcile(&e).is_empty());
+    }
+
+    #[test]
+    fn the_read_only_listener_may_listen_anywhere_and_needs_a_restart() {
+        let a = parse(
+            "repositories: []
+",
+        );
+        assert_eq!(a.metrics_listen, None);
+        let b = parse(
+            "metricsListen: 0.0.0.0:9090
+repositories: []
+",
+        );
+        assert_eq!(
+            b.metrics_listen,
+            Some("0.0.0.0:9090".parse().expect("addr"))
+        );
+        let c = a.changes(&b, |p| p.to_path_buf());
+        assert!(c.listen && c.settings.is_empty(), "{c:?}");
+        assert!(c.to_string().contains("metricsListen"), "{c}");
     }
 
     #[test]

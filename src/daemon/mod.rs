@@ -16,8 +16,8 @@ pub mod config;
 mod gitea;
 pub mod record;
 use gitea::{bootstrap_on_gitea, fetch_mirror, gitea_name, refresh_argocd};
-mod ready;
 pub mod leases;
+mod ready;
 mod statuses;
 mod watch;
 
@@ -25,6 +25,7 @@ pub use watch::watch;
 
 use crate::charts;
 use crate::git::{Identity, Repo};
+use crate::metrics::{self, Metrics};
 use crate::reconcile::{self, Options, Outcome};
 use config::{Changes, Config, RepoConfig};
 use gix::ObjectId;
@@ -35,6 +36,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch as channel, Notify};
+use tracing::Instrument;
 
 /// What went wrong in the daemon's own work.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,8 @@ impl Event {
 /// How a repository is set up; replaced as a whole when the configuration changes.
 struct Setup {
     options: Options,
+    /// The repository's name in metrics and logs (see [`metrics::repository_label`]).
+    label: Arc<str>,
     /// The repository's `owner/name` in Gitea, lower-cased (what its webhooks name).
     gitea_name: Option<String>,
     /// Commit statuses in Gitea (when the config names Gitea and a token).
@@ -142,6 +146,9 @@ struct Slot {
     repo: PathBuf,
     setup: Mutex<Arc<Setup>>,
     want: AtomicU8,
+    /// The worker is serving a request (for `claimd_queue_depth`; a clean stop waits
+    /// for it before letting the Lease go).
+    busy: AtomicBool,
     wake: Notify,
     removed: AtomicBool,
     /// Generation of the newest request; the worker publishes the generation each run
@@ -160,24 +167,6 @@ struct Slot {
     /// The repository's Lease: whether this replica may work on it (always, without
     /// `kubernetes.leases`).
     lease: leases::Hold,
-    /// The worker is serving a request (a clean stop waits before letting the Lease go).
-    busy: AtomicBool,
-}
-
-/// Marks a slot busy while alive.
-struct Busy<'a>(&'a AtomicBool);
-
-impl<'a> Busy<'a> {
-    fn new(flag: &'a AtomicBool) -> Busy<'a> {
-        flag.store(true, Ordering::SeqCst);
-        Busy(flag)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
-    }
 }
 
 impl Slot {
@@ -291,6 +280,8 @@ pub struct Daemon {
     config: Mutex<Option<Config>>,
     stop: channel::Sender<bool>,
     pub stats: Stats,
+    /// What `GET /metrics` shows.
+    pub metrics: Arc<Metrics>,
     /// The diffs of the last branch previews, by commit.
     previews: Arc<PreviewDiffs>,
     /// Woken when a configuration is applied (see [`Daemon::wait_ready`]).
@@ -358,10 +349,54 @@ impl Daemon {
             config: Mutex::new(None),
             stop,
             stats: Stats::default(),
+            metrics: {
+                let m = Arc::new(Metrics::new());
+                // The adapters (chart cache, registries, Kubernetes) count into the
+                // first daemon's metrics: a process has one.
+                metrics::install(&m);
+                m
+            },
             previews: Arc::default(),
             configured: Notify::new(),
             leases: std::sync::OnceLock::new(),
         })
+    }
+
+    /// `GET /metrics`: the registry, with the queue depth as it is now. Reads only.
+    pub fn metrics_text(&self, openmetrics: bool) -> (String, &'static str) {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let depth = slots
+            .values()
+            .filter(|s| s.want.load(Ordering::SeqCst) != 0 || s.busy.load(Ordering::SeqCst))
+            .count();
+        if self.leases.get().is_some() {
+            for slot in slots.values() {
+                self.metrics
+                    .set_lease_held(&slot.setup().label, slot.lease.held());
+            }
+        }
+        drop(slots);
+        self.metrics
+            .queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        self.metrics.encode(openmetrics)
+    }
+
+    /// The name a served repository has in metrics and logs (None: not served).
+    pub fn repository_label(&self, repo: &Path) -> Option<Arc<str>> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.get(&canonical(repo)).map(|s| s.setup().label.clone())
+    }
+
+    /// [`Daemon::repository_label`] of the repository Gitea calls `full_name`.
+    pub fn gitea_label(&self, full_name: &str) -> Option<Arc<str>> {
+        let wanted = full_name.to_lowercase();
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .values()
+            .map(|s| s.setup())
+            .find(|s| s.gitea_name.as_deref() == Some(wanted.as_str()))
+            .map(|s| s.label.clone())
     }
 
     /// Applies a configuration: starts workers for new repositories, stops those of
@@ -413,10 +448,20 @@ impl Daemon {
                 None
             })
             .map(Arc::new);
+        // Repositories are named by their folder in metrics unless two share one.
+        let mut folders: HashMap<std::ffi::OsString, usize> = HashMap::new();
+        for r in &config.repositories {
+            let folder = r.path.file_name().unwrap_or_default().to_os_string();
+            *folders.entry(folder).or_default() += 1;
+        }
         let setup = |r: &RepoConfig, path: &Path, kube: Arc<cluster::Kube>| {
             let gitea_name = gitea_name(r, path);
+            let unique = folders.get(r.path.file_name().unwrap_or_default()) == Some(&1);
+            let label = metrics::repository_label(r.gitea_repository.as_deref(), path, unique);
+            self.metrics.repository(&label);
             Arc::new(Setup {
                 options: options_for(config, r, (&token, gitea_name.as_deref())),
+                label,
                 statuses: statuses::Statuses::new(
                     gitea.as_ref(),
                     gitea_name.as_deref(),
@@ -463,6 +508,7 @@ impl Daemon {
                         repo: path.clone(),
                         setup: Mutex::new(setup(r, &path, shared_kube())),
                         want: AtomicU8::new(0),
+                        busy: AtomicBool::new(false),
                         wake: Notify::new(),
                         removed: AtomicBool::new(false),
                         requested: AtomicU64::new(0),
@@ -473,10 +519,9 @@ impl Daemon {
                         bootstrapped: Arc::default(),
                         record: Mutex::default(),
                         lease: leases::Hold::new(&identity, self.leases.get().is_some()),
-                        busy: AtomicBool::new(false),
                     });
                     slots.insert(path, slot.clone());
-                    tokio::spawn(worker(slot, self.stop.subscribe()));
+                    tokio::spawn(worker(slot, self.stop.subscribe(), self.metrics.clone()));
                 }
             }
         }
@@ -666,10 +711,15 @@ impl Daemon {
     }
 }
 
-/// The tip of the branch a repository's worker renders (None: no such branch).
-fn branch_tip(repo: &Path, options: &Options) -> Result<Option<ObjectId>, reconcile::Error> {
+/// The branch a repository's worker renders and its tip (None: no such branch).
+fn branch_tip(
+    repo: &Path,
+    options: &Options,
+) -> Result<(String, Option<ObjectId>), reconcile::Error> {
     let r = Repo::open(repo)?;
-    Ok(r.branch_tip(&reconcile::branch_of(&r, options))?)
+    let branch = reconcile::branch_of(&r, options);
+    let tip = r.branch_tip(&branch)?;
+    Ok((branch, tip))
 }
 
 /// Backoff after `failures` failures in a row: 0.5 s doubling, at most 8 s.
@@ -677,7 +727,36 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis(250u64 << failures.clamp(1, 5))
 }
 
-async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
+/// The span of one piece of a worker's work: every log line of it carries the
+/// repository, the branch's ref, the tip the last render saw (`old`) and the one this
+/// work renders (`new`, once read).
+fn work_span(slot: &Slot, setup: &Setup) -> tracing::Span {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "reconcile",
+        repository = %setup.label,
+        r#ref = Empty,
+        old = Empty,
+        new = Empty
+    );
+    if let Some(Some(old)) = slot.seen() {
+        span.record("old", tracing::field::display(old));
+    }
+    span
+}
+
+/// Puts the branch and the tip the work is about in its span.
+fn record_tip(span: &tracing::Span, branch: &str, tip: Option<ObjectId>) {
+    span.record(
+        "ref",
+        tracing::field::display(format_args!("refs/heads/{branch}")),
+    );
+    if let Some(tip) = tip {
+        span.record("new", tracing::field::display(tip));
+    }
+}
+
+async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>, metrics: Arc<Metrics>) {
     let mut failures = 0u32;
     loop {
         if *stop.borrow() || slot.removed.load(Ordering::SeqCst) {
@@ -685,6 +764,7 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
         }
         let want = slot.want.swap(0, Ordering::SeqCst);
         if want == 0 {
+            slot.busy.store(false, Ordering::SeqCst);
             tokio::select! {
                 _ = slot.wake.notified() => continue,
                 _ = stop.changed() => return,
@@ -694,38 +774,96 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
             // Another replica works on it; taking the Lease asks for a render.
             continue;
         }
-        let _busy = Busy::new(&slot.busy);
-        let serving = slot.requested.load(Ordering::SeqCst);
-        let setup = slot.setup();
-        let mut render = want & want::RENDER != 0;
-        if !render && want & want::LOOK != 0 {
-            // An event on disk only says "look again": render if the branch moved.
-            let (repo, options) = (slot.repo.clone(), setup.options.clone());
-            let tip = tokio::task::spawn_blocking(move || branch_tip(&repo, &options)).await;
-            render = match (tip, slot.seen()) {
-                (Ok(Ok(tip)), Some(seen)) => tip != seen,
-                _ => true,
-            };
+        slot.busy.store(true, Ordering::SeqCst);
+        let span = work_span(&slot, &slot.setup());
+        serve(&slot, &metrics, want, &mut failures)
+            .instrument(span)
+            .await;
+    }
+}
+
+/// How a reconcile's result counts in `claimd_reconcile_total`.
+fn reconcile_outcome(result: &Result<reconcile::Report, Error>) -> metrics::Outcome {
+    match result {
+        Ok(report) => match report.outcome {
+            Outcome::Committed { .. } => metrics::Outcome::Committed,
+            Outcome::UpToDate { .. } | Outcome::NoBranch => metrics::Outcome::Unchanged,
+        },
+        Err(Error::Reconcile(reconcile::Error::Contended { .. } | reconcile::Error::Push(_))) => {
+            metrics::Outcome::Rejected
         }
-        if !render && want & want::KUBE == 0 {
-            slot.work.unchanged.fetch_add(1, Ordering::SeqCst);
-            slot.served
-                .send_replace((serving, "up to date (the branch did not move)".into()));
-            continue;
+        Err(_) => metrics::Outcome::Failed,
+    }
+}
+
+/// Refused publications of a bot commit in a reconcile.
+fn push_rejections(result: &Result<reconcile::Report, Error>) -> u64 {
+    match result {
+        Ok(report) => u64::from(report.rejected),
+        Err(Error::Reconcile(reconcile::Error::Contended { attempts, .. })) => u64::from(*attempts),
+        Err(Error::Reconcile(reconcile::Error::Push(_))) => 1,
+        Err(_) => 0,
+    }
+}
+
+/// The claim files that failed in a reconcile, each with its reason: its chart could
+/// not be had (`chart_unavailable`), else the claim is wrong (`invalid_claim`).
+fn claim_failures(report: &reconcile::Report) -> Vec<&'static str> {
+    let mut failed: std::collections::BTreeMap<&str, &'static str> = report
+        .claims
+        .iter()
+        .filter(|c| c.chart_unavailable)
+        .map(|c| (c.file.as_str(), "chart_unavailable"))
+        .collect();
+    for d in report.diagnostics.iter().filter(|d| d.is_error()) {
+        failed.entry(d.file.as_str()).or_insert("invalid_claim");
+    }
+    failed.into_values().collect()
+}
+
+/// One request of a worker: look, render, the Kubernetes step (in the work's span).
+async fn serve(slot: &Arc<Slot>, metrics: &Metrics, want: u8, failures: &mut u32) {
+    let serving = slot.requested.load(Ordering::SeqCst);
+    let setup = slot.setup();
+    let span = tracing::Span::current();
+    let mut render = want & want::RENDER != 0;
+    if !render && want & want::LOOK != 0 {
+        // An event on disk only says "look again": render if the branch moved.
+        let (repo, options) = (slot.repo.clone(), setup.options.clone());
+        let tip = tokio::task::spawn_blocking(move || branch_tip(&repo, &options)).await;
+        if let Ok(Ok((branch, tip))) = &tip {
+            record_tip(&span, branch, *tip);
         }
-        let repo = slot.repo.display().to_string();
-        let mut report = None;
-        // The reconcile commits the previews whose image the last Kubernetes step found;
-        // the step runs after it (off the push's path) and asks for another render when
-        // that set changed.
-        let used = setup.kube.previews().await;
-        if render {
-            let mut options = setup.options.clone();
-            options.previews = used.clone();
-            let (path, cache) = (slot.repo.clone(), slot.cache.clone());
-            let result = tokio::task::spawn_blocking(move || {
+        render = match (tip, slot.seen()) {
+            (Ok(Ok((_, tip))), Some(seen)) => tip != seen,
+            _ => true,
+        };
+    }
+    if !render && want & want::KUBE == 0 {
+        slot.work.unchanged.fetch_add(1, Ordering::SeqCst);
+        metrics.noop_reconciles.inc();
+        slot.served
+            .send_replace((serving, "up to date (the branch did not move)".into()));
+        return;
+    }
+    let repo = slot.repo.display().to_string();
+    let mut report = None;
+    // The reconcile commits the previews whose image the last Kubernetes step found;
+    // the step runs after it (off the push's path) and asks for another render when
+    // that set changed.
+    let used = setup.kube.previews().await;
+    if render {
+        let mut options = setup.options.clone();
+        options.previews = used.clone();
+        let (path, cache) = (slot.repo.clone(), slot.cache.clone());
+        let timer = metrics.reconcile_timer();
+        let in_span = span.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            in_span.in_scope(|| {
                 fetch_mirror(&path, &options, None)?;
                 let r = Repo::open(&path).map_err(reconcile::Error::from)?;
+                let branch = reconcile::branch_of(&r, &options);
+                record_tip(&in_span, &branch, r.branch_tip(&branch).ok().flatten());
                 let mut cache = cache
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -733,116 +871,125 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>) {
                 let seen = record::observe(&r, &report, &cache, &options.bot);
                 Ok::<_, Error>((report, seen))
             })
-            .await;
-            slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
-            let (result, seen) = match result.unwrap_or_else(|e| Err(Error::Task(e))) {
-                Ok((report, seen)) => (Ok(report), Some(seen)),
-                Err(e) => (Err(e), None),
-            };
-            let summary = match &result {
-                Ok(report) => match &report.outcome {
-                    Outcome::Committed { commit, .. } => {
-                        format!("bot commit {commit} on {}", report.branch)
-                    }
-                    Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
-                    Outcome::NoBranch => format!("branch {} does not exist", report.branch),
-                },
-                Err(e) => format!("reconcile failed: {e}"),
-            };
-            slot.set_seen(match &result {
-                Ok(report) => Some(match report.outcome {
-                    Outcome::Committed { commit, .. } => Some(commit),
-                    Outcome::UpToDate { tip } => Some(tip),
-                    Outcome::NoBranch => None,
-                }),
-                Err(_) => None,
-            });
-            {
-                let mut record = slot.record.lock().unwrap_or_else(|p| p.into_inner());
-                match seen {
-                    Some(seen) => record.reconciled(seen, &summary),
-                    None => record.failed(&summary),
-                }
-            }
-            slot.served.send_replace((serving, summary));
-            match &result {
-                Ok(report) => {
-                    if let Some(statuses) = &setup.statuses {
-                        statuses.report(report);
-                    }
-                    if let Some(client) = &setup.gitea {
-                        bootstrap_on_gitea(&slot, client.clone(), setup.options.clone());
-                    }
-                    if let (Some(argocd), Outcome::Committed { commit, parent, .. }) =
-                        (&setup.argocd, &report.outcome)
-                    {
-                        refresh_argocd(argocd.clone(), report, *parent, *commit, &setup.options);
-                    }
-                    for d in report.diagnostics.iter().filter(|d| d.is_error()) {
-                        tracing::warn!(%repo, "{d}");
-                    }
-                    match &report.outcome {
-                        Outcome::Committed { commit, files, .. } => {
-                            tracing::info!(%repo, branch = %report.branch, %commit, files, "bot commit")
-                        }
-                        Outcome::UpToDate { tip } => tracing::debug!(%repo, %tip, "up to date"),
-                        Outcome::NoBranch => tracing::debug!(%repo, "no branch yet"),
-                    }
-                }
-                Err(e) => {
-                    failures += 1;
-                    let delay = backoff(failures);
-                    tracing::error!(%repo, error = %e, retry_in = ?delay, "reconcile failed");
-                    retry_later(&slot, delay, want::RENDER);
-                    continue;
-                }
-            }
-            report = result.ok();
-        } else {
-            slot.served
-                .send_replace((serving, "up to date (the branch did not move)".into()));
-        }
-        if !slot.lease.held() {
-            continue; // the Lease was lost meanwhile: the new holder does the rest
-        }
-        // The Kubernetes step: after every render, and when a build Job changed.
-        slot.work.kube_steps.fetch_add(1, Ordering::SeqCst);
-        let weak = Arc::downgrade(&slot);
-        let kube = Arc::downgrade(&setup.kube);
-        let wake = move || match (weak.upgrade(), kube.upgrade()) {
-            (Some(s), Some(k)) if !s.removed.load(Ordering::SeqCst) && !k.retired() => {
-                s.ask(want::KUBE);
-                true
-            }
-            _ => false,
+        })
+        .await;
+        drop(timer);
+        slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
+        let (result, seen) = match result.unwrap_or_else(|e| Err(Error::Task(e))) {
+            Ok((report, seen)) => (Ok(report), Some(seen)),
+            Err(e) => (Err(e), None),
         };
-        let step = setup
-            .kube
-            .step(&slot.repo, &setup.options, slot.cache.clone(), wake)
-            .await;
-        if step.previews != used {
-            slot.ask(want::RENDER);
-        }
-        let render_retry = report.as_ref().is_some_and(|r| r.retry);
-        if render_retry || step.retry {
-            failures += 1;
-            let delay = backoff(failures);
-            tracing::warn!(%repo, retry_in = ?delay, "a registry, the cluster or a build is not done; trying again");
-            retry_later(
-                &slot,
-                delay,
-                if render_retry {
-                    want::RENDER
-                } else {
-                    want::KUBE
-                },
-            );
-        } else {
-            failures = 0;
-            if step.building {
-                // The Job watch wakes us; this is the fallback if it cannot.
-                retry_later(&slot, Duration::from_secs(30), want::KUBE);
+        metrics.reconciled(&setup.label, reconcile_outcome(&result));
+        metrics.push_rejections(&setup.label, push_rejections(&result));
+        let summary = match &result {
+            Ok(report) => match &report.outcome {
+                Outcome::Committed { commit, .. } => {
+                    format!("bot commit {commit} on {}", report.branch)
+                }
+                Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
+                Outcome::NoBranch => format!("branch {} does not exist", report.branch),
+            },
+            Err(e) => format!("reconcile failed: {e}"),
+        };
+        slot.set_seen(match &result {
+            Ok(report) => Some(match report.outcome {
+                Outcome::Committed { commit, .. } => Some(commit),
+                Outcome::UpToDate { tip } => Some(tip),
+                Outcome::NoBranch => None,
+            }),
+            Err(_) => None,
+        });
+        {
+            let mut record = slot.record.lock().unwrap_or_else(|p| p.into_inner());
+            match seen {
+                Some(seen) => record.reconciled(seen, &summary),
+                None => record.failed(&summary),
             }
+        }
+        slot.served.send_replace((serving, summary));
+        match &result {
+            Ok(report) => {
+                for reason in claim_failures(report) {
+                    metrics.claim_failed(reason);
+                }
+                if let Some(statuses) = &setup.statuses {
+                    statuses.report(report);
+                }
+                if let Some(client) = &setup.gitea {
+                    bootstrap_on_gitea(slot, client.clone(), setup.options.clone());
+                }
+                if let (Some(argocd), Outcome::Committed { commit, parent, .. }) =
+                    (&setup.argocd, &report.outcome)
+                {
+                    refresh_argocd(argocd.clone(), report, *parent, *commit, &setup.options);
+                }
+                for d in report.diagnostics.iter().filter(|d| d.is_error()) {
+                    tracing::warn!(%repo, "{d}");
+                }
+                match &report.outcome {
+                    Outcome::Committed { commit, files, .. } => {
+                        tracing::info!(%repo, branch = %report.branch, %commit, files, "bot commit")
+                    }
+                    Outcome::UpToDate { tip } => tracing::debug!(%repo, %tip, "up to date"),
+                    Outcome::NoBranch => tracing::debug!(%repo, "no branch yet"),
+                }
+            }
+            Err(e) => {
+                *failures += 1;
+                let delay = backoff(*failures);
+                tracing::error!(%repo, error = %e, kind = e.kind(), retry_in = ?delay, "reconcile failed");
+                retry_later(slot, delay, want::RENDER);
+                return;
+            }
+        }
+        report = result.ok();
+    } else {
+        slot.served
+            .send_replace((serving, "up to date (the branch did not move)".into()));
+    }
+    if !slot.lease.held() {
+        return; // the Lease was lost meanwhile: the new holder does the rest
+    }
+    // The Kubernetes step: after every render, and when a build Job changed.
+    slot.work.kube_steps.fetch_add(1, Ordering::SeqCst);
+    let weak = Arc::downgrade(slot);
+    let kube = Arc::downgrade(&setup.kube);
+    let wake = move || match (weak.upgrade(), kube.upgrade()) {
+        (Some(s), Some(k)) if !s.removed.load(Ordering::SeqCst) && !k.retired() => {
+            s.ask(want::KUBE);
+            true
+        }
+        _ => false,
+    };
+    let step = setup
+        .kube
+        .step(&slot.repo, &setup.options, slot.cache.clone(), wake)
+        .await;
+    if let Some(jobs) = step.jobs {
+        metrics.set_build_jobs(jobs);
+    }
+    if step.previews != used {
+        slot.ask(want::RENDER);
+    }
+    let render_retry = report.as_ref().is_some_and(|r| r.retry);
+    if render_retry || step.retry {
+        *failures += 1;
+        let delay = backoff(*failures);
+        tracing::warn!(%repo, retry_in = ?delay, "a registry, the cluster or a build is not done; trying again");
+        retry_later(
+            slot,
+            delay,
+            if render_retry {
+                want::RENDER
+            } else {
+                want::KUBE
+            },
+        );
+    } else {
+        *failures = 0;
+        if step.building {
+            // The Job watch wakes us; this is the fallback if it cannot.
+            retry_later(slot, Duration::from_secs(30), want::KUBE);
         }
     }
 }
@@ -855,4 +1002,84 @@ fn retry_later(slot: &Arc<Slot>, delay: Duration, want: u8) {
             slot.ask(want);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claims::{Diagnostic, Severity};
+
+    fn report(outcome: Outcome, rejected: u32) -> reconcile::Report {
+        reconcile::Report {
+            branch: "main".into(),
+            outcome,
+            diagnostics: Vec::new(),
+            kept: 0,
+            retry: false,
+            claims: Vec::new(),
+            repo_url: None,
+            changed: Vec::new(),
+            rejected,
+        }
+    }
+
+    #[test]
+    fn a_reconcile_counts_by_how_it_ended_and_refused_publications_by_attempt() {
+        let id = ObjectId::null(gix::hash::Kind::Sha1);
+        let committed = Ok(report(
+            Outcome::Committed {
+                commit: id,
+                parent: id,
+                files: 1,
+                claims: Vec::new(),
+            },
+            2,
+        ));
+        assert_eq!(reconcile_outcome(&committed), metrics::Outcome::Committed);
+        assert_eq!(push_rejections(&committed), 2);
+        let unchanged = Ok(report(Outcome::UpToDate { tip: id }, 0));
+        assert_eq!(reconcile_outcome(&unchanged), metrics::Outcome::Unchanged);
+        let contended = Err(Error::Reconcile(reconcile::Error::Contended {
+            branch: "main".into(),
+            attempts: 8,
+        }));
+        assert_eq!(reconcile_outcome(&contended), metrics::Outcome::Rejected);
+        assert_eq!(push_rejections(&contended), 8);
+        let broken = Err(Error::Reconcile(reconcile::Error::Pipeline(
+            crate::pipeline::Error::Core(crate::render::Error::NoRepoUrl.into()),
+        )));
+        assert_eq!(reconcile_outcome(&broken), metrics::Outcome::Failed);
+        assert_eq!(push_rejections(&broken), 0);
+    }
+
+    #[test]
+    fn each_failing_claim_file_counts_once_with_its_reason() {
+        let mut r = report(
+            Outcome::UpToDate {
+                tip: ObjectId::null(gix::hash::Kind::Sha1),
+            },
+            0,
+        );
+        let diagnostic = |file: &str, severity| Diagnostic {
+            file: file.into(),
+            pos: Default::default(),
+            severity,
+            message: "x".into(),
+        };
+        r.diagnostics = vec![
+            diagnostic("claims/a.yaml", Severity::Error),
+            diagnostic("claims/a.yaml", Severity::Error),
+            diagnostic("claims/b.yaml", Severity::Error),
+            diagnostic("claims/c.yaml", Severity::Warning),
+        ];
+        r.claims = vec![reconcile::ClaimResult {
+            file: "claims/b.yaml".into(),
+            workloads: 0,
+            added: 0,
+            modified: 0,
+            removed: 0,
+            chart_unavailable: true,
+        }];
+        assert_eq!(claim_failures(&r), ["invalid_claim", "chart_unavailable"]);
+    }
 }

@@ -163,6 +163,7 @@ pub fn at_branch_tip(repo: &Repo, options: &Options) -> Result<Record, reconcile
         retry: planned.retry,
         repo_url: None,
         changed: Vec::new(),
+        rejected: 0,
     };
     let seen = observe(repo, &report, &memo, &options.bot);
     let mut record = Record::default();

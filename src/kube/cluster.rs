@@ -44,6 +44,9 @@ pub struct Sync {
     pub building: bool,
     /// What went wrong, for the log.
     pub problems: Vec<String>,
+    /// claimd's build Jobs in the cluster by phase (running, succeeded, failed), when
+    /// they could be listed.
+    pub jobs: Option<[usize; 3]>,
 }
 
 fn resource(kind: &str) -> ApiResource {
@@ -63,6 +66,12 @@ const CHILD_KINDS: [&str; 3] = ["ResourceQuota", "LimitRange", "NetworkPolicy"];
 
 fn managed() -> ListParams {
     ListParams::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY}"))
+}
+
+/// Counts a request to the API server in claimd's metrics (when a daemon runs).
+fn counted<T>(verb: &'static str, r: Result<T, ::kube::Error>) -> Result<T, ::kube::Error> {
+    crate::metrics::kube_request(verb, r.is_ok());
+    r
 }
 
 fn describe(e: &::kube::Error) -> String {
@@ -170,10 +179,11 @@ impl Cluster {
         let name = obj["metadata"]["name"].as_str().unwrap_or_default();
         let ns = obj["metadata"]["namespace"].as_str();
         let params = PatchParams::apply(FIELD_MANAGER).force();
-        self.api(kind, ns)
+        let r = self
+            .api(kind, ns)
             .patch(name, &params, &Patch::Apply(obj))
-            .await
-            .map(|_| ())
+            .await;
+        counted("patch", r).map(|_| ())
     }
 
     async fn list(
@@ -181,7 +191,7 @@ impl Cluster {
         kind: &str,
         params: &ListParams,
     ) -> Result<Vec<DynamicObject>, ::kube::Error> {
-        Ok(self.api(kind, None).list(params).await?.items)
+        Ok(counted("list", self.api(kind, None).list(params).await)?.items)
     }
 
     /// Applies what `desired` wants and differs from the cluster, deletes this
@@ -265,7 +275,7 @@ impl Cluster {
         let name = &m.name;
         let live = match live {
             Some(l) => Some(serde_json::to_value(l).unwrap_or_default()),
-            None => match self.api("Namespace", None).get_opt(name).await {
+            None => match counted("get", self.api("Namespace", None).get_opt(name).await) {
                 Ok(None) => None,
                 Ok(Some(_)) => {
                     let msg = format!("namespace `{name}` exists and is not managed by claimd (no label {MANAGED_BY_LABEL}={MANAGED_BY}); claimd leaves it alone: rename the Environment or remove that namespace");
@@ -353,11 +363,11 @@ impl Cluster {
                 continue;
             }
             out.writes += 1;
-            match self
+            let deleted = self
                 .api("Namespace", None)
                 .delete(name, &DeleteParams::background())
-                .await
-            {
+                .await;
+            match counted("delete", deleted) {
                 Ok(_) => {
                     tracing::info!(namespace = %name, "deleted: no claim wants it any more");
                     out.deleted.push(name.clone());
@@ -385,16 +395,19 @@ impl Cluster {
             objects::BUILD_LABEL
         ));
         let jobs: HashMap<(String, String), DynamicObject> = match self.list("Job", &params).await {
-            Ok(items) => items
-                .into_iter()
-                .map(|o| {
-                    let key = (
-                        o.metadata.namespace.clone().unwrap_or_default(),
-                        o.metadata.name.clone().unwrap_or_default(),
-                    );
-                    (key, o)
-                })
-                .collect(),
+            Ok(items) => {
+                out.jobs = Some(job_phases(&items));
+                items
+                    .into_iter()
+                    .map(|o| {
+                        let key = (
+                            o.metadata.namespace.clone().unwrap_or_default(),
+                            o.metadata.name.clone().unwrap_or_default(),
+                        );
+                        (key, o)
+                    })
+                    .collect()
+            }
             Err(e) => {
                 out.retry = true;
                 out.problems.push(describe(&e));
@@ -497,6 +510,7 @@ impl Cluster {
                 ) => j,
                 Ok(_) => continue,
                 Err(e) => {
+                    crate::metrics::kube_request("watch", false);
                     tracing::debug!(error = %e, "watching build Jobs");
                     continue;
                 }
@@ -514,7 +528,7 @@ impl Cluster {
     async fn applications(&self) -> Result<HashMap<String, (String, String)>, ::kube::Error> {
         let params = ListParams::default().labels("claimd.dev/cluster-type=catalyst");
         let api = self.api("Application", Some(&self.argocd_namespace));
-        match api.list(&params).await {
+        match counted("list", api.list(&params).await) {
             Ok(list) => Ok(list
                 .items
                 .into_iter()
@@ -556,6 +570,28 @@ fn deployment(
         ("Degraded", _) => Step::Failed("Degraded".into(), message),
         _ => Step::Waiting("Progressing".into(), message),
     }
+}
+
+/// How many of `jobs` run, succeeded and failed.
+fn job_phases(jobs: &[DynamicObject]) -> [usize; 3] {
+    let mut counts = [0; 3];
+    for job in jobs {
+        let st = &job.data["status"];
+        let failed = st["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Failed" && c["status"] == "True");
+        let phase = if st["succeeded"].as_u64().unwrap_or(0) > 0 {
+            1
+        } else if failed {
+            2
+        } else {
+            0
+        };
+        counts[phase] += 1;
+    }
+    counts
 }
 
 /// A build Job's state: succeeded, failed (reported, not waited on), or running.

@@ -502,6 +502,7 @@ impl Registry {
                 digest: pinned.layer.clone(),
             })?;
         if let Some(bytes) = self.cache.read_blob(hex) {
+            crate::metrics::chart_cache(true);
             return Ok(bytes);
         }
         if self.settings.offline {
@@ -513,6 +514,7 @@ impl Registry {
                 limit: max_bytes,
             });
         }
+        crate::metrics::chart_cache(false);
         let auth = (&self.credentials(&at.host)?).into();
         // Authenticates (a token for pull) before the blob request.
         self.client

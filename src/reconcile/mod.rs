@@ -24,6 +24,9 @@ pub enum Error {
     Pipeline(#[from] pipeline::Error),
     #[error("branch {branch} kept moving: gave up after {attempts} attempts (will retry on the next event)")]
     Contended { branch: String, attempts: u32 },
+    /// The git server did not take the bot commit's push (refused, or unreachable).
+    #[error(transparent)]
+    Push(git::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,9 @@ pub struct Report {
     pub repo_url: Option<String>,
     /// The generated paths the bot commit changed.
     pub changed: Vec<String>,
+    /// Times the bot commit's publication was refused because the branch had moved (each
+    /// time the reconcile started again on the new tip).
+    pub rejected: u32,
 }
 
 /// What became of one claim file in a reconcile (for commit statuses).
@@ -211,6 +217,7 @@ impl Error {
             Error::Git(_) => "git",
             Error::Pipeline(e) => e.kind(),
             Error::Contended { .. } => "contended",
+            Error::Push(_) => "push",
         }
     }
 }
@@ -257,6 +264,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                 claims: Vec::new(),
                 repo_url: None,
                 changed: Vec::new(),
+                rejected: attempt,
             });
         };
         let planned = pipeline::at_commit(repo, tip, &request(opts, &branch), memo)?;
@@ -283,6 +291,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                 claims: results,
                 repo_url,
                 changed: Vec::new(),
+                rejected: attempt,
             });
         }
         let message = commit_message(&plan, &claims, tip);
@@ -296,7 +305,8 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                 &branch,
                 tip,
                 commit,
-            )?,
+            )
+            .map_err(Error::Push)?,
         };
         match published {
             Cas::Updated => {
@@ -321,6 +331,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
                     claims: results,
                     repo_url,
                     changed,
+                    rejected: attempt,
                 });
             }
             Cas::Moved => {

@@ -169,6 +169,7 @@ pub fn commit(repo: &Repo, opts: &Options, prepared: &Prepared) -> Result<Option
             claims: Vec::new(),
             repo_url: None,
             changed: Vec::new(),
+            rejected: 0,
         }),
         Cas::Moved => None,
     })

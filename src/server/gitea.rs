@@ -13,6 +13,7 @@
 use crate::daemon::{Daemon, Event};
 use crate::gitea::webhook::{self, Deliveries, Verdict};
 use crate::gitea::Secret;
+use crate::metrics::Webhook;
 use std::future::Future;
 use std::sync::Arc;
 use warp::http::StatusCode;
@@ -29,6 +30,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let deliveries = Arc::new(Deliveries::new(DELIVERIES));
+    let metrics = daemon.metrics.clone();
+    metrics.webhooks();
     let daemon_for_previews = daemon.clone();
     let daemon_for_claims = daemon.clone();
     let secret = Arc::new(secret);
@@ -51,9 +54,18 @@ pub async fn run(
                     body: &body,
                 };
                 let (status, text) = receive(&daemon, &secret, &deliveries, &request);
+                if let Some(verdict) = Webhook::of_status(status.as_u16()) {
+                    daemon.metrics.webhook(verdict);
+                }
                 warp::reply::with_status(text, status)
             },
-        );
+        )
+        // A body over the limit is refused before `receive` sees it.
+        .with(warp::log::custom(move |info| {
+            if info.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                metrics.webhook(Webhook::TooLarge);
+            }
+        }));
     let d = daemon_for_previews;
     let previews =
         warp::path!("previews" / String)
@@ -177,13 +189,22 @@ pub fn receive(
         Ok(push) => push,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")),
     };
+    let name = &push.repository.full_name;
+    let label = daemon.gitea_label(name);
+    let span = tracing::info_span!(
+        "push",
+        repository = label.as_deref().unwrap_or(name.as_str()),
+        r#ref = %push.reference,
+        old = %push.before,
+        new = %push.after
+    );
+    let _in_span = span.enter();
     if let Some(id) = r.delivery {
         if !deliveries.first(id) {
             tracing::info!(delivery = id, "gitea webhook redelivered: already handled");
             return (StatusCode::OK, "ignored: already delivered\n".into());
         }
     }
-    let name = &push.repository.full_name;
     let Some((repo, branch, bot)) = daemon.gitea_repository(name) else {
         return (
             StatusCode::NOT_FOUND,

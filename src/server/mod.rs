@@ -10,7 +10,13 @@
 //!   every repository's work (requests, renders, unchanged looks, tip), last push, last
 //!   bot commit, last reconcile, claim files' states with their first error, and preview
 //!   Environments (phase, URL, conditions), as JSON;
-//! - `GET /` → the same as an HTML page for a browser ([`page`]).
+//! - `GET /` → the same as an HTML page for a browser ([`page`]);
+//! - `GET /metrics` → the daemon's metrics ([`crate::metrics`]): OpenMetrics text when
+//!   the scraper accepts it (Prometheus does), else the classic Prometheus text format.
+//!
+//! [`run_read_only`]: the same GET endpoints (never the hand-off or validation) on a
+//! listener of their own (`metricsListen`), which may listen beyond loopback (a pod's
+//! port for Prometheus and probes).
 
 pub mod gitea;
 pub mod page;
@@ -20,6 +26,7 @@ use serde::Deserialize;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use tracing::Instrument;
 use warp::http::StatusCode;
 use warp::Filter;
 
@@ -37,14 +44,26 @@ struct PushBody {
     /// Answer only when the reconcile for this push is done, with its result.
     #[serde(default)]
     wait: bool,
+    /// The branch update the hook saw, for the log (an older hook sends none).
+    #[serde(flatten)]
+    update: Option<Update>,
 }
 
-/// Serves on `listener` until `shutdown` resolves.
-pub async fn run(
+/// One ref update a hook hands off: `<old> <new> <ref>` as git gave it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct Update {
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub old: String,
+    pub new: String,
+}
+
+/// The read-only endpoints: health, readiness, status and metrics. Served on the
+/// hand-off listener and, with `metricsListen`, on a listener of their own.
+pub fn read_only_routes(
     daemon: Arc<Daemon>,
-    listener: tokio::net::TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone + Send + Sync + 'static
+{
     let health = warp::path!("healthz").and(warp::get()).map(|| "ok");
     let d = daemon.clone();
     let ready = warp::path!("readyz").and(warp::get()).map(move || {
@@ -55,13 +74,54 @@ pub async fn run(
         }
     });
     let d = daemon.clone();
+    let status = warp::path!("v1" / "status")
+        .and(warp::get())
+        .map(move || warp::reply::json(&d.status()));
+    let d = daemon.clone();
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("accept"))
+        .map(move |accept: Option<String>| {
+            let openmetrics = accept.is_some_and(|a| a.contains("application/openmetrics-text"));
+            let (text, content_type) = d.metrics_text(openmetrics);
+            warp::reply::with_header(text, "content-type", content_type)
+        });
+    health
+        .or(ready)
+        .or(status)
+        .or(metrics)
+        .or(page::routes(daemon))
+}
+
+/// Serves the read-only endpoints ([`read_only_routes`]) on `listener` until `shutdown`.
+pub async fn run_read_only(
+    daemon: Arc<Daemon>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    warp::serve(read_only_routes(daemon))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Serves on `listener` until `shutdown` resolves.
+pub async fn run(
+    daemon: Arc<Daemon>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let d = daemon.clone();
     let push = warp::path!("v1" / "push")
         .and(warp::post())
         .and(warp::body::content_length_limit(64 * 1024))
         .and(warp::body::json())
         .then(move |body: PushBody| {
             let d = d.clone();
+            let span = push_span(&d, &body.repo, body.update.as_ref());
             async move {
+                tracing::info!("push handed off by a hook");
                 if body.wait {
                     return match d.send_and_wait(body.repo).await {
                         Some(result) => warp::reply::with_status(result, StatusCode::OK),
@@ -80,6 +140,7 @@ pub async fn run(
                     )
                 }
             }
+            .instrument(span)
         });
     let d = daemon.clone();
     let validate = warp::path!("v1" / "validate")
@@ -117,28 +178,59 @@ pub async fn run(
                 }
             }
         });
-    let d = daemon.clone();
-    let status = warp::path!("v1" / "status")
-        .and(warp::get())
-        .map(move || warp::reply::json(&d.status()));
-    let page = page::routes(daemon.clone());
-    warp::serve(health.or(ready).or(push).or(validate).or(status).or(page))
+    warp::serve(read_only_routes(daemon).or(push).or(validate))
         .incoming(listener)
         .graceful(shutdown)
         .run()
         .await;
 }
 
+/// The span of a push handed to the daemon (a hook's, Gitea's webhook): its log lines
+/// carry the repository, the ref, the old and the new commit.
+pub(crate) fn push_span(
+    daemon: &Daemon,
+    repo: &std::path::Path,
+    update: Option<&Update>,
+) -> tracing::Span {
+    let repository = daemon.repository_label(repo);
+    let repository = repository.as_deref().unwrap_or("(not served)");
+    match update {
+        Some(u) => tracing::info_span!(
+            "push",
+            repository,
+            r#ref = %u.reference,
+            old = %u.old,
+            new = %u.new
+        ),
+        None => tracing::info_span!("push", repository),
+    }
+}
+
 /// The hooks' side of the hand-off: a tiny HTTP/1.1 POST over loopback, with short
 /// timeouts (the push must not wait on a stuck daemon). Ok(true) when queued.
 pub fn hand_off(addr: &str, repo: &std::path::Path) -> std::io::Result<bool> {
-    Ok(post_push(addr, repo, false, std::time::Duration::from_secs(2))?.0 == 202)
+    hand_off_update(addr, repo, None)
+}
+
+/// [`hand_off`] with the branch update the hook saw (for the daemon's log).
+pub fn hand_off_update(
+    addr: &str,
+    repo: &std::path::Path,
+    update: Option<&Update>,
+) -> std::io::Result<bool> {
+    let timeout = std::time::Duration::from_secs(2);
+    Ok(post_push(addr, repo, update, false, timeout)?.0 == 202)
 }
 
 /// Hands off and waits for the reconcile (`--wait`): the daemon's one-line result, or
 /// None when the daemon does not serve this repository.
-pub fn hand_off_and_wait(addr: &str, repo: &std::path::Path) -> std::io::Result<Option<String>> {
-    let (status, body) = post_push(addr, repo, true, std::time::Duration::from_secs(120))?;
+pub fn hand_off_and_wait(
+    addr: &str,
+    repo: &std::path::Path,
+    update: Option<&Update>,
+) -> std::io::Result<Option<String>> {
+    let timeout = std::time::Duration::from_secs(120);
+    let (status, body) = post_push(addr, repo, update, true, timeout)?;
     Ok((status == 200).then_some(body))
 }
 
@@ -176,10 +268,16 @@ pub fn validate_remote(
 fn post_push(
     addr: &str,
     repo: &std::path::Path,
+    update: Option<&Update>,
     wait: bool,
     read_timeout: std::time::Duration,
 ) -> std::io::Result<(u16, String)> {
-    let body = serde_json::json!({ "repo": repo, "wait": wait });
+    let mut body = serde_json::json!({ "repo": repo, "wait": wait });
+    if let Some(u) = update {
+        body["ref"] = u.reference.clone().into();
+        body["old"] = u.old.clone().into();
+        body["new"] = u.new.clone().into();
+    }
     post(addr, "/v1/push", &body, read_timeout)
 }
 

@@ -19,6 +19,7 @@ mod kube_harness;
 mod kube_namespaces;
 mod kube_previews;
 mod leases;
+mod metrics;
 mod oci;
 mod purity;
 mod registry_harness;

@@ -22,6 +22,11 @@ impl Daemon {
 
     /// [`Daemon::start`], its log (stderr) written to `log`.
     pub fn start_logging(config: &Path, log: Option<&Path>) -> Daemon {
+        Daemon::start_with(config, log, &[])
+    }
+
+    /// [`Daemon::start_logging`] with more arguments after `serve --config <file>`.
+    pub fn start_with(config: &Path, log: Option<&Path>, args: &[&str]) -> Daemon {
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::null(),
@@ -29,6 +34,7 @@ impl Daemon {
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(stderr)
             // Never a cluster from the machine: tests that want one name it in the config.
