@@ -14,9 +14,12 @@
 //! 3. the Deployment is what an operator expects (`claimd serve --config
 //!    /etc/claimd/claimd.yaml`, probes on the metrics port, non-root, read-only root,
 //!    no capabilities, resources), the ClusterRole has exactly the rules of
-//!    `deploy/kubernetes/rbac.yaml`, the Lease Role works (SubjectAccessReviews as the
-//!    ServiceAccount), and the ConfigMap's claimd.yaml is accepted by claimd's own config
-//!    loader with every secret it names mounted from a Secret at that path;
+//!    `deploy/kubernetes/rbac.yaml` (and the Lease Role those of its Role, once it has
+//!    one), the API server's RBAC gives the ServiceAccount what claimd calls and no more
+//!    (SubjectAccessReviews), and the ConfigMap's claimd.yaml is accepted by claimd's own
+//!    config loader (`Config::parse`) with every secret it names mounted from a Secret at
+//!    that path, and with `kubernetes.leases` for 3 replicas (a loader that does not know
+//!    that key yet reads the rest);
 //! 4. (HA) `promtool check rules` and `promtool test rules` (tests/prometheus/
 //!    claimd-alerts.test.yaml: series that must fire and must not, per alert) on the rules
 //!    of the rendered PrometheusRule; the dashboard's queries use exactly the metric names
@@ -435,11 +438,20 @@ fn expect_workload(r: &mut Report, p: Profile, rel: &Release) {
 fn expect_rbac(r: &mut Report, cluster: &kube::Cluster, rel: &Release, ns: &str) {
     let shipped = std::fs::read_to_string(format!("{ROOT}/deploy/kubernetes/rbac.yaml"))
         .expect("read deploy/kubernetes/rbac.yaml");
-    let shipped_rules = serde_yaml::Deserializer::from_str(&shipped)
+    let docs: Vec<Json> = serde_yaml::Deserializer::from_str(&shipped)
         .map(|doc| Json::deserialize(doc).expect("rbac.yaml document"))
-        .find(|o| o["kind"] == "ClusterRole")
-        .map(|o| o["rules"].clone())
-        .expect("rbac.yaml has a ClusterRole");
+        .collect();
+    let rules_of = |kind: &str| {
+        docs.iter()
+            .find(|o| o["kind"] == kind)
+            .map(|o| o["rules"].clone())
+    };
+    let shipped_rules = rules_of("ClusterRole").expect("rbac.yaml has a ClusterRole");
+    // The Lease Role: as rbac.yaml has it once it has one (the leases work adds it), else
+    // what claimd's Lease code calls.
+    let lease_rules = rules_of("Role").unwrap_or_else(|| {
+        json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}])
+    });
     let role = rel.one(r, "ClusterRole");
     r.check(
         role["rules"] == shipped_rules,
@@ -458,9 +470,11 @@ fn expect_rbac(r: &mut Report, cluster: &kube::Cluster, rel: &Release, ns: &str)
     );
     let leases = rel.one(r, "Role");
     r.check(
-        leases["rules"]
-            == json!([{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "list", "watch", "create", "update"]}]),
-        format!("Role: Leases get/list/watch/create/update: {}", leases["rules"]),
+        leases["rules"] == lease_rules,
+        format!(
+            "Role: the Lease rules\n  chart: {}\n  want:  {lease_rules}",
+            leases["rules"]
+        ),
     );
     rel.one(r, "RoleBinding");
     // What the API server's RBAC makes of it, for the chart's ServiceAccount.
@@ -492,7 +506,8 @@ fn expect_rbac(r: &mut Report, cluster: &kube::Cluster, rel: &Release, ns: &str)
             "kube-system",
             false,
         ),
-        ("delete", "coordination.k8s.io", "leases", ns, false),
+        ("patch", "coordination.k8s.io", "leases", ns, true),
+        ("delete", "coordination.k8s.io", "leases", "default", false),
         ("patch", "", "namespaces", "", true),
         ("create", "batch", "jobs", "team-a", true),
         ("list", "argoproj.io", "applications", "argocd", true),
@@ -518,7 +533,29 @@ fn expect_config(r: &mut Report, p: Profile, rel: &Release, ns: &str) {
         .cloned()
         .unwrap_or_default();
     let text = cm["data"]["claimd.yaml"].as_str().unwrap_or_default();
-    let config = match Config::parse(Path::new(CONFIG), text) {
+    let yaml: Json = serde_yaml::from_str(text).unwrap_or_default();
+    let leases = &yaml["kubernetes"]["leases"];
+    match p {
+        Profile::Default => r.check(leases.is_null(), "default (1 replica): no leases"),
+        Profile::Ha => r.check(
+            *leases == json!({"namespace": ns, "durationSeconds": 15}),
+            format!("HA: kubernetes.leases in the release namespace: {leases}"),
+        ),
+    }
+    // A claimd whose loader does not know kubernetes.leases yet (before the leases work is
+    // merged) gets the rest of the file; once it knows the key, the whole file.
+    let knows_leases = Config::parse(Path::new(CONFIG), "kubernetes: {leases: {}}\n").is_ok();
+    let text = if leases.is_null() || knows_leases {
+        text.to_string()
+    } else {
+        eprintln!("claimd_chart: this claimd has no kubernetes.leases: its loader reads the config without it");
+        let mut without = yaml.clone();
+        without["kubernetes"]
+            .as_object_mut()
+            .map(|k| k.remove("leases"));
+        serde_yaml::to_string(&without).expect("YAML")
+    };
+    let config = match Config::parse(Path::new(CONFIG), &text) {
         Ok(c) => c,
         Err(e) => {
             r.fail(format!(

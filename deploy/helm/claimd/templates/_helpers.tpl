@@ -180,7 +180,11 @@ written with toYaml, so every value is quoted as YAML needs.
 {{- with include "claimd.secretPath" (list $root "argocdCa") }}{{ $_ := set $argo "caFile" . }}{{ end -}}
 {{- $_ := set $cfg "argocd" $argo -}}
 {{- end -}}
-{{- with .Values.kubernetes }}{{ $_ := set $cfg "kubernetes" (deepCopy .) }}{{ end -}}
+{{- $kube := deepCopy (.Values.kubernetes | default dict) -}}
+{{- if and (include "claimd.leases" .) (not (hasKey $kube "leases")) -}}
+{{- $_ := set $kube "leases" (dict "namespace" .Release.Namespace "durationSeconds" (int .Values.leases.durationSeconds)) -}}
+{{- end -}}
+{{- if $kube }}{{ $_ := set $cfg "kubernetes" $kube }}{{ end -}}
 {{- $cfg = mergeOverwrite $cfg (deepCopy (.Values.config.extra | default dict)) -}}
 {{- toYaml $cfg -}}
 {{- end -}}
@@ -200,5 +204,17 @@ policy/v1
 policy/v1beta1
 {{- else -}}
 policy/v1
+{{- end -}}
+{{- end -}}
+
+{{/*
+"true" when claimd takes per-repository Leases: leases.enabled, or (empty) more than one replica.
+*/}}
+{{- define "claimd.leases" -}}
+{{- $on := .Values.leases.enabled -}}
+{{- if kindIs "bool" $on -}}
+{{- if $on }}true{{ end -}}
+{{- else if gt (int .Values.replicaCount) 1 -}}
+true
 {{- end -}}
 {{- end -}}
