@@ -1067,7 +1067,7 @@ fn claimd(dir: &Path, args: &[&str]) -> (bool, String) {
 // Helm (tests/helm/charts.py) and the API server.
 
 /// Runs `python3 tests/helm/charts.py ARGS` with Helm (and PyYAML) importable; its JSON.
-fn helm_py(args: &[&str]) -> Result<Json, String> {
+pub(crate) fn helm_py(args: &[&str]) -> Result<Json, String> {
     let mut pythonpath = std::ffi::OsString::from(helm::helm_pythonpath());
     pythonpath.push(":");
     pythonpath.push(kube::pylib_dir()); // PyYAML, when tests/kube/setup.sh had to install it
@@ -1091,7 +1091,7 @@ fn helm_py(args: &[&str]) -> Result<Json, String> {
 
 /// The shared API server with the operators' CRDs, installed once per process; None
 /// (after a loud message) when the CRDs folder is absent.
-fn cluster_with_crds() -> Option<&'static kube::Cluster> {
+pub(crate) fn cluster_with_crds() -> Option<&'static kube::Cluster> {
     static READY: OnceLock<bool> = OnceLock::new();
     let cluster = kube::Cluster::shared();
     let ready = *READY.get_or_init(|| {
@@ -1112,20 +1112,20 @@ fn cluster_with_crds() -> Option<&'static kube::Cluster> {
     ready.then_some(cluster)
 }
 
-struct Object {
-    kind: String,
-    name: String,
-    rendered: Json,
-    back: Json,
+pub(crate) struct Object {
+    pub(crate) kind: String,
+    pub(crate) name: String,
+    pub(crate) rendered: Json,
+    pub(crate) back: Json,
 }
 
-struct Release {
-    objects: Vec<Object>,
+pub(crate) struct Release {
+    pub(crate) objects: Vec<Object>,
 }
 
 impl Release {
     /// The read-back objects of `kind`.
-    fn all(&self, kind: &str) -> Vec<&Json> {
+    pub(crate) fn all(&self, kind: &str) -> Vec<&Json> {
         self.objects
             .iter()
             .filter(|o| o.kind == kind)
@@ -1134,7 +1134,7 @@ impl Release {
     }
 
     /// The one read-back object of `kind` (a problem, and null, if not exactly one).
-    fn one(&self, r: &mut Report, kind: &str) -> Json {
+    pub(crate) fn one(&self, r: &mut Report, kind: &str) -> Json {
         let all = self.all(kind);
         r.check(
             all.len() == 1,
@@ -1144,7 +1144,7 @@ impl Release {
     }
 
     /// The first object of `kind` as Helm rendered it.
-    fn rendered(&self, kind: &str) -> Json {
+    pub(crate) fn rendered(&self, kind: &str) -> Json {
         self.objects
             .iter()
             .find(|o| o.kind == kind)
@@ -1154,7 +1154,7 @@ impl Release {
 }
 
 /// GETs every object Helm created and compares it with what Helm rendered.
-fn read_back(cluster: &kube::Cluster, installed: &Json, r: &mut Report) -> Release {
+pub(crate) fn read_back(cluster: &kube::Cluster, installed: &Json, r: &mut Report) -> Release {
     let mut objects = Vec::new();
     for o in installed["objects"].as_array().into_iter().flatten() {
         let (api, kind, name, ns) = (
@@ -1239,7 +1239,7 @@ fn standard_labels(chart: &str, release: &str) -> Json {
     })
 }
 
-fn labels_include(labels: &Json, want: &Json) -> bool {
+pub(crate) fn labels_include(labels: &Json, want: &Json) -> bool {
     want.as_object()
         .is_some_and(|w| !w.is_empty() && w.iter().all(|(k, v)| labels[k] == *v))
 }
@@ -1412,16 +1412,16 @@ fn same_scalar(a: &Json, b: &Json) -> bool {
 // ---------------------------------------------------------------------------------------
 // Problems are collected, so one run shows all of them; timings go to stderr.
 
-struct Report {
+pub(crate) struct Report {
     chart: &'static str,
-    context: String,
+    pub(crate) context: String,
     problems: Vec<String>,
     checks: usize,
     timings: Vec<(String, Duration)>,
 }
 
 impl Report {
-    fn new(chart: &'static str) -> Report {
+    pub(crate) fn new(chart: &'static str) -> Report {
         Report {
             chart,
             context: String::new(),
@@ -1431,22 +1431,22 @@ impl Report {
         }
     }
 
-    fn check(&mut self, ok: bool, what: impl std::fmt::Display) {
+    pub(crate) fn check(&mut self, ok: bool, what: impl std::fmt::Display) {
         self.checks += 1;
         if !ok {
             self.problems.push(format!("{}{what}", self.context));
         }
     }
 
-    fn fail(&mut self, what: impl std::fmt::Display) {
+    pub(crate) fn fail(&mut self, what: impl std::fmt::Display) {
         self.check(false, what);
     }
 
-    fn time(&mut self, what: &str, since: Instant) {
+    pub(crate) fn time(&mut self, what: &str, since: Instant) {
         self.timings.push((what.to_string(), since.elapsed()));
     }
 
-    fn finish(self) {
+    pub(crate) fn finish(self) {
         let mut line = format!("charts: {} timings:", self.chart);
         for (what, d) in &self.timings {
             let _ = write!(line, " {what} {:.2}s,", d.as_secs_f64());

@@ -4,6 +4,7 @@ mod support;
 
 mod argocd;
 mod charts;
+mod claimd_chart;
 mod cli;
 mod crd_validator;
 mod daemon;
