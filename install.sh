@@ -376,8 +376,14 @@ EOF
 		echo "#  - path: /srv/git/gitops.git"
 	else
 		echo "repositories:"
-		for repo in "${REPO_PATHS[@]}"; do
+		for line in "${REPO_LINES[@]}"; do
+			repo=${line% *}
 			echo "  - path: $(yaml_quote "$repo")"
+			# On Gitea, bot commits go through Gitea (its webhooks, statuses and branch
+			# protection see them), not straight onto the disk.
+			if [ "${line##* }" = gitea ] && [ -n "$GITEA_URL" ]; then
+				echo "    giteaRepository: $(gitea_name "$repo")"
+			fi
 		done
 	fi
 	cat <<EOF
@@ -468,10 +474,17 @@ if [ -n "$GITEA_URL" ]; then
 fi
 
 # 5. The hooks, with the installed binary's own `claimd hooks install`.
+HOOK_DAEMON=$LISTEN
+if [ -f "$CONFIG" ]; then
+	listen=$(sed -n 's/^listen:[[:space:]]*//p' "$CONFIG" | head -n 1 | tr -d "\"'")
+	[ -n "$listen" ] && HOOK_DAEMON=$listen
+fi
 for line in "${REPO_LINES[@]}"; do
 	repo=${line% *}
 	layout=${line##* }
-	args=(hooks install "$repo" --binary "$BIN")
+	# The hooks hand pushes to the daemon at the config's listen address (they render
+	# inline when it does not answer).
+	args=(hooks install "$repo" --binary "$BIN" --daemon "$HOOK_DAEMON")
 	[ "$layout" = gitea ] && args+=(--gitea)
 	if [ "$DRY_RUN" = 1 ]; then
 		say "hooks $repo" "would be installed ($BIN ${args[*]})"

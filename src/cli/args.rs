@@ -205,6 +205,10 @@ pub enum HooksAction {
         /// The claimd binary the hooks call (default: this one).
         #[arg(long)]
         binary: Option<PathBuf>,
+        /// The daemon the hooks hand pushes to (its `listen` address); written into the
+        /// hooks as CLAIMD_DAEMON. When it does not answer, the hooks render inline.
+        #[arg(long)]
+        daemon: Option<String>,
     },
     /// Remove the hooks claimd installed (both layouts); other hooks are left alone.
     Uninstall {

@@ -126,7 +126,7 @@ pub fn run(args: BootstrapArgs) -> Result<ExitCode> {
             .join(org.to_lowercase())
             .join(format!("{}.git", gitops.to_lowercase()));
         if path.join("objects").is_dir() {
-            super::hooks::install(&path, None, true)?;
+            super::hooks::install(&path, None, true, None)?;
         } else {
             println!(
                 "hooks: {} is not on this disk; the webhook triggers renders",

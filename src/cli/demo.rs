@@ -91,7 +91,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<ExitCode> {
         &["init", "-q", "--bare", "-b", "main", "voltran.git"],
     )?;
     writeln!(out, "\n$ claimd hooks install voltran.git")?;
-    super::hooks::install(&bare, None, false)?;
+    super::hooks::install(&bare, None, false, None)?;
     demo.must(
         &root,
         &[

@@ -41,17 +41,25 @@ pub fn options_from_env() -> Options {
     o
 }
 
-/// The hook script from `hooks/`, with the binary's absolute path.
-fn script(binary: &Path, hook: &str) -> String {
+/// The hook script from `hooks/`, with the binary's absolute path and, when given, the
+/// daemon the hooks hand pushes to (`CLAIMD_DAEMON`; unreachable: they render inline).
+fn script(binary: &Path, hook: &str, daemon: Option<&str>) -> String {
     let template = if hook == "pre-receive" {
         PRE_RECEIVE
     } else {
         POST_RECEIVE
     };
-    let quoted = binary.display().to_string().replace('\'', "'\\''");
+    let quote = |s: &str| s.replace('\'', "'\\''");
+    let quoted = quote(&binary.display().to_string());
+    let daemon = daemon.map_or(String::new(), |addr| {
+        format!(
+            "CLAIMD_DAEMON=\"${{CLAIMD_DAEMON:-{}}}\"\nexport CLAIMD_DAEMON\n",
+            quote(addr)
+        )
+    });
     template.replacen(
         "#!/bin/sh\n",
-        &format!("#!/bin/sh\nCLAIMD_BIN='{quoted}'\n"),
+        &format!("#!/bin/sh\nCLAIMD_BIN='{quoted}'\n{daemon}"),
         1,
     )
 }
@@ -93,7 +101,12 @@ pub(crate) fn binary_of(script: &str) -> Option<PathBuf> {
 /// Installs pre-receive and post-receive into a bare repository: `hooks/<name>` for a
 /// plain repository, `hooks/<name>.d/claimd` for Gitea's layout (detected, or `gitea`).
 /// An existing hook that claimd did not write is never overwritten.
-pub fn install(repo: &Path, binary: Option<PathBuf>, gitea: bool) -> Result<ExitCode> {
+pub fn install(
+    repo: &Path,
+    binary: Option<PathBuf>,
+    gitea: bool,
+    daemon: Option<&str>,
+) -> Result<ExitCode> {
     let hooks = repo.join("hooks");
     if !repo.join("objects").is_dir() {
         bail!(
@@ -118,7 +131,7 @@ pub fn install(repo: &Path, binary: Option<PathBuf>, gitea: bool) -> Result<Exit
                 );
             }
         }
-        let text = script(&binary, hook);
+        let text = script(&binary, hook, daemon);
         if std::fs::read_to_string(&path).is_ok_and(|t| t == text) && is_executable(&path) {
             println!("unchanged {}", path.display());
             continue;
@@ -411,7 +424,7 @@ mod tests {
     #[test]
     fn the_binary_a_script_calls_reads_back_as_written() {
         for bin in ["/usr/local/bin/claimd", "/opt/it's here/claimd"] {
-            let script = script(Path::new(bin), "pre-receive");
+            let script = script(Path::new(bin), "pre-receive", None);
             assert!(is_ours(&script));
             assert_eq!(binary_of(&script), Some(PathBuf::from(bin)), "{script}");
         }

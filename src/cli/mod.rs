@@ -82,8 +82,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                     repo,
                     gitea,
                     binary,
+                    daemon,
                 },
-        } => hooks::install(&repo, binary, gitea),
+        } => hooks::install(&repo, binary, gitea, daemon.as_deref()),
         Command::Hooks {
             action: HooksAction::Uninstall { repo },
         } => hooks::uninstall(&repo),

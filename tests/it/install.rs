@@ -620,6 +620,34 @@ fn the_installed_unit_runs_a_service_that_notifies_ready_after_reconciling_and_s
     let now = git(&m.plain, &["rev-parse", "main"]);
     assert_ne!(now.stdout, tip.stdout, "no bot commit before READY=1");
 
+    // The installed hooks hand pushes to the daemon at the config's listen address
+    // (here the test's port 0, so the push names the real one, as an operator's
+    // environment may), and the daemon makes the bot commit.
+    let hook = std::fs::read_to_string(m.plain.join("hooks/post-receive")).expect("hook");
+    assert!(
+        hook.contains("CLAIMD_DAEMON=\"${CLAIMD_DAEMON:-127.0.0.1:0}\""),
+        "{hook}"
+    );
+    git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
+    let file = work.join("claims/dev-apps.yaml");
+    let claim = std::fs::read_to_string(&file).expect("claim");
+    std::fs::write(&file, claim.replacen("tag: ", "tag: handed-", 1)).expect("edit");
+    git(&work, &["commit", "-q", "-am", "a new tag"]);
+    let pushed = Command::new("git")
+        .args(["push", "origin", "main"])
+        .current_dir(&work)
+        .env("CLAIMD_DAEMON", &addr)
+        .env("CLAIMD_WAIT", "1")
+        .output()
+        .expect("push");
+    let said = format!("{}{}", text(&pushed.stdout), text(&pushed.stderr));
+    assert!(pushed.status.success(), "{said}");
+    // Waiting for the daemon's answer: its bot commit, not an inline render.
+    assert!(said.contains("claimd: bot commit"), "{said}");
+    assert!(!said.contains("rendering here"), "{said}");
+    let client = git(&work, &["rev-parse", "HEAD"]).stdout;
+    assert_eq!(git(&m.plain, &["rev-parse", "main^"]).stdout, client);
+
     // SIGTERM: STOPPING=1, and a clean exit.
     // SAFETY: a signal to our own child.
     unsafe { libc::kill(guard.0.id() as i32, libc::SIGTERM) };
