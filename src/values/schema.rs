@@ -49,7 +49,7 @@ impl Schema {
             .validator
             .iter_errors(values)
             .map(|e| Violation {
-                path: dotted(&e.instance_path.to_string()),
+                path: dotted(&e.instance_path().to_string()),
                 message: e.to_string(),
             })
             .collect();

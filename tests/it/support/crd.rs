@@ -140,10 +140,10 @@ pub fn validate(crds: &Path, obj: &Value) -> Result<(), Vec<String>> {
     let pruned = walk(&ver.schema, obj, "", true, &mut errs);
 
     for e in validator.iter_errors(&pruned) {
-        let ptr = e.instance_path.as_str().to_owned();
+        let ptr = e.instance_path().as_str().to_owned();
         // metadata is checked by check_metadata; the CRD only says `type: object`.
         let metadata_missing = ptr.is_empty()
-            && matches!(&e.kind, jsonschema::error::ValidationErrorKind::Required { property } if property == "metadata");
+            && matches!(e.kind(), jsonschema::error::ValidationErrorKind::Required { property } if property == "metadata");
         if metadata_missing || ptr == "/metadata" || ptr.starts_with("/metadata/") {
             continue;
         }

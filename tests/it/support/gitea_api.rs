@@ -419,7 +419,7 @@ fn schema_errors(validator: &jsonschema::Validator, value: &Json) -> Vec<String>
     validator
         .iter_errors(value)
         .map(|e| {
-            let at = e.instance_path.to_string();
+            let at = e.instance_path().to_string();
             format!("{}: {e}", if at.is_empty() { "/" } else { &at })
         })
         .collect()
