@@ -424,6 +424,12 @@ fn invalid_yaml_has_a_position() {
         "apiVersion: platform.infraforge.io/v1\nkind: [unclosed\n",
         &["c.yaml:3:1: invalid YAML"],
     );
+    // Without a line break at the end: the end of the last line, not a line after it.
+    one(
+        "apiVersion: platform.infraforge.io/v1\nkind: [unclosed",
+        &["c.yaml:2:16: invalid YAML"],
+    );
+    one("!!str ", &["c.yaml:1:7: a claim document must be a map"]);
 }
 
 #[test]
