@@ -7,6 +7,7 @@ mod charts;
 mod cli;
 mod crd_validator;
 mod daemon;
+mod faults;
 mod git_loop;
 mod gitea;
 mod gitea_contract;
