@@ -339,3 +339,18 @@ pub fn daemon_idle(d: &crate::support::daemon::Daemon) -> bool {
         .iter()
         .all(|r| r.work.served == r.work.requests)
 }
+
+/// Pushes main from `work`, integrating what the bot (or anyone) pushed meanwhile by
+/// fetch + rebase, as a person would.
+pub fn push_rebasing(work: &Path) {
+    for _ in 0..50 {
+        if try_git(work, &["push", "-q", "origin", "main"])
+            .status
+            .success()
+        {
+            return;
+        }
+        git(work, &["pull", "-q", "--rebase", "origin", "main"]);
+    }
+    panic!("{}: the push never landed", work.display());
+}

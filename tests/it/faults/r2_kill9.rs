@@ -13,7 +13,9 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Enough applications that a render takes a while (a wide window to kill in).
-const LOAD_APPS: usize = 150;
+fn load_apps() -> usize {
+    scaled(40, 150)
+}
 
 /// A repository with the examples and a large claim file pushed and rendered, and a
 /// clone to push from.
@@ -23,7 +25,7 @@ fn loaded(hooks: bool) -> (Server, PathBuf) {
     write_examples(&work);
     std::fs::write(
         work.join("claims/load.yaml"),
-        app_claim("load", LOAD_APPS, "v0"),
+        app_claim("load", load_apps(), "v0"),
     )
     .expect("write");
     git(&work, &["add", "-A"]);
@@ -42,7 +44,7 @@ fn commit_change(work: &Path, round: usize) {
     // The large file changes too: the whole render is redone, not one file.
     std::fs::write(
         work.join("claims/load.yaml"),
-        app_claim("load", LOAD_APPS, &format!("v{round}")),
+        app_claim("load", load_apps(), &format!("v{round}")),
     )
     .expect("write");
     git(work, &["add", "-A"]);
@@ -72,6 +74,23 @@ fn claimd_processes_in(dir: &Path) -> Vec<(i32, String)> {
     found
 }
 
+/// Waits until a `hook` process of claimd runs in `dir`, or the push ended; when it
+/// was seen.
+fn hook_started(dir: &Path, hook: &str, push: &mut std::process::Child) -> Option<Instant> {
+    loop {
+        if claimd_processes_in(dir)
+            .iter()
+            .any(|(_, cmd)| cmd.contains(hook))
+        {
+            return Some(Instant::now());
+        }
+        if push.try_wait().expect("try_wait").is_some() {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// The bot commits on main not in `checked`, each checked to be a complete render
 /// (fails the test otherwise); all of main's bot commits are then in `checked`.
 fn check_new_bot_commits(bare: &Path, checked: &mut std::collections::HashSet<String>) {
@@ -95,19 +114,28 @@ fn check_new_bot_commits(bare: &Path, checked: &mut std::collections::HashSet<St
 #[test]
 fn r2_kill9_hook_processes_during_render_and_commit() {
     let part = "R2 hooks";
-    let kills = scaled(6, 50);
+    let kills = scaled(4, 50);
     let mut rng = Rng::new(part);
     let started = Instant::now();
     let (s, work) = loaded(true);
-    // The observed duration of a push (pre-receive renders, post-receive commits).
-    let mut durations = Vec::new();
+    // The observed durations of a push (pre-receive renders, post-receive commits) and
+    // of its post-receive.
+    let (mut durations, mut post_durations) = (Vec::new(), Vec::new());
     for round in 0..3 {
         commit_change(&work, round);
         let t = Instant::now();
-        git(&work, &["push", "-q", "origin", "main"]);
+        let mut push = git_command(&work, &["push", "-q", "origin", "main"])
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git push");
+        let post = hook_started(&s.bare, "post-receive", &mut push);
+        assert!(push.wait().expect("wait").success());
         durations.push(t.elapsed());
+        post_durations.push(post.expect("post-receive was seen").elapsed());
+        git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
     }
     let window = *durations.iter().max().expect("durations");
+    let post_window = *post_durations.iter().max().expect("durations");
     assert!(converged(&s.bare));
     let mut checked = std::collections::HashSet::new();
     check_new_bot_commits(&s.bare, &mut checked);
@@ -128,8 +156,17 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
             .stderr(Stdio::null())
             .spawn()
             .expect("git push");
-        let delay = Duration::from_micros(rng.below(window.as_micros() as u64));
-        std::thread::sleep(delay);
+        // Every other kill point lies in post-receive (a short part of the push).
+        if (killed_pre + killed_post + missed) % 2 == 1 {
+            let _ = hook_started(&s.bare, "post-receive", &mut push);
+            std::thread::sleep(Duration::from_micros(
+                rng.below(post_window.as_micros() as u64),
+            ));
+        } else {
+            std::thread::sleep(Duration::from_micros(
+                rng.below(window.as_micros() as u64),
+            ));
+        }
         let victims = claimd_processes_in(&s.bare);
         for (pid, _) in &victims {
             // SAFETY: a signal to a hook process of a push this test started.
@@ -159,6 +196,7 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
         // One more push (the same commit again if it was refused, else a new change)
         // brings the branch to a fresh render.
         if pushed {
+            git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
             round += 1;
             commit_change(&work, round);
         }
@@ -189,8 +227,9 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
     report(
         part,
         format!(
-            "tried: {} kill -9 of hook processes at random points of a push ({killed_pre} in pre-receive, {killed_post} in post-receive; {missed} more kill points found no hook running), drawn from the observed push duration {window:.0?} ({LOAD_APPS}+ applications); then a torn memo and a junk memo; in {:.1?}",
+            "tried: {} kill -9 of hook processes at random points of a push ({killed_pre} in pre-receive, {killed_post} in post-receive; {missed} more kill points found no hook running), drawn from the observed push duration {window:.0?} (every other one from post-receive's, {post_window:.0?}; {}+ applications); then a torn memo and a junk memo; in {:.1?}",
             killed_pre + killed_post,
+            load_apps(),
             started.elapsed()
         ),
     );
@@ -206,7 +245,7 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
 #[test]
 fn r2_kill9_the_daemon_during_render_and_commit() {
     let part = "R2 daemon";
-    let kills = scaled(5, 50);
+    let kills = scaled(3, 50);
     let mut rng = Rng::new(part);
     let started = Instant::now();
     let (s, work) = loaded(true);
@@ -222,12 +261,19 @@ fn r2_kill9_the_daemon_during_render_and_commit() {
     wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
     // The observed duration from a handed-off push to its bot commit.
     let mut durations = Vec::new();
+    let repo = Repo::open(&s.bare).expect("open");
+    let bot_commit_on = |pushed: &str| {
+        let tip = repo.branch_tip("main").expect("tip").expect("main");
+        tip.to_string() != pushed
+    };
     for round in 0..3 {
         commit_change(&work, round);
         push(&work, &d.addr);
         let t = Instant::now();
-        wait_until("the bot commit", || converged(&s.bare));
+        let pushed = s.tip();
+        wait_until("the bot commit", || bot_commit_on(&pushed));
         durations.push(t.elapsed());
+        assert!(converged(&s.bare));
         git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
     }
     let window = *durations.iter().max().expect("durations");
@@ -238,9 +284,10 @@ fn r2_kill9_the_daemon_during_render_and_commit() {
     for k in 0..kills {
         commit_change(&work, 3 + k);
         push(&work, &d.addr);
+        let pushed = s.tip();
         std::thread::sleep(Duration::from_micros(rng.below(window.as_micros() as u64)));
         d.kill9();
-        if converged(&s.bare) {
+        if bot_commit_on(&pushed) {
             after_commit += 1;
         } else {
             before_commit += 1;

@@ -115,6 +115,10 @@ fn r3_registry_stopped_and_started_again() {
         daemon_idle(&d) && !last_result(&d).is_empty()
     });
     let error = last_result(&d);
+    assert!(
+        error.contains("kept as they were, trying again") && error.contains("dev-apps.yaml"),
+        "the outage is not reported: {error}"
+    );
     // Nothing pruned: every generated file is still there, the claim's unchanged.
     let during = generated_files(&s.bare);
     let pruned: Vec<&String> = rendered.iter().filter(|f| !during.contains(f)).collect();
@@ -216,7 +220,7 @@ fn r3_api_server_stopped_and_started_again() {
     std::fs::write(work.join("claims/two.yaml"), env("two")).expect("write");
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "environment two"]);
-    git(&work, &["push", "-q", "origin", "main"]);
+    push_rebasing(&work);
     hand_off(&d, &s.bare);
     let two = format!("{team}-shop-two");
     let reported = |d: &Daemon| {
@@ -232,16 +236,27 @@ fn r3_api_server_stopped_and_started_again() {
                 .contains("nreachable")
         })
     });
-    let error = serde_json::to_string(&reported(&d).expect("status")).expect("json");
-    // The claims render regardless of the cluster.
-    wait_for("two's values committed", RECOVERY_SECS, || {
-        generated_files(&s.bare).iter().any(|f| f.contains(&two))
-    });
+    let error = {
+        let v = serde_json::to_value(reported(&d).expect("status")).expect("json");
+        let message = v["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| format!("{}: {}", c["reason"], c["message"]))
+            .find(|m| m.contains("nreachable"))
+            .unwrap_or_default();
+        format!("phase {}, {message}", v["phase"])
+    };
+    // A preview is held while its namespace cannot be made: nothing committed for it.
+    assert!(!generated_files(&s.bare).iter().any(|f| f.contains(&two)));
 
     // Back on the same port: the retry applies namespace two; one was never deleted.
     c.start_apiserver_again();
     wait_for("namespace two", RECOVERY_SECS, || {
         c.kubectl_like("GET", &ns("two"), None).0 == 200
+    });
+    wait_for("two's values committed", RECOVERY_SECS, || {
+        generated_files(&s.bare).iter().any(|f| f.contains(&two))
     });
     let one = c.get_json(&ns("one"));
     assert_eq!(
@@ -263,8 +278,8 @@ fn r3_api_server_stopped_and_started_again() {
     report(
         part,
         format!(
-            "held: the claims still rendered and were committed; the status reported the outage ({}); once back the daemon's retry created the new namespace without a push or restart; the first namespace was neither deleted nor recreated",
-            error.chars().take(160).collect::<String>()
+            "held: the status reported the outage ({}) and the new preview was held (nothing committed for it); once back the daemon's retry created its namespace and committed its values without a push or restart; the first namespace was neither deleted nor recreated",
+            error
         ),
     );
 }

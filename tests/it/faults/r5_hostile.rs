@@ -679,7 +679,7 @@ fn r5_namespaces_claimd_does_not_own_are_never_changed_or_deleted() {
         git(&work, &["rm", "-q", &format!("claims/{env}.yaml")]);
     }
     git(&work, &["commit", "-qm", "environments gone"]);
-    git(&work, &["push", "-q", "origin", "main"]);
+    push_rebasing(&work);
     assert!(
         claimd::server::hand_off(&d.addr, &s.bare.canonicalize().expect("canonical"))
             .expect("hand off")
