@@ -163,9 +163,7 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
                 rng.below(post_window.as_micros() as u64),
             ));
         } else {
-            std::thread::sleep(Duration::from_micros(
-                rng.below(window.as_micros() as u64),
-            ));
+            std::thread::sleep(Duration::from_micros(rng.below(window.as_micros() as u64)));
         }
         let victims = claimd_processes_in(&s.bare);
         for (pid, _) in &victims {
@@ -264,7 +262,7 @@ fn r2_kill9_the_daemon_during_render_and_commit() {
     let repo = Repo::open(&s.bare).expect("open");
     let bot_commit_on = |pushed: &str| {
         let tip = repo.branch_tip("main").expect("tip").expect("main");
-        tip.to_string() != pushed
+        tip != gix::ObjectId::from_hex(pushed.as_bytes()).expect("commit id")
     };
     for round in 0..3 {
         commit_change(&work, round);

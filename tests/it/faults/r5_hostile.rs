@@ -166,7 +166,15 @@ fn r5_hostile_webhooks_are_refused_and_trigger_no_work() {
     let not_utf8 = b"{\"ref\": \"\xff\xfe\"}".to_vec();
     let junk = b"{\"ref\": [".to_vec();
     // (what, headers, body, how it is sent, the status documented, a piece of the answer)
-    let cases: Vec<(&str, Vec<(&str, String)>, &[u8], Body, u16, &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, String)>,
+        &'a [u8],
+        Body,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "no signature",
             vec![delivery("h-1")],
