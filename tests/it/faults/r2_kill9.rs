@@ -74,6 +74,26 @@ fn claimd_processes_in(dir: &Path) -> Vec<(i32, String)> {
     found
 }
 
+/// Pushes main until git takes it (30 s at most); false when it first had to wait
+/// (a ref lock not yet stale).
+fn push_until_accepted(work: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut first = true;
+    loop {
+        let o = try_git(work, &["push", "-q", "origin", "main"]);
+        if o.status.success() {
+            return first;
+        }
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            stderr.contains("cannot lock ref") && Instant::now() < deadline,
+            "the push after a kill: {stderr}"
+        );
+        first = false;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// Waits until a `hook` process of claimd runs in `dir`, or the push ended; when it
 /// was seen.
 fn hook_started(dir: &Path, hook: &str, push: &mut std::process::Child) -> Option<Instant> {
@@ -140,9 +160,28 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
     let mut checked = std::collections::HashSet::new();
     check_new_bot_commits(&s.bare, &mut checked);
 
+    // A ref lock left by a killed process, older than claimd's stale limit: the next
+    // push clears it (pre-receive) and lands.
+    let lock = s.bare.join("refs/heads/main.lock");
+    std::fs::write(&lock, "").expect("lock");
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .expect("open")
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .expect("mtime");
+    commit_change(&work, 3);
+    git(&work, &["push", "-q", "origin", "main"]);
+    assert!(
+        !lock.exists() && converged(&s.bare),
+        "a stale lock blocked the push"
+    );
+    git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
+
     let (mut killed_pre, mut killed_post, mut missed, mut refused, mut unrendered) =
         (0, 0, 0, 0, 0);
-    let mut round = 3;
+    let mut waited_for_lock = 0;
+    let mut round = 4;
     while killed_pre + killed_post < kills {
         assert!(
             missed < kills * 10,
@@ -198,7 +237,11 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
             round += 1;
             commit_change(&work, round);
         }
-        git(&work, &["push", "-q", "origin", "main"]);
+        // (A kill while the bot commit moved the branch leaves its ref lock: git refuses
+        // pushes until the next one finds it stale and clears it, as a person retries.)
+        if !push_until_accepted(&work) {
+            waited_for_lock += 1;
+        }
         assert!(converged(&s.bare), "not converged after one more push");
         fsck(&s.bare);
         check_new_bot_commits(&s.bare, &mut checked);
@@ -234,7 +277,7 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
     report(
         part,
         format!(
-            "held: after every kill git fsck --full clean and {} bot commits each a complete render (none partial, none empty); {refused} pushes refused with the branch unchanged, {unrendered} accepted without their bot commit; every time one more push converged to a fresh render; torn and junk memos ignored (fresh render); a fresh clone plans nothing",
+            "held: after every kill git fsck --full clean and {} bot commits each a complete render (none partial, none empty); {refused} pushes refused with the branch unchanged, {unrendered} accepted without their bot commit; every time one more push converged to a fresh render ({waited_for_lock} times it was refused first, for a few seconds, by the ref lock a killed bot commit left, until pre-receive found it stale and cleared it); a stale ref lock is cleared by the next push; torn and junk memos ignored (fresh render); a fresh clone plans nothing",
             checked.len()
         ),
     );
