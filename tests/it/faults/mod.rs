@@ -113,6 +113,10 @@ impl Server {
         let bare = root.join("server.git");
         // The reflog of main is one witness of "the ref only moved forward".
         git(&bare, &["config", "core.logAllRefUpdates", "always"]);
+        // git's own `gc --auto` after a push runs before the push returns, not in the
+        // background where it would race the suite's `git fsck` (objects packed and
+        // pruned while fsck reads them).
+        git(&bare, &["config", "gc.autoDetach", "false"]);
         if hooks {
             let o = Command::new(BIN)
                 .args(["hooks", "install"])
