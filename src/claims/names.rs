@@ -8,32 +8,45 @@ pub fn label_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some(format!("the name is empty; {hint}"));
     }
-    if name.contains('/') || name.contains("..") || name.contains('\\') {
+    let full = name;
+    // A long name is quoted by its beginning only.
+    let name = &shortened(name);
+    if full.contains('/') || full.contains("..") || full.contains('\\') {
         return Some(format!(
             "`{name}` is not a valid name: it contains a path separator and would escape the output folder; {hint}"
         ));
     }
-    if name.len() > 63 {
+    if full.len() > 63 {
         return Some(format!(
             "`{name}` is {} characters long; {hint}",
-            name.len()
+            full.len()
         ));
     }
-    if name.chars().any(|c| c.is_ascii_uppercase()) {
+    if full.chars().any(|c| c.is_ascii_uppercase()) {
         return Some(format!(
             "`{name}` is not a valid name: it has upper case letters (try `{}`); {hint}",
             name.to_ascii_lowercase()
                 .replace(|c: char| !c.is_ascii_alphanumeric(), "-")
         ));
     }
-    let valid_chars = name
+    let valid_chars = full
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     let ends_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
-    if !valid_chars || !ends_ok(name.as_bytes().first()) || !ends_ok(name.as_bytes().last()) {
+    if !valid_chars || !ends_ok(full.as_bytes().first()) || !ends_ok(full.as_bytes().last()) {
         return Some(format!("`{name}` is not a valid name; {hint}"));
     }
     None
+}
+
+/// `name`, or its first 64 characters and `…` when it is longer than 80.
+fn shortened(name: &str) -> String {
+    if name.chars().count() <= 80 {
+        return name.to_string();
+    }
+    let mut short: String = name.chars().take(64).collect();
+    short.push('…');
+    short
 }
 
 /// Why `host` is not a DNS name usable as an ingress host (wildcard `*.` allowed).

@@ -25,6 +25,30 @@ impl Spanned<String> {
     }
 }
 
+/// A message as it may be shown on a terminal, in `git push` output or a web page: the
+/// claim's own text it quotes keeps no control characters (a NUL, an escape sequence)
+/// and no invisible or bidirectional formatting characters (a zero-width space, a
+/// right-to-left override); those are written as `\u{..}` escapes.
+fn printable(message: String) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+    };
+    if !message.chars().any(hidden) {
+        return message;
+    }
+    message
+        .chars()
+        .map(|c| {
+            if hidden(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Collects diagnostics for one file.
 #[derive(Debug)]
 pub struct Ctx {
@@ -45,7 +69,7 @@ impl Ctx {
             file: self.file.clone(),
             pos,
             severity: Severity::Error,
-            message: message.into(),
+            message: printable(message.into()),
         });
     }
 
@@ -54,7 +78,7 @@ impl Ctx {
             file: self.file.clone(),
             pos,
             severity: Severity::Warning,
-            message: message.into(),
+            message: printable(message.into()),
         });
     }
 

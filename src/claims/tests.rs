@@ -212,6 +212,28 @@ fn name_that_would_escape_the_output_folder() {
 }
 
 #[test]
+fn hostile_names_are_quoted_printable_and_short() {
+    // Control, invisible and bidirectional characters are escaped in the message.
+    one(
+        &APP.replace("name: api", "name: \"a\\0b\\e[31m\\u202e\\u200b\\nc\""),
+        &["c.yaml:9:13: `a\\u{0}b\\u{1b}[31m\\u{202e}\\u{200b}\\u{a}c` is not a valid name"],
+    );
+    // A 5000-character name is quoted by its first 64 characters.
+    let loaded = load(
+        &[(
+            "c.yaml".to_string(),
+            APP.replace("name: api", &format!("name: {}", "a".repeat(5000))),
+        )],
+        &Limits::default(),
+    );
+    let message = &loaded.errors().next().expect("an error").message;
+    assert!(
+        message.starts_with(&format!("`{}…` is 5000 characters long", "a".repeat(64))),
+        "{message}"
+    );
+}
+
+#[test]
 fn name_too_long() {
     let long = "a".repeat(64);
     one(
@@ -402,6 +424,12 @@ fn invalid_yaml_has_a_position() {
         "apiVersion: platform.infraforge.io/v1\nkind: [unclosed\n",
         &["c.yaml:3:1: invalid YAML"],
     );
+    // Without a line break at the end: the end of the last line, not a line after it.
+    one(
+        "apiVersion: platform.infraforge.io/v1\nkind: [unclosed",
+        &["c.yaml:2:16: invalid YAML"],
+    );
+    one("!!str ", &["c.yaml:1:7: a claim document must be a map"]);
 }
 
 #[test]

@@ -235,6 +235,10 @@ pub fn pre_receive() -> Result<ExitCode> {
     let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
     let branch = reconcile::branch_of(&repo, &opts);
     let branch_ref = format!("refs/heads/{branch}");
+    // A ref lock left by a process killed while it moved the branch (a bot commit's
+    // update, kill -9) would make git refuse this push and every one after it, with
+    // nothing left to clear it: a stale one goes before git takes the lock.
+    repo.clear_stale_branch_lock(&branch);
     let mut refused = false;
     let mut err = std::io::stderr().lock();
     for (old, new, name) in read_updates()? {

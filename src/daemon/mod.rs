@@ -882,13 +882,27 @@ async fn serve(slot: &Arc<Slot>, metrics: &Metrics, want: u8, failures: &mut u32
         metrics.reconciled(&setup.label, reconcile_outcome(&result));
         metrics.push_rejections(&setup.label, push_rejections(&result));
         let summary = match &result {
-            Ok(report) => match &report.outcome {
-                Outcome::Committed { commit, .. } => {
-                    format!("bot commit {commit} on {}", report.branch)
+            Ok(report) => {
+                let mut line = match &report.outcome {
+                    Outcome::Committed { commit, .. } => {
+                        format!("bot commit {commit} on {}", report.branch)
+                    }
+                    Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
+                    Outcome::NoBranch => format!("branch {} does not exist", report.branch),
+                };
+                // What could not be rendered is said, not only what was.
+                if report.kept > 0 || report.retry {
+                    line.push_str(&format!(
+                        "; {} generated file(s) kept as they were{}",
+                        report.kept,
+                        if report.retry { ", trying again" } else { "" }
+                    ));
+                    if let Some(d) = report.diagnostics.iter().find(|d| d.is_error()) {
+                        line.push_str(&format!(": {d}"));
+                    }
                 }
-                Outcome::UpToDate { .. } => "generated files are up to date".to_string(),
-                Outcome::NoBranch => format!("branch {} does not exist", report.branch),
-            },
+                line
+            }
             Err(e) => format!("reconcile failed: {e}"),
         };
         slot.set_seen(match &result {

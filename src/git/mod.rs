@@ -437,6 +437,12 @@ impl Repo {
             .detach())
     }
 
+    /// Removes the lock of `refs/heads/<branch>` if it is older than [`STALE_LOCK`]
+    /// (left by a process killed while it moved the branch). True if it removed one.
+    pub fn clear_stale_branch_lock(&self, branch: &str) -> bool {
+        self.remove_stale_lock(&format!("refs/heads/{branch}"))
+    }
+
     /// Removes `<ref>.lock` if it is older than [`STALE_LOCK`]. True if it removed one.
     fn remove_stale_lock(&self, refname: &str) -> bool {
         let lock = self.repo.path().join(format!("{refname}.lock"));

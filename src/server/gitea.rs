@@ -2,7 +2,8 @@
 //! it, so it may listen beyond loopback; the `/v1` API never does).
 //!
 //! 401: no or a wrong `X-Gitea-Signature` (checked over the raw body before anything is
-//! parsed); 413: a body over 1 MiB (refused from its `Content-Length`, not read); 400:
+//! parsed); 413: a body over 1 MiB (refused from its `Content-Length`, not read); 411:
+//! no `Content-Length` (a chunked body; Gitea always sends the length); 400:
 //! not a push event; 404: a repository this daemon does not serve; 200: nothing to do
 //! (a tag, another branch, claimd's own bot commit, a redelivery, another event);
 //! 202: queued for a render, or (another branch) for a branch preview.

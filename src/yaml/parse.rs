@@ -25,17 +25,56 @@ pub fn parse_documents(text: &str, limits: &Limits) -> Result<Vec<Node>, YamlErr
         nodes: 0,
     };
     let mut parser = Parser::new_from_str(text);
+    let end = End::of(text);
     loop {
         let (event, mark) = parser.next_token().map_err(|e| YamlError {
-            pos: pos_of(e.marker()),
+            pos: end.clamp(pos_of(e.marker())),
             message: format!("invalid YAML: {}", e.info()),
         })?;
         if event == Event::StreamEnd {
             break;
         }
-        builder.on_event(event, mark)?;
+        builder.on_event(event, end.clamp(pos_of(&mark)))?;
     }
     Ok(builder.docs)
+}
+
+/// The last position of a text. The scanner puts what ends with the stream (an empty
+/// scalar, an error at the end) on the line after a last line that has no line break:
+/// such positions are taken as the end of the last line, so every position is inside
+/// the text.
+struct End {
+    line: u32,
+    col: u32,
+}
+
+impl End {
+    /// Lines end at `\n`, `\r\n` or `\r`, as the scanner counts them.
+    fn of(text: &str) -> End {
+        let bytes = text.as_bytes();
+        let (mut line, mut start) = (1, 0);
+        for (i, b) in bytes.iter().enumerate() {
+            let breaks = *b == b'\n' || (*b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
+            if breaks {
+                line += 1;
+                start = i + 1;
+            }
+        }
+        End {
+            line,
+            col: text[start..].chars().count() as u32 + 1,
+        }
+    }
+
+    fn clamp(&self, pos: Pos) -> Pos {
+        if pos.line <= self.line {
+            return pos;
+        }
+        Pos {
+            line: self.line,
+            col: self.col,
+        }
+    }
 }
 
 fn pos_of(mark: &Marker) -> Pos {
@@ -70,8 +109,7 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn on_event(&mut self, event: Event, mark: Marker) -> Result<(), YamlError> {
-        let pos = pos_of(&mark);
+    fn on_event(&mut self, event: Event, pos: Pos) -> Result<(), YamlError> {
         match event {
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentEnd => Ok(()),
             Event::DocumentStart => {

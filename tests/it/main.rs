@@ -9,6 +9,7 @@ mod cli;
 mod crd_validator;
 mod daemon;
 mod doctor;
+mod faults;
 mod git_loop;
 mod gitea;
 mod gitea_contract;

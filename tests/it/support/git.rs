@@ -4,19 +4,23 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-/// Runs git in `dir` and asserts it succeeded.
-pub fn git(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new("git")
-        .args(args)
+/// git in `dir`, isolated as [`git`] runs it, not run yet (for more environment).
+pub fn git_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", dir)
         .env("GIT_AUTHOR_NAME", "Dev")
         .env("GIT_AUTHOR_EMAIL", "dev@example.com")
         .env("GIT_COMMITTER_NAME", "Dev")
-        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
-        .output()
-        .expect("run git");
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com");
+    cmd
+}
+
+/// Runs git in `dir` and asserts it succeeded.
+pub fn git(dir: &Path, args: &[&str]) -> Output {
+    let out = git_command(dir, args).output().expect("run git");
     assert!(
         out.status.success(),
         "git {args:?}: {}",

@@ -40,6 +40,8 @@
 //   selectableFields, `default: ""` on strings), then waits until each is
 //   Established. Custom objects are then validated against their structural
 //   schemas by the server (CEL rules are not checked).
+// * `stop_apiserver()` / `start_apiserver_again()` kill kube-apiserver and start it
+//   again on the same port (etcd keeps the objects): an outage of the API server.
 // * Dropping a `Cluster` kills both processes and deletes the temp dir. A
 //   watchdog (`sh`) does the same if the test process dies without dropping it
 //   (killed, or a `shared()` cluster, which lives in a static).
@@ -446,67 +448,116 @@ impl Cluster {
     }
 
     fn start_apiserver(&mut self, bin: &Path) {
-        let d = self.dir.path().to_path_buf();
         let mut last_failure = String::new();
         for _ in 0..5 {
-            let port = free_port();
-            let log = d.join("kube-apiserver.log");
-            let mut child = Command::new(bin)
-                .arg(format!("--etcd-servers={}", self.etcd_url()))
-                .arg("--bind-address=127.0.0.1")
-                .arg(format!("--secure-port={port}"))
-                .arg(format!("--cert-dir={}", d.join("certs").display()))
-                .arg(format!(
-                    "--token-auth-file={}",
-                    d.join("tokens.csv").display()
-                ))
-                .arg("--authorization-mode=RBAC")
-                .arg("--service-account-issuer=https://kubernetes.default.svc")
-                .arg(format!(
-                    "--service-account-key-file={}",
-                    d.join("sa.pub").display()
-                ))
-                .arg(format!(
-                    "--service-account-signing-key-file={}",
-                    d.join("sa.key").display()
-                ))
-                .arg("--service-cluster-ip-range=10.96.0.0/16")
-                .arg("--advertise-address=10.0.0.1")
-                .stdin(Stdio::null())
-                .stdout(log_file(&log))
-                .stderr(log_file(&log))
-                .spawn()
-                .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-            self.port = port;
-            let deadline = Instant::now() + READY_TIMEOUT;
-            loop {
-                if let Ok(Some(status)) = child.try_wait() {
-                    last_failure = format!("kube-apiserver exited ({status})");
-                    break;
-                }
-                let (code, body) =
-                    self.request("GET", "/readyz", None, None, Duration::from_secs(5));
-                if code == 200 && body.trim() == "ok" {
-                    self.apiserver = Some(child);
-                    return;
-                }
-                if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "kube-apiserver not ready after {READY_TIMEOUT:?} (last /readyz: {code} {body})\n{}",
-                        self.logs()
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            let log_text = fs::read_to_string(&log).unwrap_or_default();
-            if !log_text.contains("address already in use") {
-                panic!("{last_failure}\n{}", self.logs());
+            match self.try_apiserver(bin, free_port()) {
+                Ok(()) => return,
+                Err(failure) => last_failure = failure,
             }
         }
         panic!(
             "could not find a free port for kube-apiserver:\n{last_failure}\n{}",
+            self.logs()
+        );
+    }
+
+    /// Starts kube-apiserver on `port` and waits until it is ready; Err when the port
+    /// was taken (any other failure panics).
+    fn try_apiserver(&mut self, bin: &Path, port: u16) -> Result<(), String> {
+        let d = self.dir.path().to_path_buf();
+        let log = d.join("kube-apiserver.log");
+        let logged_before = fs::metadata(&log).map_or(0, |m| m.len() as usize);
+        let mut child = Command::new(bin)
+            .arg(format!("--etcd-servers={}", self.etcd_url()))
+            .arg("--bind-address=127.0.0.1")
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--cert-dir={}", d.join("certs").display()))
+            .arg(format!(
+                "--token-auth-file={}",
+                d.join("tokens.csv").display()
+            ))
+            .arg("--authorization-mode=RBAC")
+            .arg("--service-account-issuer=https://kubernetes.default.svc")
+            .arg(format!(
+                "--service-account-key-file={}",
+                d.join("sa.pub").display()
+            ))
+            .arg(format!(
+                "--service-account-signing-key-file={}",
+                d.join("sa.key").display()
+            ))
+            .arg("--service-cluster-ip-range=10.96.0.0/16")
+            .arg("--advertise-address=10.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(log_file(&log))
+            .stderr(log_file(&log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        self.port = port;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let last_failure = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break format!("kube-apiserver exited ({status})");
+            }
+            let (code, body) = self.request("GET", "/readyz", None, None, Duration::from_secs(5));
+            if code == 200 && body.trim() == "ok" {
+                self.apiserver = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "kube-apiserver not ready after {READY_TIMEOUT:?} (last /readyz: {code} {body})\n{}",
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let log_text = fs::read_to_string(&log).unwrap_or_default();
+        if !log_text
+            .get(logged_before..)
+            .unwrap_or_default()
+            .contains("address already in use")
+        {
+            panic!("{last_failure}\n{}", self.logs());
+        }
+        Err(last_failure)
+    }
+
+    /// Kills kube-apiserver (etcd and its data stay): requests fail until
+    /// [`Cluster::start_apiserver_again`]. Not for `shared()` clusters.
+    pub fn stop_apiserver(&mut self) {
+        if let Some(mut c) = self.apiserver.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts kube-apiserver again on the same port (the kubeconfig stays valid) and
+    /// returns once it is ready.
+    pub fn start_apiserver_again(&mut self) {
+        assert!(self.apiserver.is_none(), "the API server is running");
+        let bin = assets_dir().join("kube-apiserver");
+        let port = self.port;
+        let mut last_failure = String::new();
+        // The old process's port may take a moment to be free.
+        for _ in 0..20 {
+            match self.try_apiserver(&bin, port) {
+                Ok(()) => {
+                    if let Some(mut w) = self.watchdog.take() {
+                        let _ = w.kill();
+                        let _ = w.wait();
+                    }
+                    self.start_watchdog();
+                    return;
+                }
+                Err(failure) => last_failure = failure,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "kube-apiserver could not listen on {port} again:\n{last_failure}\n{}",
             self.logs()
         );
     }

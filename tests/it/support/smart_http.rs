@@ -37,6 +37,8 @@
 //   scanned when each request starts and again when its CGI has finished (the
 //   pushing `git` and its `git-remote-http` are alive then).
 // * The repository's hooks are never touched; receive-pack runs whatever is there.
+// * `stop()` / `start_again()`: the listener closes (connections are refused) and
+//   opens again on the same address (an outage of the git server).
 // * Dropping the server stops its listener (connections in progress finish).
 
 use std::collections::HashMap;
@@ -160,25 +162,7 @@ impl SmartHttp {
             cgi_stderr: Mutex::new(Vec::new()),
         });
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let state = state.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("smart-http-listener".into())
-                .spawn(move || {
-                    for conn in listener.incoming() {
-                        if stop.load(Ordering::SeqCst) {
-                            break;
-                        }
-                        let Ok(conn) = conn else { continue };
-                        let state = state.clone();
-                        let _ = std::thread::Builder::new()
-                            .name("smart-http-conn".into())
-                            .spawn(move || serve_connection(conn, &state));
-                    }
-                })
-                .expect("spawn listener thread")
-        };
+        let thread = listen(listener, state.clone(), stop.clone());
         SmartHttp {
             url: format!("http://{addr}"),
             token,
@@ -187,6 +171,26 @@ impl SmartHttp {
             stop,
             listener: Some(thread),
         }
+    }
+
+    /// Stops the listener: new connections are refused until [`SmartHttp::start_again`]
+    /// (connections in progress finish).
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Unblock accept(); the listener sees the flag and returns.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2));
+        if let Some(t) = self.listener.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Listens again on the same address, with the same token and repositories.
+    pub fn start_again(&mut self) {
+        assert!(self.listener.is_none(), "the server is running");
+        let listener = TcpListener::bind(self.addr)
+            .unwrap_or_else(|e| panic!("bind {} again: {e}", self.addr));
+        self.stop = Arc::new(AtomicBool::new(false));
+        self.listener = Some(listen(listener, self.state.clone(), self.stop.clone()));
     }
 
     /// Every request answered so far, oldest first.
@@ -218,13 +222,27 @@ impl SmartHttp {
 
 impl Drop for SmartHttp {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Unblock accept(); the listener sees the flag and returns.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2));
-        if let Some(t) = self.listener.take() {
-            let _ = t.join();
-        }
+        self.stop();
     }
+}
+
+/// The accept loop: a thread per connection, until `stop` is set.
+fn listen(listener: TcpListener, state: Arc<State>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("smart-http-listener".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let state = state.clone();
+                let _ = std::thread::Builder::new()
+                    .name("smart-http-conn".into())
+                    .spawn(move || serve_connection(conn, &state));
+            }
+        })
+        .expect("spawn listener thread")
 }
 
 /// A parsed request head.
