@@ -659,6 +659,11 @@ impl Daemon {
                     .unwrap_or_else(|p| p.into_inner())
                     .clone();
                 record.gitea = setup.web.clone();
+                // A render holds the memo: its folders are shown once it is done,
+                // rather than holding up the status.
+                if let Ok(memo) = slot.cache.try_lock() {
+                    record::fill_folders(&mut record, &memo);
+                }
                 let environments = setup
                     .kube
                     .statuses
@@ -868,7 +873,7 @@ async fn serve(slot: &Arc<Slot>, metrics: &Metrics, want: u8, failures: &mut u32
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let report = reconcile::reconcile_cached(&r, &options, &mut cache)?;
-                let seen = record::observe(&r, &report, &cache, &options.bot);
+                let seen = record::observe(&r, &report, &options.bot);
                 Ok::<_, Error>((report, seen))
             })
         })

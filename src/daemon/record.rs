@@ -105,7 +105,9 @@ pub(super) struct Observed {
 
 /// After a reconcile, with its repository and memo: its claim files' states and folders,
 /// and which commit was pushed and which is claimd's.
-pub(super) fn observe(repo: &Repo, report: &Report, memo: &Memo, bot: &Identity) -> Observed {
+/// The claim files' generated folders are left empty: [`fill_folders`] adds them when
+/// the record is read, off the push's path (a walk over every generated path).
+pub(super) fn observe(repo: &Repo, report: &Report, bot: &Identity) -> Observed {
     let (pushed, made, tip) = match report.outcome {
         Outcome::NoBranch => (None, None, None),
         Outcome::Committed { commit, parent, .. } => (Some(parent), Some(commit), Some(commit)),
@@ -116,20 +118,18 @@ pub(super) fn observe(repo: &Repo, report: &Report, memo: &Memo, bot: &Identity)
             _ => (Some(tip), None, Some(tip)),
         },
     };
-    let mut folders = memo.core.generated_folders(FOLDERS);
     let claims = report
         .claims
         .iter()
         .map(|c| {
             let (state, first) = c.state(&report.diagnostics);
-            let (generated, generated_total) = folders.remove(&c.file).unwrap_or_default();
             ClaimStatus {
                 file: c.file.clone(),
                 state,
                 error: first.map(|d| cut(&d.to_string())),
                 applications: c.workloads,
-                generated,
-                generated_total,
+                generated: Vec::new(),
+                generated_total: 0,
             }
         })
         .collect();
@@ -165,7 +165,7 @@ pub fn at_branch_tip(repo: &Repo, options: &Options) -> Result<Record, reconcile
         changed: Vec::new(),
         rejected: 0,
     };
-    let seen = observe(repo, &report, &memo, &options.bot);
+    let seen = observe(repo, &report, &options.bot);
     let mut record = Record::default();
     record.reconciled(
         seen,
@@ -186,7 +186,22 @@ pub fn at_branch_tip(repo: &Repo, options: &Options) -> Result<Record, reconcile
     {
         at.clear();
     }
+    fill_folders(&mut record, &memo);
     Ok(record)
+}
+
+/// Each claim file's generated folders (at most [`FOLDERS`]), from the memo of the last
+/// render: done when a record is read (`GET /v1/status`, the page), not per push.
+pub fn fill_folders(record: &mut Record, memo: &Memo) {
+    if record.claims.is_empty() {
+        return;
+    }
+    let mut folders = memo.core.generated_folders(FOLDERS);
+    for c in &mut record.claims {
+        let (generated, total) = folders.remove(&c.file).unwrap_or_default();
+        c.generated = generated;
+        c.generated_total = total;
+    }
 }
 
 /// The commit a bot commit rendered (its `Claimd-Source` trailer).
