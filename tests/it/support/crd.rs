@@ -649,6 +649,46 @@ fn check_list_type(schema: &Map<String, Value>, items: &[Value], ptr: &str, errs
 /// ...) are dropped, as JSON Schema would ignore or misread them.
 const KEPT_FORMATS: &[&str] = &["date-time", "ipv4", "ipv6", "uuid"];
 
+/// A pattern is Go RE2 for the API server; JSON Schema's meta-schema wants ECMA-262,
+/// which has no inline `(?i)` (the Prometheus Operator's CRDs use it). `(?i)` is
+/// dropped and each ASCII letter outside a class or escape matches both cases, the same
+/// language; letters inside a `[...]` class stay as written (stricter, never looser).
+fn case_insensitive_without_flag(pattern: &str) -> String {
+    if !pattern.contains("(?i)") {
+        return pattern.to_owned();
+    }
+    let mut out = String::new();
+    let (mut escaped, mut in_class) = (false, false);
+    for c in pattern.replace("(?i)", "").chars() {
+        match c {
+            _ if escaped => {
+                escaped = false;
+                out.push(c);
+            }
+            '\\' => {
+                escaped = true;
+                out.push(c);
+            }
+            '[' => {
+                in_class = true;
+                out.push(c);
+            }
+            ']' => {
+                in_class = false;
+                out.push(c);
+            }
+            c if c.is_ascii_alphabetic() && !in_class => {
+                out.push('[');
+                out.push(c.to_ascii_lowercase());
+                out.push(c.to_ascii_uppercase());
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn to_json_schema(schema: &Value) -> Value {
     let Some(s) = schema.as_object() else {
         return schema.clone();
@@ -680,7 +720,11 @@ fn to_json_schema(schema: &Value) -> Value {
                 Some(f) if KEPT_FORMATS.contains(&f) => val.clone(),
                 _ => continue,
             },
-            "type" | "enum" | "pattern" | "maxLength" | "minLength" | "maximum" | "minimum"
+            "pattern" => match val.as_str() {
+                Some(p) => Value::String(case_insensitive_without_flag(p)),
+                None => continue,
+            },
+            "type" | "enum" | "maxLength" | "minLength" | "maximum" | "minimum"
             | "exclusiveMaximum" | "exclusiveMinimum" | "multipleOf" | "maxItems" | "minItems"
             | "uniqueItems" | "maxProperties" | "minProperties" => val.clone(),
             // description, default, example, nullable, x-kubernetes-*, title, ...
