@@ -5,8 +5,10 @@
 //! Expiry is judged two ways, and either suffices: the Lease's record (holder and
 //! renewTime) was seen unchanged for a whole `leaseDurationSeconds` on this replica's
 //! monotonic clock (no clock comparison at all), or its `renewTime`, written with the
-//! holder's clock, is older than the duration plus [`SKEW`] by this replica's clock (so
-//! a replica that starts next to a Lease left long ago need not wait a whole duration).
+//! holder's clock, is older than the duration plus [`SKEW`] by this replica's clock and
+//! the record was also seen unchanged for half a duration (so a replica that starts next
+//! to a Lease left long ago need not wait a whole duration, while a replica whose clock
+//! runs ahead never takes a Lease its holder renews every third of a duration).
 
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -89,7 +91,7 @@ pub fn state(
         let limit = (duration + SKEW).as_micros() as i64;
         now.saturating_sub(renewed) > limit
     });
-    if unchanged_for >= duration || by_clock {
+    if unchanged_for >= duration || (by_clock && unchanged_for >= duration / 2) {
         State::Expired
     } else {
         State::Held
@@ -219,10 +221,14 @@ mod tests {
         let r = rec(Some("b"), Some(now - 16 * S));
         assert_eq!(state(&r, "a", now, just_seen, D), State::Held);
         let r = rec(Some("b"), Some(now - 17 * S - 1));
-        assert_eq!(state(&r, "a", now, just_seen, D), State::Expired);
-        // A Lease left long ago is expired as soon as it is seen.
+        assert_eq!(state(&r, "a", now, D / 2, D), State::Expired);
+        // Our clock may run far ahead: a Lease its holder keeps renewing (seen to change
+        // within a third of the duration) is never taken on the clock alone.
+        assert_eq!(state(&r, "a", now, D / 3, D), State::Held);
+        // A Lease left long ago is expired after half a duration of looking, not a whole.
         let r = rec(Some("b"), Some(now - 3600 * S));
-        assert_eq!(state(&r, "a", now, just_seen, D), State::Expired);
+        assert_eq!(state(&r, "a", now, just_seen, D), State::Held);
+        assert_eq!(state(&r, "a", now, D / 2, D), State::Expired);
     }
 
     #[test]
