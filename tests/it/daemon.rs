@@ -472,27 +472,9 @@ fn pre_receive_validates_through_the_daemon_and_refuses_bad_claims() {
 fn a_chart_registry_that_comes_back_is_retried_without_a_new_push() {
     let s = setup(false);
     let mut reg = registry::Registry::start(None);
-    let host = reg.host();
-    let repository = reg.oci("charts");
-    let root = s.config.parent().expect("root");
+    let (host, root) = (reg.host(), s.config.parent().expect("root"));
     // The charts are published, then the registry goes away before claimd ever saw it.
-    let out = Command::new(BIN)
-        .args([
-            "chart",
-            "push",
-            "--all",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/charts"),
-        ])
-        .arg(&repository)
-        .env("CLAIMD_PLAIN_HTTP", &host)
-        .env("CLAIMD_CACHE", root.join("publish-cache"))
-        .output()
-        .expect("chart push");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let repository = reg.publish_charts(&root.join("publish-cache"));
     reg.stop();
     // The claims take their charts from the (stopped) registry.
     for (path, text) in claimd::examples::CLAIMS {

@@ -13,7 +13,7 @@ use crate::support::contracts;
 use crate::support::daemon::{wait_until, Daemon};
 use crate::support::git::git;
 
-const SECRET: &str = "a-webhook-secret";
+pub(crate) const SECRET: &str = "a-webhook-secret";
 
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
@@ -51,16 +51,22 @@ fn giteas_test_vector_verifies_and_its_push_payload_parses() {
         .contains(&"claims/apps.yaml".to_string()));
 }
 
-struct Setup {
+pub(crate) struct Setup {
     _dir: tempfile::TempDir,
-    bare: PathBuf,
-    work: PathBuf,
-    config: PathBuf,
+    pub(crate) bare: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) config: PathBuf,
 }
 
 /// A Gitea-style repository `<root>/platform/voltran.git` with the example claims, and
 /// a daemon config with the webhook receiver (no hooks: the webhook is the trigger).
 fn setup() -> Setup {
+    setup_with("")
+}
+
+/// [`setup`] with more top-level config lines (`extra`, each ending in a line break);
+/// the webhook secret is [`SECRET`].
+pub(crate) fn setup_with(extra: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path().to_path_buf();
     std::fs::create_dir_all(root.join("platform")).expect("mkdir");
@@ -75,7 +81,7 @@ fn setup() -> Setup {
     let config = root.join("claimd.yaml");
     std::fs::write(
         &config,
-        "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n",
+        format!("listen: 127.0.0.1:0\n{extra}repositories:\n  - path: platform/voltran.git\ngitea:\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n"),
     )
     .expect("config");
     Setup {

@@ -8,7 +8,6 @@
 use crate::support::git::git;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -577,7 +576,7 @@ fn the_installed_unit_runs_a_service_that_notifies_ready_after_reconciling_and_s
     socket
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
-    let mut child = Command::new(&cmd[0])
+    let child = Command::new(&cmd[0])
         .args(&cmd[1..])
         .env("NOTIFY_SOCKET", &socket_path)
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
@@ -585,17 +584,8 @@ fn the_installed_unit_runs_a_service_that_notifies_ready_after_reconciling_and_s
         .stderr(Stdio::null())
         .spawn()
         .expect("start the unit's ExecStart");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read");
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .trim_end_matches(',')
-        .to_string();
-    let mut guard = KillOnDrop(child);
+    let daemon = crate::support::daemon::Daemon::started(child);
+    let addr = daemon.addr.clone();
 
     // STATUS= lines until READY=1; at that moment the daemon says it is ready.
     let mut said = Vec::new();
@@ -649,20 +639,10 @@ fn the_installed_unit_runs_a_service_that_notifies_ready_after_reconciling_and_s
     assert_eq!(git(&m.plain, &["rev-parse", "main^"]).stdout, client);
 
     // SIGTERM: STOPPING=1, and a clean exit.
-    // SAFETY: a signal to our own child.
-    unsafe { libc::kill(guard.0.id() as i32, libc::SIGTERM) };
+    let stopped = daemon.terminate();
     let stopping = receive(&socket);
     assert!(stopping.lines().any(|l| l == "STOPPING=1"), "{stopping}");
-    assert!(guard.0.wait().expect("wait").success());
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert!(stopped.success());
 }
 
 #[test]

@@ -6,12 +6,12 @@ use claimd::server::Update;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::support::daemon::{wait_until, Daemon};
 use crate::support::git::git;
 
-const SECRET: &str = "a-webhook-secret";
+use crate::gitea::{Setup, SECRET};
 
 fn sign(body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
@@ -19,40 +19,11 @@ fn sign(body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    bare: PathBuf,
-    work: PathBuf,
-    config: PathBuf,
-}
-
 /// A Gitea-style repository `platform/voltran.git` with the example claims pushed, and
 /// a config with the webhook receiver and the read-only listener (no hooks: the test
 /// hands pushes off itself, so a bad claim reaches the daemon).
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tmp");
-    let root = dir.path().to_path_buf();
-    std::fs::create_dir_all(root.join("platform")).expect("mkdir");
-    git(
-        &root.join("platform"),
-        &["init", "-q", "--bare", "-b", "main", "voltran.git"],
-    );
-    let bare = root.join("platform/voltran.git");
-    let work = crate::support::git::clone_with_examples(&root, &bare);
-    git(&work, &["push", "-q", "origin", "main"]);
-    std::fs::write(root.join("webhook-secret"), format!("{SECRET}\n")).expect("secret");
-    let config = root.join("claimd.yaml");
-    std::fs::write(
-        &config,
-        "listen: 127.0.0.1:0\nmetricsListen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: webhook-secret\n",
-    )
-    .expect("config");
-    Setup {
-        _dir: dir,
-        bare,
-        work,
-        config,
-    }
+    crate::gitea::setup_with("metricsListen: 127.0.0.1:0\n")
 }
 
 /// One HTTP/1.1 request: (status, head, body).
@@ -490,24 +461,8 @@ fn a_registry_outage_counts_its_errors_and_the_chart_cache_its_pulls_and_hits() 
     let bare = root.join("server.git");
     let work = crate::support::git::clone_with_examples(&root, &bare);
     let mut reg = registry::Registry::start(None);
-    let (host, repository) = (reg.host(), reg.oci("charts"));
-    let out = Command::new(env!("CARGO_BIN_EXE_claimd"))
-        .args([
-            "chart",
-            "push",
-            "--all",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/charts"),
-        ])
-        .arg(&repository)
-        .env("CLAIMD_PLAIN_HTTP", &host)
-        .env("CLAIMD_CACHE", root.join("publish-cache"))
-        .output()
-        .expect("chart push");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let host = reg.host();
+    let repository = reg.publish_charts(&root.join("publish-cache"));
     // The registry is down when the daemon first needs its charts.
     reg.stop();
     for (path, text) in claimd::examples::CLAIMS {

@@ -31,7 +31,7 @@ impl Daemon {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::null(),
         };
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
             .args(args)
@@ -41,6 +41,11 @@ impl Daemon {
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .spawn()
             .expect("start claimd serve");
+        Daemon::started(child)
+    }
+
+    /// A `claimd serve` started some other way (stdout piped): reads the address it prints.
+    pub fn started(mut child: Child) -> Daemon {
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)

@@ -160,6 +160,30 @@ impl Registry {
     }
 
     /// Kills the process and waits for it; the storage dir is kept.
+    /// Publishes the six shipped charts into `<this registry>/charts` with claimd's own
+    /// `chart push --all` (plain HTTP, a publish cache under `cache`); the OCI repository.
+    pub fn publish_charts(&self, cache: &Path) -> String {
+        let repository = self.oci("charts");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
+            .args([
+                "chart",
+                "push",
+                "--all",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/charts"),
+            ])
+            .arg(&repository)
+            .env("CLAIMD_PLAIN_HTTP", self.host())
+            .env("CLAIMD_CACHE", cache)
+            .output()
+            .expect("chart push");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        repository
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
