@@ -8,6 +8,7 @@
 mod charts;
 mod kube;
 mod push;
+mod scale;
 mod webhook;
 
 use anyhow::{ensure, Context, Result};
@@ -70,6 +71,27 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Scale (issue 17): applications in one repository (full render, first render and
+    /// commit beside `git fast-import`, the daemon's push → bot commit beside the
+    /// hook-less push, peak memory), then repositories on one daemon (time until ready,
+    /// peak memory, idle CPU; first start and restart).
+    Scale {
+        /// Applications in one repository, one run each (comma-separated).
+        #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 100_000])]
+        apps: Vec<usize>,
+        /// Repositories on one daemon, one run each (comma-separated; 0 for none).
+        #[arg(long, value_delimiter = ',', default_values_t = [100, 300, 1_000])]
+        repos: Vec<usize>,
+        /// Applications in each of the many repositories.
+        #[arg(long, default_value_t = 30)]
+        apps_per_repo: usize,
+        /// Pushes of one changed claim file, with the daemon and without hooks.
+        #[arg(long, default_value_t = 20)]
+        pushes: usize,
+        /// Where to create the repositories (kept afterwards).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Chart pulls from an OCI registry.
     Charts {
         /// Registry host:port, spoken to over plain HTTP (a registry on loopback).
@@ -127,6 +149,17 @@ fn main() -> ExitCode {
             requests,
             dir,
         } => webhook::run(apps, pushes, requests, dir),
+        Command::Scale {
+            apps,
+            repos,
+            apps_per_repo,
+            pushes,
+            dir,
+        } => {
+            let repos: Vec<usize> = repos.into_iter().filter(|&n| n > 0).collect();
+            let apps: Vec<usize> = apps.into_iter().filter(|&n| n > 0).collect();
+            scale::run(&apps, &repos, apps_per_repo, pushes, dir)
+        }
         Command::Charts {
             registry,
             versions,

@@ -3,7 +3,7 @@
 use super::names::environment_namespace;
 use super::reader::Ctx;
 use super::*;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The clusterType folder claimd uses for Catalyst Environments.
 pub const RESERVED_CLUSTER_TYPE: &str = "catalyst";
@@ -72,7 +72,8 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
     }
 
     // Workloads: declared environments, unique names per environment.
-    let mut names: HashMap<(&str, &str, &str), (&Claim, Pos)> = HashMap::new();
+    let mut names: rustc_hash::FxHashMap<(&str, &str, &str), (&Claim, Pos)> =
+        rustc_hash::FxHashMap::default();
     for c in claims {
         let Some((wc, _)) = c.workloads() else {
             continue;

@@ -34,6 +34,23 @@ pub struct Claim {
 }
 
 impl Claim {
+    /// Leaves out what only rendering its applications and services needs (see
+    /// [`ParsedFile::outline`]).
+    pub fn to_outline(&mut self) {
+        if let Spec::Application(w) | Spec::Platform(w) = &mut self.spec {
+            w.workloads = w
+                .workloads
+                .iter()
+                .map(|w| Workload {
+                    fields: Json::Null,
+                    field_pos: Vec::new(),
+                    values: Map::new(),
+                    ..w.clone()
+                })
+                .collect();
+        }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self.spec {
             Spec::Bootstrap(_) => "BootstrapClaim",
@@ -258,26 +275,8 @@ impl ParsedFile {
     /// checks across files, the chart references and the ApplicationSets, and much smaller.
     /// Whoever renders the applications must parse the file again.
     pub fn outline(&self) -> ParsedFile {
-        let claims = self
-            .claims
-            .iter()
-            .map(|c| {
-                let mut c = c.clone();
-                if let Spec::Application(w) | Spec::Platform(w) = &mut c.spec {
-                    w.workloads = w
-                        .workloads
-                        .iter()
-                        .map(|w| Workload {
-                            fields: Json::Null,
-                            field_pos: Vec::new(),
-                            values: Map::new(),
-                            ..w.clone()
-                        })
-                        .collect();
-                }
-                c
-            })
-            .collect();
+        let mut claims = self.claims.clone();
+        claims.iter_mut().for_each(Claim::to_outline);
         ParsedFile {
             path: self.path.clone(),
             claims,

@@ -232,45 +232,22 @@ pub fn pre_receive() -> Result<ExitCode> {
     let quarantine = std::env::var_os("GIT_QUARANTINE_PATH")
         .map(PathBuf::from)
         .map(|q| q.canonicalize().unwrap_or(q));
-    let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
-    let branch = reconcile::branch_of(&repo, &opts);
-    let branch_ref = format!("refs/heads/{branch}");
-    // A ref lock left by a process killed while it moved the branch (a bot commit's
-    // update, kill -9) would make git refuse this push and every one after it, with
-    // nothing left to clear it: a stale one goes before git takes the lock.
-    repo.clear_stale_branch_lock(&branch);
-    let mut refused = false;
-    let mut err = std::io::stderr().lock();
-    for (old, new, name) in read_updates()? {
-        if name != branch_ref || new == ZERO {
-            continue;
-        }
-        let id = gix::ObjectId::from_hex(new.as_bytes()).context("bad object id from git")?;
-        if old != ZERO && !reconcile::is_bot_commit(&repo, id, &opts.bot)? {
-            let old_id =
-                gix::ObjectId::from_hex(old.as_bytes()).context("bad object id from git")?;
-            let edited = reconcile::edited_outputs(&repo, old_id, id)?;
-            if !edited.is_empty() {
-                writeln!(
-                    err,
-                    "claimd: warning: this push edits generated files in {}/; claimd will put them back as the claims say. Change claims/ instead",
-                    edited.join("/, ")
-                )?;
-            }
-        }
-        // With a daemon, it validates with its cache of parsed claims; else here.
-        let remote = std::env::var("CLAIMD_DAEMON").ok().and_then(|addr| {
-            let path = repo
-                .path()
-                .canonicalize()
-                .unwrap_or_else(|_| repo.path().to_path_buf());
-            crate::server::validate_remote(&addr, &path, &new, quarantine.as_deref())
-                .ok()
-                .flatten()
-        });
-        let (errors, lines) = match remote {
-            Some(answer) => answer,
-            None => {
+    let updates = read_updates()?;
+    // With a daemon, it checks the push with its memo (and the repository it keeps
+    // open): this process only passes the lines on. Else, or if it cannot, here.
+    let remote = std::env::var("CLAIMD_DAEMON").ok().and_then(|addr| {
+        let path = hook_repo_path();
+        let path = path.canonicalize().unwrap_or(path);
+        crate::server::pre_receive_remote(&addr, &path, &updates, quarantine.as_deref())
+            .ok()
+            .flatten()
+    });
+    let verdict = match remote {
+        Some(verdict) => verdict,
+        None => {
+            let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
+            let updates = parse_updates(&updates)?;
+            reconcile::pre_receive(&repo, &updates, &opts, |id| {
                 // Rendered here anyway: leave the bot commit's blobs for post-receive.
                 let (diags, prepared) =
                     reconcile::prepared::validate_and_prepare(&repo, id, &opts)?;
@@ -279,69 +256,57 @@ pub fn pre_receive() -> Result<ExitCode> {
                         tracing::warn!(error = %e, "could not keep the prepared bot commit; post-receive renders again");
                     }
                 }
-                let errors = diags.iter().filter(|d| d.is_error()).count();
-                (errors, diags.iter().map(ToString::to_string).collect())
-            }
-        };
-        if errors > 0 {
-            refused = true;
-            writeln!(
-                err,
-                "claimd: push to {name} refused: {errors} problem(s) in claims/"
-            )?;
+                Ok(diags)
+            })?
         }
-        for line in &lines {
-            writeln!(err, "{line}")?;
-        }
+    };
+    let mut err = std::io::stderr().lock();
+    for line in &verdict.lines {
+        writeln!(err, "{line}")?;
     }
-    if refused {
-        writeln!(
-            err,
-            "claimd: fix the claims above and push again (nothing was changed)"
-        )?;
-        return Ok(ExitCode::from(1));
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(if verdict.refused {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// git's `<old> <new> <ref>` lines as updates.
+fn parse_updates(updates: &[(String, String, String)]) -> Result<Vec<reconcile::RefUpdate>> {
+    updates
+        .iter()
+        .map(|(old, new, name)| {
+            reconcile::RefUpdate::parse(old, new, name).context("bad object id from git")
+        })
+        .collect()
 }
 
 pub fn post_receive() -> Result<ExitCode> {
     let opts = options_from_env();
-    let repo = Repo::open(&hook_repo_path())?;
-    let branch_ref = format!("refs/heads/{}", reconcile::branch_of(&repo, &opts));
     let mut err = std::io::stderr().lock();
-    for (old, new, name) in read_updates()? {
-        if name != branch_ref || new == ZERO {
+    let updates = read_updates()?;
+    // With a daemon, it tells a push of its own (or of another branch) from one to
+    // render: this process does not open the repository at all.
+    let mut local = Vec::new();
+    for (old, new, name) in updates {
+        if new == ZERO {
             continue;
         }
-        let id = gix::ObjectId::from_hex(new.as_bytes()).context("bad object id from git")?;
-        if reconcile::is_bot_commit(&repo, id, &opts.bot)? {
-            continue; // our own commit: nothing to do, and no loop
-        }
         if let Ok(addr) = std::env::var("CLAIMD_DAEMON") {
-            let path = repo
-                .path()
-                .canonicalize()
-                .unwrap_or_else(|_| repo.path().to_path_buf());
+            let path = hook_repo_path();
+            let path = path.canonicalize().unwrap_or(path);
             let wait = std::env::var_os("CLAIMD_WAIT").is_some_and(|v| v != "0");
             let update = crate::server::Update {
                 reference: name.clone(),
                 old: old.clone(),
                 new: new.clone(),
             };
-            let handed = if wait {
-                crate::server::hand_off_and_wait(&addr, &path, Some(&update))
-                    .map(|r| r.map(|result| format!("claimd: {result}")))
-            } else {
-                crate::server::hand_off_update(&addr, &path, Some(&update)).map(|queued| {
-                    queued.then(|| {
-                        "claimd: queued for the claimd daemon; the bot commit follows shortly"
-                            .to_string()
-                    })
-                })
-            };
+            let handed = crate::server::post_receive_remote(&addr, &path, &update, wait);
             match handed {
                 Ok(Some(line)) => {
-                    writeln!(err, "{line}")?;
+                    if !line.is_empty() {
+                        writeln!(err, "{line}")?;
+                    }
                     continue;
                 }
                 Ok(None) => writeln!(
@@ -354,6 +319,19 @@ pub fn post_receive() -> Result<ExitCode> {
                 )?,
             }
         }
+        local.push((old, new, name));
+    }
+    if local.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let repo = Repo::open(&hook_repo_path())?;
+    for update in parse_updates(&local)? {
+        if !reconcile::wants_render(&repo, &update, &opts)? {
+            continue; // another branch, or our own commit: nothing to do, and no loop
+        }
+        let Some(id) = update.new else {
+            continue;
+        };
         // What pre-receive prepared for this very commit, else a render.
         let prepared = match reconcile::prepared::take(&repo, id) {
             Some(p) => reconcile::prepared::commit(&repo, &opts, &p)?,

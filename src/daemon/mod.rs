@@ -160,6 +160,10 @@ struct Slot {
     work: Work,
     /// Parsed claims and rendered applications of the last run (incremental rendering).
     cache: Arc<Mutex<reconcile::Memo>>,
+    /// The memo is in the repository's claimd folder, not in memory (see [`Slot::park`]).
+    parked: AtomicBool,
+    /// The repository's git handle while it has work (dropped with the memo at rest).
+    handle: Mutex<Option<gix::ThreadSafeRepository>>,
     /// What the BootstrapClaims asked of Gitea when it was last made sure of.
     bootstrapped: Arc<Mutex<Option<Vec<crate::gitea::bootstrap::Wanted>>>>,
     /// The last push, bot commit, reconcile and claim files' states (`GET /v1/status`).
@@ -169,7 +173,56 @@ struct Slot {
     lease: leases::Hold,
 }
 
+/// How long a repository's memo stays in memory after its last work.
+const IDLE: Duration = Duration::from_secs(60);
+
 impl Slot {
+    /// Keeps the memo in the repository's claimd folder (`pipeline::store`, what the hooks
+    /// use too) and lets it go: a repository at rest costs next to nothing, and a
+    /// restart finds what it knew. The status record keeps the generated folders.
+    fn park(&self) {
+        let mut memo = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if self.parked.load(Ordering::SeqCst) || memo.core.is_empty() {
+            return;
+        }
+        record::fill_folders(
+            &mut self.record.lock().unwrap_or_else(|p| p.into_inner()),
+            &memo,
+        );
+        if let Ok(repo) = Repo::open(&self.repo) {
+            reconcile::save_memo(&repo, &memo);
+        }
+        *memo = reconcile::Memo::batched();
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.parked.store(true, Ordering::SeqCst);
+        tracing::debug!(repo = %self.repo.display(), "memo kept on disk while idle");
+    }
+
+    /// Brings the memo back from the repository's claimd folder if it was parked (at
+    /// start-up: whatever the last daemon or the hooks left).
+    fn unpark(&self) {
+        let mut memo = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.parked.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(repo) = Repo::open(&self.repo) {
+            let mut stored = crate::pipeline::store::load(repo.path());
+            stored.core.batch();
+            *memo = stored;
+        }
+    }
+
+    /// The repository, through the handle kept while it has work.
+    fn open(&self) -> Result<Repo, crate::git::Error> {
+        let mut handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(shared) = handle.as_ref() {
+            return Ok(Repo::from_shared(shared));
+        }
+        let repo = Repo::open(&self.repo)?;
+        *handle = Some(repo.shared());
+        Ok(repo)
+    }
+
     fn setup(&self) -> Arc<Setup> {
         self.setup.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -288,6 +341,10 @@ pub struct Daemon {
     configured: Notify,
     /// Several replicas (`kubernetes.leases`, set by the first configuration).
     leases: std::sync::OnceLock<Arc<leases::Leases>>,
+    /// Renders running at once, across repositories: one per core. A render already
+    /// uses every core for a big change; with a thousand repositories at start-up,
+    /// more at once would only hold more of them in memory.
+    renders: Arc<tokio::sync::Semaphore>,
 }
 
 /// (commit, unified diff) of branch previews, oldest first.
@@ -303,7 +360,21 @@ fn canonical(path: &Path) -> PathBuf {
 /// Gitea's URL and token, when the configuration names a Gitea.
 type GiteaToken = Option<(String, crate::gitea::Secret)>;
 
-fn options_for(config: &Config, repo: &RepoConfig, gitea: (&GiteaToken, Option<&str>)) -> Options {
+/// The chart source of a configuration: one for every repository, so that a chart is
+/// pulled and parsed once per digest however many repositories use it.
+fn charts_for(config: &Config) -> Option<charts::Source> {
+    config
+        .charts
+        .as_ref()
+        .map(|spec| charts::Source::parse_or_broken(spec, &config.registries.clone().with_env()))
+}
+
+fn options_for(
+    config: &Config,
+    repo: &RepoConfig,
+    gitea: (&GiteaToken, Option<&str>),
+    charts: Option<&charts::Source>,
+) -> Options {
     let mut o = Options {
         branch: repo.branch.clone(),
         push_url: repo.push_url.clone(),
@@ -317,8 +388,8 @@ fn options_for(config: &Config, repo: &RepoConfig, gitea: (&GiteaToken, Option<&
         o.push_auth = Some(crate::git::push::Auth::token("claimd", token.expose()));
     }
     o.settings.charts_repository = config.charts_repository.clone();
-    if let Some(spec) = &config.charts {
-        o.charts = charts::Source::parse_or_broken(spec, &config.registries.clone().with_env());
+    if let Some(source) = charts {
+        o.charts = source.clone();
     }
     if let Some(bot) = &config.bot {
         o.bot = Identity {
@@ -329,14 +400,19 @@ fn options_for(config: &Config, repo: &RepoConfig, gitea: (&GiteaToken, Option<&
     o
 }
 
-fn kube_for(config: &Config) -> cluster::Kube {
-    let registry = match crate::oci::Registry::new(config.registries.clone().with_env()) {
+/// The registry client the Kubernetes step looks preview images up with: one for every
+/// repository.
+fn image_lookup_for(config: &Config) -> Option<Arc<dyn crate::kube::ImageLookup>> {
+    match crate::oci::Registry::new(config.registries.clone().with_env()) {
         Ok(r) => Some(Arc::new(r) as Arc<dyn crate::kube::ImageLookup>),
         Err(e) => {
             tracing::warn!(error = %e, "preview images cannot be looked up");
             None
         }
-    };
+    }
+}
+
+fn kube_for(config: &Config, registry: Option<Arc<dyn crate::kube::ImageLookup>>) -> cluster::Kube {
     let argocd = crate::render::Settings::default().argocd_namespace;
     cluster::Kube::new(config.kubernetes.clone(), argocd, registry)
 }
@@ -359,6 +435,9 @@ impl Daemon {
             previews: Arc::default(),
             configured: Notify::new(),
             leases: std::sync::OnceLock::new(),
+            renders: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
         })
     }
 
@@ -430,7 +509,9 @@ impl Daemon {
             .settings
             .iter()
             .any(|s| matches!(*s, "kubernetes" | "registries"));
-        let shared_kube = || Arc::new(kube_for(config));
+        let lookup = image_lookup_for(config);
+        let shared_kube = || Arc::new(kube_for(config, lookup.clone()));
+        let charts = charts_for(config);
         let gitea = match config.gitea.client() {
             Ok(client) => client.map(Arc::new),
             Err(e) => {
@@ -460,7 +541,7 @@ impl Daemon {
             let label = metrics::repository_label(r.gitea_repository.as_deref(), path, unique);
             self.metrics.repository(&label);
             Arc::new(Setup {
-                options: options_for(config, r, (&token, gitea_name.as_deref())),
+                options: options_for(config, r, (&token, gitea_name.as_deref()), charts.as_ref()),
                 label,
                 statuses: statuses::Statuses::new(
                     gitea.as_ref(),
@@ -516,12 +597,19 @@ impl Daemon {
                         seen: Mutex::new(None),
                         work: Work::default(),
                         cache: Arc::new(Mutex::new(reconcile::Memo::batched())),
+                        parked: AtomicBool::new(true),
+                        handle: Mutex::new(None),
                         bootstrapped: Arc::default(),
                         record: Mutex::default(),
                         lease: leases::Hold::new(&identity, self.leases.get().is_some()),
                     });
                     slots.insert(path, slot.clone());
-                    tokio::spawn(worker(slot, self.stop.subscribe(), self.metrics.clone()));
+                    tokio::spawn(worker(
+                        slot,
+                        self.stop.subscribe(),
+                        self.metrics.clone(),
+                        self.renders.clone(),
+                    ));
                 }
             }
         }
@@ -591,6 +679,61 @@ impl Daemon {
         }
     }
 
+    fn slot(&self, repo: &Path) -> Option<Arc<Slot>> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&canonical(repo))
+            .cloned()
+    }
+
+    /// pre-receive for a push to a repository this daemon serves
+    /// ([`reconcile::pre_receive`]), with the repository's memo. None: not served.
+    pub async fn pre_receive(
+        &self,
+        repo: PathBuf,
+        updates: Vec<reconcile::RefUpdate>,
+        quarantine: Option<PathBuf>,
+    ) -> Option<Result<reconcile::Verdict, Error>> {
+        let slot = self.slot(&repo)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
+            slot.unpark();
+            let r = slot.open()?.with_quarantine(quarantine.as_deref())?;
+            let options = slot.setup().options.clone();
+            let mut cache = slot
+                .cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let verdict = reconcile::pre_receive(&r, &updates, &options, |id| {
+                reconcile::validate_cached(&r, id, &options, &mut cache)
+            });
+            cache.core.shrink();
+            tracing::debug!(elapsed = ?t.elapsed(), "checked a push");
+            Ok(verdict?)
+        })
+        .await;
+        Some(result.unwrap_or_else(|e| Err(Error::Task(e))))
+    }
+
+    /// Whether a hook's ref update asks for nothing: another branch, or claimd's own
+    /// commit (pushed through the git server). False when it cannot tell.
+    pub async fn nothing_to_do(&self, repo: &Path, update: &crate::server::Update) -> bool {
+        let (Some(slot), Some(update)) = (
+            self.slot(repo),
+            reconcile::RefUpdate::parse(&update.old, &update.new, &update.reference),
+        ) else {
+            return false;
+        };
+        let options = slot.setup().options.clone();
+        let wants = tokio::task::spawn_blocking(move || {
+            let r = slot.open().ok()?;
+            reconcile::wants_render(&r, &update, &options).ok()
+        })
+        .await;
+        matches!(wants, Ok(Some(false)))
+    }
+
     /// Validates the claims of a pushed commit (pre-receive) with the repository's parse
     /// cache. None: not a repository this daemon serves.
     pub async fn validate(
@@ -607,13 +750,15 @@ impl Daemon {
             .cloned()?;
         let result = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
-            let r = Repo::open_for_hook(&slot.repo, quarantine.as_deref())?;
+            slot.unpark();
+            let r = slot.open()?.with_quarantine(quarantine.as_deref())?;
             let options = slot.setup().options.clone();
             let mut cache = slot
                 .cache
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let v = reconcile::validate_cached(&r, commit, &options, &mut cache);
+            cache.core.shrink();
             tracing::debug!(elapsed = ?t.elapsed(), "validated a pushed commit");
             Ok(v?)
         })
@@ -662,7 +807,9 @@ impl Daemon {
                 // A render holds the memo: its folders are shown once it is done,
                 // rather than holding up the status.
                 if let Ok(memo) = slot.cache.try_lock() {
-                    record::fill_folders(&mut record, &memo);
+                    if !slot.parked.load(Ordering::SeqCst) {
+                        record::fill_folders(&mut record, &memo);
+                    }
                 }
                 let environments = setup
                     .kube
@@ -761,7 +908,12 @@ fn record_tip(span: &tracing::Span, branch: &str, tip: Option<ObjectId>) {
     }
 }
 
-async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>, metrics: Arc<Metrics>) {
+async fn worker(
+    slot: Arc<Slot>,
+    mut stop: channel::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    renders: Arc<tokio::sync::Semaphore>,
+) {
     let mut failures = 0u32;
     loop {
         if *stop.borrow() || slot.removed.load(Ordering::SeqCst) {
@@ -770,9 +922,24 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>, metrics: Arc
         let want = slot.want.swap(0, Ordering::SeqCst);
         if want == 0 {
             slot.busy.store(false, Ordering::SeqCst);
+            // After the start-up reconcile at once (a repository nobody pushes to holds
+            // nothing), else after a while without work; at a stop, for the restart.
+            let idle = if slot.work.reconciles.load(Ordering::SeqCst) <= 1 {
+                Duration::ZERO
+            } else {
+                IDLE
+            };
+            let parked = slot.parked.load(Ordering::SeqCst);
             tokio::select! {
                 _ = slot.wake.notified() => continue,
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    park(&slot).await;
+                    return;
+                }
+                _ = tokio::time::sleep(idle), if !parked => {
+                    park(&slot).await;
+                    continue;
+                }
             }
         }
         if !slot.lease.held() {
@@ -781,10 +948,16 @@ async fn worker(slot: Arc<Slot>, mut stop: channel::Receiver<bool>, metrics: Arc
         }
         slot.busy.store(true, Ordering::SeqCst);
         let span = work_span(&slot, &slot.setup());
-        serve(&slot, &metrics, want, &mut failures)
+        serve(&slot, &metrics, &renders, want, &mut failures)
             .instrument(span)
             .await;
     }
+}
+
+/// [`Slot::park`] off the runtime's threads (it writes the memo).
+async fn park(slot: &Arc<Slot>) {
+    let slot = slot.clone();
+    let _ = tokio::task::spawn_blocking(move || slot.park()).await;
 }
 
 /// How a reconcile's result counts in `claimd_reconcile_total`.
@@ -827,7 +1000,13 @@ fn claim_failures(report: &reconcile::Report) -> Vec<&'static str> {
 }
 
 /// One request of a worker: look, render, the Kubernetes step (in the work's span).
-async fn serve(slot: &Arc<Slot>, metrics: &Metrics, want: u8, failures: &mut u32) {
+async fn serve(
+    slot: &Arc<Slot>,
+    metrics: &Metrics,
+    renders: &tokio::sync::Semaphore,
+    want: u8,
+    failures: &mut u32,
+) {
     let serving = slot.requested.load(Ordering::SeqCst);
     let setup = slot.setup();
     let span = tracing::Span::current();
@@ -851,6 +1030,10 @@ async fn serve(slot: &Arc<Slot>, metrics: &Metrics, want: u8, failures: &mut u32
             .send_replace((serving, "up to date (the branch did not move)".into()));
         return;
     }
+    if slot.parked.load(Ordering::SeqCst) {
+        let slot = slot.clone();
+        let _ = tokio::task::spawn_blocking(move || slot.unpark()).await;
+    }
     let repo = slot.repo.display().to_string();
     let mut report = None;
     // The reconcile commits the previews whose image the last Kubernetes step found;
@@ -860,25 +1043,28 @@ async fn serve(slot: &Arc<Slot>, metrics: &Metrics, want: u8, failures: &mut u32
     if render {
         let mut options = setup.options.clone();
         options.previews = used.clone();
-        let (path, cache) = (slot.repo.clone(), slot.cache.clone());
+        let (path, cache, in_slot) = (slot.repo.clone(), slot.cache.clone(), slot.clone());
+        let permit = renders.acquire().await;
         let timer = metrics.reconcile_timer();
         let in_span = span.clone();
         let result = tokio::task::spawn_blocking(move || {
             in_span.in_scope(|| {
                 fetch_mirror(&path, &options, None)?;
-                let r = Repo::open(&path).map_err(reconcile::Error::from)?;
+                let r = in_slot.open().map_err(reconcile::Error::from)?;
                 let branch = reconcile::branch_of(&r, &options);
                 record_tip(&in_span, &branch, r.branch_tip(&branch).ok().flatten());
                 let mut cache = cache
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let report = reconcile::reconcile_cached(&r, &options, &mut cache)?;
+                let report = reconcile::reconcile_cached(&r, &options, &mut cache);
+                cache.core.shrink();
+                let report = report?;
                 let seen = record::observe(&r, &report, &options.bot);
                 Ok::<_, Error>((report, seen))
             })
         })
         .await;
-        drop(timer);
+        drop((timer, permit));
         slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
         let (result, seen) = match result.unwrap_or_else(|e| Err(Error::Task(e))) {
             Ok((report, seen)) => (Ok(report), Some(seen)),

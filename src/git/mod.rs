@@ -2,6 +2,7 @@
 //! commit with a tree editor, move the branch compare-and-swap. No work tree needed.
 //! Pushing to a remote uses the `git` CLI (`push.rs`), since gix cannot push.
 
+pub mod pack;
 pub mod push;
 
 use crate::render::{Change, ChangeKind};
@@ -90,6 +91,29 @@ pub enum Cas {
     Moved,
 }
 
+/// The staged files of `changes`: `writes` (those with new content) with their blob ids,
+/// then the deletions.
+fn staged(changes: &[Change], writes: &[&Change], ids: Vec<ObjectId>) -> Vec<Staged> {
+    let mut staged: Vec<Staged> = writes
+        .iter()
+        .zip(ids)
+        .map(|(c, id)| Staged {
+            path: c.path.clone(),
+            blob: Some(id),
+        })
+        .collect();
+    staged.extend(
+        changes
+            .iter()
+            .filter(|c| c.kind == ChangeKind::Delete)
+            .map(|c| Staged {
+                path: c.path.clone(),
+                blob: None,
+            }),
+    );
+    staged
+}
+
 impl Repo {
     pub fn open(path: &Path) -> Result<Repo> {
         let repo = gix::open(path).map_err(|source| Error::Open {
@@ -105,7 +129,26 @@ impl Repo {
     /// Opens the repository a hook runs in, including the pushed objects that git
     /// keeps in quarantine until pre-receive accepts them (`GIT_QUARANTINE_PATH`).
     pub fn open_for_hook(path: &Path, quarantine: Option<&Path>) -> Result<Repo> {
-        let mut repo = Repo::open(path)?;
+        Repo::open(path)?.with_quarantine(quarantine)
+    }
+
+    /// A handle a long-lived process keeps between uses (its object caches and pack
+    /// indices stay loaded; new objects and refs are still seen).
+    pub fn shared(&self) -> gix::ThreadSafeRepository {
+        self.repo.clone().into_sync()
+    }
+
+    /// The repository of a kept handle (see [`Repo::shared`]).
+    pub fn from_shared(shared: &gix::ThreadSafeRepository) -> Repo {
+        Repo {
+            repo: shared.to_thread_local(),
+            quarantine: None,
+        }
+    }
+
+    /// This repository with the pushed objects of a pre-receive's quarantine.
+    pub fn with_quarantine(mut self, quarantine: Option<&Path>) -> Result<Repo> {
+        let repo = &mut self;
         if let Some(q) = quarantine {
             let handle = gix::odb::at(q, repo.repo.object_hash())
                 .map_err(git_err(format!("opening quarantine {}", q.display())))?;
@@ -115,7 +158,7 @@ impl Repo {
             handle.refresh_never();
             repo.quarantine = Some(handle);
         }
-        Ok(repo)
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
@@ -277,8 +320,49 @@ impl Repo {
         message: &str,
         bot: &Identity,
     ) -> Result<ObjectId> {
-        let staged = self.write_blobs(changes)?;
-        self.commit_staged(parent, &staged, message, bot)
+        let (_, tree) = self.write_changes(parent, changes)?;
+        self.commit_tree(parent, tree, message, bot)
+    }
+
+    /// Writes the blobs of `changes` and the tree of `parent` with them. Many new
+    /// objects (a first render, a chart upgrade touching every application) go into one
+    /// pack ([`pack`]); a few stay loose.
+    pub fn write_changes(
+        &self,
+        parent: ObjectId,
+        changes: &[Change],
+    ) -> Result<(Vec<Staged>, ObjectId)> {
+        let writes: Vec<&Change> = changes.iter().filter(|c| c.new.is_some()).collect();
+        if writes.len() < pack::PACK_FROM {
+            let staged = self.write_blobs(changes)?;
+            let tree = self.write_tree(parent, &staged)?;
+            return Ok((staged, tree));
+        }
+        let hash = self.repo.object_hash();
+        let mut pack = pack::Pack::new(self.repo.objects.store_ref().path(), hash)?;
+        let mut ids = Vec::with_capacity(writes.len());
+        // Compressed on all cores, a slice at a time (bounded memory), appended in order.
+        for slice in writes.chunks(4096) {
+            let compressed = crate::par::map(slice, 64, |c| {
+                let content = c.new.as_deref().unwrap_or_default();
+                pack::compress(hash, gix::objs::Kind::Blob, content.as_bytes())
+            });
+            for object in compressed {
+                let object = object?;
+                ids.push(object.id());
+                pack.add(&object)?;
+            }
+        }
+        let staged = staged(changes, &writes, ids);
+        let tree = self.edit_tree(parent, &staged, |tree| {
+            let mut buf = Vec::new();
+            gix::objs::WriteTo::write_to(tree, &mut buf).map_err(git_err("writing a tree"))?;
+            let object = pack::compress(hash, gix::objs::Kind::Tree, &buf)?;
+            pack.add(&object)?;
+            Ok(object.id())
+        })?;
+        pack.finish()?;
+        Ok((staged, tree))
     }
 
     /// Writes the blobs of `changes` (on all cores: compressing and writing them is most
@@ -302,24 +386,7 @@ impl Repo {
         for chunk in written {
             ids.extend(chunk?);
         }
-        let mut staged: Vec<Staged> = writes
-            .iter()
-            .zip(ids)
-            .map(|(c, id)| Staged {
-                path: c.path.clone(),
-                blob: Some(id),
-            })
-            .collect();
-        staged.extend(
-            changes
-                .iter()
-                .filter(|c| c.kind == ChangeKind::Delete)
-                .map(|c| Staged {
-                    path: c.path.clone(),
-                    blob: None,
-                }),
-        );
-        Ok(staged)
+        Ok(staged(changes, &writes, ids))
     }
 
     /// One commit on top of `parent` with the staged files (blobs already written).
@@ -336,6 +403,21 @@ impl Repo {
 
     /// The tree of `parent` with the staged files (blobs already written), written.
     pub fn write_tree(&self, parent: ObjectId, staged: &[Staged]) -> Result<ObjectId> {
+        self.edit_tree(parent, staged, |t| {
+            self.repo
+                .write_object(t)
+                .map(|id| id.detach())
+                .map_err(git_err("writing the tree"))
+        })
+    }
+
+    /// The tree of `parent` with the staged files, each new tree given to `write`.
+    fn edit_tree(
+        &self,
+        parent: ObjectId,
+        staged: &[Staged],
+        write: impl FnMut(&gix::objs::Tree) -> Result<ObjectId>,
+    ) -> Result<ObjectId> {
         let tree = self.tree_of(parent)?;
         let mut buf = Vec::new();
         self.object(&tree, &mut buf)?;
@@ -354,12 +436,7 @@ impl Repo {
                     .map_err(git_err(format!("removing {}", s.path)))?,
             };
         }
-        editor.write(|t| {
-            self.repo
-                .write_object(t)
-                .map(|id| id.detach())
-                .map_err(git_err("writing the tree"))
-        })
+        editor.write(write)
     }
 
     /// A first commit (no parent) of `files` (path, content), on no branch.

@@ -206,9 +206,59 @@ pub(crate) struct FileRefs {
 pub(crate) struct FileOutputs {
     pub files: Vec<(String, ObjectId)>,
     pub failures: Vec<Failure>,
+    /// Each application's or service's folder with the hash of what it was rendered
+    /// from ([`workload_hash`]), sorted by folder; those that failed are not here. When
+    /// the claim file changes, its applications that did not are not rendered again.
+    pub workloads: Vec<(String, [u8; 32])>,
 }
 
 impl Memo {
+    /// Keeps claim files with applications in outline between runs (a long-lived process
+    /// with many repositories, or one with a hundred thousand applications): what the
+    /// checks across files, chart references and ApplicationSets need stays; a file's
+    /// applications are parsed again from its blob only when they are rendered again.
+    pub fn shrink(&mut self) {
+        let mut shrunk = HashSet::new();
+        for (key, file) in self.parsed.iter_mut() {
+            if !self.light.contains(key) && file.has_workloads() {
+                file.claims.iter_mut().for_each(claims::Claim::to_outline);
+                self.light.insert(key.clone());
+                shrunk.insert(key.0.clone());
+            }
+        }
+        if shrunk.is_empty() {
+            return;
+        }
+        if let Some((tree, read)) = self.claims.take() {
+            let mut outline = read.loaded.claims.clone();
+            outline
+                .iter_mut()
+                .filter(|c| shrunk.contains(&c.source))
+                .for_each(claims::Claim::to_outline);
+            let read = Claims {
+                files: read.files.clone(),
+                loaded: claims::Loaded {
+                    claims: outline,
+                    diagnostics: read.loaded.diagnostics.clone(),
+                    failed_files: read.loaded.failed_files.clone(),
+                },
+                diagnostics: read.diagnostics.clone(),
+            };
+            self.claims = Some((tree, Arc::new(read)));
+        }
+    }
+
+    /// Renders in batches from now on (see [`Memo::batched`]): a memo loaded from the
+    /// store for a long-lived process.
+    pub fn batch(&mut self) {
+        self.batched = true;
+    }
+
+    /// Nothing learned yet (a new memo, or one let go).
+    pub fn is_empty(&self) -> bool {
+        self.parsed.is_empty() && self.outputs.files.is_empty()
+    }
+
     /// A memo for a long-lived process: the applications of many claim files are
     /// rendered in batches, keeping only what differs, so the peak memory stays low.
     pub fn batched() -> Memo {
@@ -278,7 +328,16 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
         ((path.clone(), *id), file)
     });
     memo.learned |= !fresh.is_empty();
-    memo.parsed.extend(fresh);
+    // Many files read at once in a long-lived process (a start-up): kept in outline,
+    // each batch of the render parses its files again (see [`plan`]).
+    let outline = memo.batched && fresh.len() > BATCH_FILES;
+    for (key, mut file) in fresh {
+        if outline && file.has_workloads() {
+            file.claims.iter_mut().for_each(claims::Claim::to_outline);
+            memo.light.insert(key.clone());
+        }
+        memo.parsed.insert(key, file);
+    }
     let live: HashSet<&FileKey> = snap.claim_files.iter().collect();
     let before = memo.parsed.len();
     memo.parsed.retain(|k, _| live.contains(k));
@@ -318,10 +377,11 @@ fn fill<'a>(
     read: &Claims,
     files: impl Iterator<Item = &'a FileKey>,
     objects: &dyn Objects,
-    memo: &mut Memo,
+    parsed: &mut HashMap<FileKey, ParsedFile>,
+    light: &mut HashSet<FileKey>,
 ) -> Result<Option<Claims>, Error> {
     let mut texts = Vec::new();
-    for key in files.filter(|k| memo.light.contains(*k)) {
+    for key in files.filter(|k| light.contains(*k)) {
         let bytes = objects
             .read(key.1)
             .map_err(|source| Error::Read { id: key.1, source })?;
@@ -335,15 +395,15 @@ fn fill<'a>(
         claims::parse_file(path, text, &Limits::default())
     });
     let mut complete: HashMap<String, std::vec::IntoIter<claims::Claim>> = HashMap::new();
-    for ((key, _), (parsed, diagnostics)) in texts.into_iter().zip(full) {
-        memo.light.remove(&key);
-        complete.insert(key.0.clone(), parsed.clone().into_iter());
+    for ((key, _), (claims, diagnostics)) in texts.into_iter().zip(full) {
+        light.remove(&key);
+        complete.insert(key.0.clone(), claims.clone().into_iter());
         let file = ParsedFile {
             path: key.0.clone(),
-            claims: parsed,
+            claims,
             diagnostics,
         };
-        memo.parsed.insert(key, file);
+        parsed.insert(key, file);
     }
     // An outline has the claims of its file in the same order: swap them one by one.
     let claims = read
@@ -366,19 +426,6 @@ fn fill<'a>(
         },
         diagnostics: read.diagnostics.clone(),
     }))
-}
-
-/// The claims complete (none in outline): for callers that look at every application.
-pub fn complete(
-    read: Arc<Claims>,
-    objects: &dyn Objects,
-    memo: &mut Memo,
-) -> Result<Arc<Claims>, Error> {
-    let files = read.files.clone();
-    Ok(match fill(&read, files.iter(), objects, memo)? {
-        Some(full) => Arc::new(full),
-        None => read,
-    })
 }
 
 /// The charts the claims need, reusing the references of claim files seen before in
@@ -564,33 +611,25 @@ fn plan_afresh(
         .iter()
         .filter(|k| !failed.contains(k.0.as_str()))
         .filter(|k| {
-            memo.outputs.files.get(*k).is_some_and(|out| {
-                out.files
-                    .iter()
-                    .all(|(path, id)| entries.get(path) == Some(id))
-            })
+            memo.outputs
+                .files
+                .get(*k)
+                .is_some_and(|out| all_there(&out.files, entries))
         })
         .map(|k| k.0.clone())
         .collect();
-    // The claim files rendered again need their claims complete.
-    let to_fill = claim_entries
-        .iter()
-        .filter(|k| !reusable.contains(&k.0) && !failed.contains(k.0.as_str()));
-    let filled = fill(read, to_fill, objects, memo)?;
-    let loaded = &filled.as_ref().unwrap_or(read).loaded;
-    let memo_outputs = &mut memo.outputs;
     // Every reused file is there (checked above): they account for this many entries.
     let reused_files: usize = reusable
         .iter()
         .filter_map(|source| {
-            memo_outputs
+            memo.outputs
                 .files
                 .get(&(source.clone(), blob_of[source.as_str()]))
         })
         .map(|out| out.files.len())
         .sum();
     tracing::debug!(reused = reusable.len(), "memo checked");
-    diagnostics.extend(loaded.diagnostics.iter().cloned());
+    diagnostics.extend(read.loaded.diagnostics.iter().cloned());
     // The applications of the claim files not reused are rendered in batches of claim
     // files, and only what differs from the snapshot is kept: a start-up render of
     // 10,000 applications does not hold all their files at once. ApplicationSets, root
@@ -614,6 +653,36 @@ fn plan_afresh(
         batches.push(HashSet::new());
     }
     let last = batches.len() - 1;
+    // The claim files rendered again need their claims complete: all at once, or with
+    // several batches (the daemon), each batch's files just before it renders and back
+    // to their outline after, so a start-up render of a hundred thousand applications
+    // never holds them all complete.
+    let per_batch = batches.len() > 1;
+    let Memo {
+        parsed: memo_parsed,
+        light: memo_light,
+        outputs: memo_outputs,
+        ..
+    } = &mut *memo;
+    let filled = if per_batch {
+        None
+    } else {
+        let to_fill = claim_entries
+            .iter()
+            .filter(|k| !reusable.contains(&k.0) && !failed.contains(k.0.as_str()));
+        fill(read, to_fill, objects, memo_parsed, memo_light)?
+    };
+    let loaded = &filled.as_ref().unwrap_or(read).loaded;
+    // The last outputs of the claim files rendered again: their applications that did
+    // not change are taken from there.
+    let previous: HashMap<&str, &FileOutputs> = memo_outputs
+        .files
+        .iter()
+        .filter(|((path, _), out)| {
+            !out.workloads.is_empty() && batches.iter().any(|b| b.contains(path.as_str()))
+        })
+        .map(|((path, _), out)| (path.as_str(), out))
+        .collect();
     let mut new_outputs: HashMap<String, FileOutputs> = HashMap::new();
     let mut differing = BTreeMap::new();
     let mut sources = BTreeMap::new();
@@ -623,14 +692,109 @@ fn plan_afresh(
     let mut all_failures = Vec::new();
     let mut rendered = reused_files;
     for (i, batch) in batches.iter().enumerate() {
+        let in_batch = claim_entries
+            .iter()
+            .filter(|k| batch.contains(k.0.as_str()) && !failed.contains(k.0.as_str()));
+        let batch_filled = if per_batch {
+            fill(read, in_batch.clone(), objects, memo_parsed, memo_light)?
+        } else {
+            None
+        };
+        let claims_now = &batch_filled.as_ref().map_or(loaded, |f| &f.loaded).claims;
+        // This batch's applications: what each is rendered from, and those whose last
+        // render (same folder, same hash, its files there as they were) stands.
+        let placed: Vec<(
+            &claims::Claim,
+            &claims::WorkloadClaim,
+            &str,
+            &claims::Workload,
+        )> = claims_now
+            .iter()
+            .filter(|c| batch.contains(c.source.as_str()))
+            .filter_map(|c| c.workloads().map(|(wc, folder)| (c, wc, folder)))
+            .flat_map(|(c, wc, folder)| wc.workloads.iter().map(move |w| (c, wc, folder, w)))
+            .collect();
+        let hashed = crate::par::map(&placed, 32, |(c, wc, folder, w)| {
+            let dir = render::workload_dir(
+                &wc.cluster_type.value,
+                &wc.environment.value,
+                folder,
+                &w.name.value,
+            );
+            (dir, workload_hash(c, wc, folder, w))
+        });
+        let mut kept_dirs: HashSet<String> = HashSet::new();
+        for ((c, ..), (dir, hash)) in placed.iter().zip(&hashed) {
+            let Some(prev) = previous.get(c.source.as_str()) else {
+                continue;
+            };
+            let same = prev
+                .workloads
+                .binary_search_by(|(d, _)| d.as_str().cmp(dir))
+                .is_ok_and(|i| prev.workloads[i].1 == *hash);
+            if !same {
+                continue;
+            }
+            let prefix = format!("{dir}/");
+            let files: Vec<&(String, ObjectId)> = prev
+                .files
+                .iter()
+                .filter(|(path, _)| path.starts_with(&prefix))
+                .collect();
+            if files.is_empty() || files.iter().any(|(path, id)| entries.get(path) != Some(id)) {
+                continue;
+            }
+            let out = new_outputs.entry(c.source.clone()).or_default();
+            for (path, id) in files {
+                out.files.push((path.clone(), *id));
+                if let Some((there, _)) = entries.get_key_value(path) {
+                    accounted.insert(there.as_str());
+                }
+                rendered += 1;
+            }
+            kept_dirs.insert(dir.clone());
+        }
         let Rendered {
             files,
             failures,
             sources: mut file_sources,
-        } = render::render_reusing(&loaded.claims, charts, inputs.settings, &|c| {
-            matches!(c.spec, Spec::Application(_) | Spec::Platform(_))
-                && !batch.contains(c.source.as_str())
+        } = render::render_reusing(claims_now, charts, inputs.settings, &|c, w| {
+            if !matches!(c.spec, Spec::Application(_) | Spec::Platform(_)) {
+                return false;
+            }
+            !batch.contains(c.source.as_str())
+                || (!kept_dirs.is_empty()
+                    && c.workloads().is_some_and(|(wc, folder)| {
+                        kept_dirs.contains(&render::workload_dir(
+                            &wc.cluster_type.value,
+                            &wc.environment.value,
+                            folder,
+                            &w.name.value,
+                        ))
+                    }))
         })?;
+        let failed_dirs: HashSet<&str> =
+            failures.iter().filter_map(|f| f.keep.as_deref()).collect();
+        for ((c, ..), (dir, hash)) in placed.iter().zip(&hashed) {
+            if !failed_dirs.contains(dir.as_str()) {
+                new_outputs
+                    .entry(c.source.clone())
+                    .or_default()
+                    .workloads
+                    .push((dir.clone(), *hash));
+            }
+        }
+        if batch_filled.is_some() {
+            drop(batch_filled);
+            for key in in_batch {
+                if let Some(file) = memo_parsed.get_mut(key) {
+                    if file.has_workloads() {
+                        file.claims.iter_mut().for_each(claims::Claim::to_outline);
+                        memo_light.insert(key.clone());
+                    }
+                }
+            }
+        }
         // This batch's applications; the files of no claim file's applications once.
         let fresh: Vec<(String, String, Option<Vec<String>>)> = files
             .into_iter()
@@ -701,15 +865,26 @@ fn plan_afresh(
             all_failures.extend(out.failures.iter().cloned());
         }
     }
-    memo.learned |= !new_outputs.is_empty();
-    for (source, outputs) in new_outputs {
+    let mut learned = !new_outputs.is_empty();
+    for (source, mut outputs) in new_outputs {
+        // A folder twice (two applications of one name) is never reused.
+        outputs.workloads.sort();
+        let twice: HashSet<String> = outputs
+            .workloads
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0)
+            .map(|w| w[0].0.clone())
+            .collect();
+        outputs.workloads.retain(|(dir, _)| !twice.contains(dir));
+        outputs.files.sort();
         if let Some(id) = blob_of.get(source.as_str()) {
             memo_outputs.files.insert((source, *id), outputs);
         }
     }
     let before = memo_outputs.files.len();
     memo_outputs.files.retain(|k, _| live.contains(k));
-    memo.learned |= memo_outputs.files.len() != before;
+    learned |= memo_outputs.files.len() != before;
+    memo.learned |= learned;
     hold_previews(
         &loaded.claims,
         inputs.previews,
@@ -847,6 +1022,72 @@ fn hold_previews(
 
 /// The claim file an application's or service's generated file comes from (not previews,
 /// which depend on two claims and are always rendered).
+/// Whether every one of `files` (sorted by path) is among `entries` with its blob id.
+/// Walked side by side: a claim file's generated files are mostly next to each other
+/// in the tree, so each is found in a step or two instead of a lookup from the root.
+fn all_there(files: &[(String, ObjectId)], entries: &BTreeMap<String, ObjectId>) -> bool {
+    use std::ops::Bound;
+    let Some((first, _)) = files.first() else {
+        return true;
+    };
+    let mut walk = entries.range::<str, _>((Bound::Included(first.as_str()), Bound::Unbounded));
+    for (path, id) in files {
+        // A step or two along, else a lookup.
+        let mut found = None;
+        for _ in 0..2 {
+            match walk.next() {
+                Some((there, there_id)) if there == path => {
+                    found = Some(there_id);
+                    break;
+                }
+                Some((there, _)) if there.as_str() < path.as_str() => continue,
+                _ => break,
+            }
+        }
+        let there_id = match found {
+            Some(id) => id,
+            None => {
+                walk = entries.range::<str, _>((Bound::Included(path.as_str()), Bound::Unbounded));
+                match walk.next() {
+                    Some((there, there_id)) if there == path => there_id,
+                    _ => return false,
+                }
+            }
+        };
+        if there_id != id {
+            return false;
+        }
+    }
+    true
+}
+
+/// What an application's or service's generated files are made of besides the context
+/// (settings, charts, BootstrapClaims, Projects, Environments): its claim (file, name,
+/// labels, placement) and itself, positions included (they are in its errors).
+fn workload_hash(
+    claim: &claims::Claim,
+    wc: &claims::WorkloadClaim,
+    folder: &str,
+    w: &claims::Workload,
+) -> [u8; 32] {
+    let parts = (
+        &claim.source,
+        &claim.pos,
+        &claim.name,
+        &claim.namespace,
+        &claim.labels,
+        &wc.environment,
+        &wc.cluster_type,
+        &wc.namespace,
+        folder,
+        w,
+    );
+    let mut h = Sha256::new();
+    // Serializing plain data into a Vec cannot fail.
+    h.update(serde_json::to_vec(&parts).unwrap_or_default());
+    h.finalize().into()
+}
+
 fn workload_source<'a>(path: &str, sources: Option<&'a [String]>) -> Option<&'a str> {
     if !path.starts_with("environments/")
         || path.starts_with(&format!("environments/{}/", render::CATALYST_CLUSTER_TYPE))

@@ -108,9 +108,10 @@ pub fn at_commit(
 }
 
 /// The claims at a commit of `repo` (parsed again only where the memo does not have
-/// them): what the Kubernetes step needs.
+/// them): what the Kubernetes step and Gitea's BootstrapClaims need. Applications and
+/// services may be in outline (names, namespaces, charts; see
+/// [`crate::claims::ParsedFile::outline`]): nothing is parsed again for their fields.
 pub fn claims_at(repo: &Repo, commit: ObjectId, memo: &mut Memo) -> Result<Arc<Claims>, Error> {
     let snap = snapshot::at_commit(repo, commit, &mut memo.reads)?;
-    let claims = core::load(&snap, repo, &mut memo.core)?;
-    Ok(core::complete(claims, repo, &mut memo.core)?)
+    Ok(core::load(&snap, repo, &mut memo.core)?)
 }

@@ -49,7 +49,7 @@ fn build() -> String {
             format!("{} {mtime}", m.len())
         })
         .unwrap_or_default();
-    format!("claimd {} memo 2 {exe}", env!("CARGO_PKG_VERSION"))
+    format!("claimd {} memo 3 {exe}", env!("CARGO_PKG_VERSION"))
 }
 
 /// An object id as its raw bytes (MessagePack `bin`: half the size of hex).
@@ -105,6 +105,8 @@ struct StoredOutputs<'a> {
     blob: Oid,
     files: Files<'a>,
     failures: Cow<'a, [crate::render::Failure]>,
+    /// Each application's folder and the hash it was rendered from.
+    workloads: Vec<(Cow<'a, str>, [u8; 32])>,
 }
 
 /// The memo the last process left in `git_dir`, or an empty one.
@@ -147,6 +149,11 @@ fn decode(bytes: &[u8]) -> Option<Memo> {
             FileOutputs {
                 files,
                 failures: o.failures.into_owned(),
+                workloads: o
+                    .workloads
+                    .into_iter()
+                    .map(|(dir, hash)| (dir.into_owned(), hash))
+                    .collect(),
             },
         );
     }
@@ -214,6 +221,11 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
                 .map(|(p, id)| (Cow::Borrowed(p.as_str()), Oid(*id)))
                 .collect(),
             failures: Cow::Borrowed(&o.failures),
+            workloads: o
+                .workloads
+                .iter()
+                .map(|(dir, hash)| (Cow::Borrowed(dir.as_str()), *hash))
+                .collect(),
         })
         .collect();
     outputs.sort_by(|a, b| (&a.claim_file, a.blob.0).cmp(&(&b.claim_file, b.blob.0)));

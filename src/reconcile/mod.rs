@@ -358,6 +358,102 @@ pub fn edited_outputs(repo: &Repo, old: ObjectId, new: ObjectId) -> Result<Vec<S
         .collect())
 }
 
+/// One ref update of a push, as git gives it to the hooks (`<old> <new> <ref>`); `None`
+/// for the all-zero id (a new ref, a deletion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefUpdate {
+    pub old: Option<ObjectId>,
+    pub new: Option<ObjectId>,
+    pub name: String,
+}
+
+impl RefUpdate {
+    /// From git's hexadecimal ids; None if one is not an object id.
+    pub fn parse(old: &str, new: &str, name: &str) -> Option<RefUpdate> {
+        let id = |hex: &str| -> Option<Option<ObjectId>> {
+            let id = ObjectId::from_hex(hex.as_bytes()).ok()?;
+            Some((!id.is_null()).then_some(id))
+        };
+        Some(RefUpdate {
+            old: id(old)?,
+            new: id(new)?,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// What pre-receive says about a push: the lines for the pusher, and whether it is
+/// refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub refused: bool,
+    pub lines: Vec<String>,
+}
+
+/// pre-receive for a push (the hook's own, or the daemon's with its memo; `validate`
+/// gives the diagnostics of the claims at a pushed commit): the rendered branch's
+/// update is checked, a hand edit of generated files is warned about, others pass.
+pub fn pre_receive(
+    repo: &Repo,
+    updates: &[RefUpdate],
+    opts: &Options,
+    mut validate: impl FnMut(ObjectId) -> Result<Vec<Diagnostic>, Error>,
+) -> Result<Verdict, Error> {
+    let branch = branch_of(repo, opts);
+    let branch_ref = format!("refs/heads/{branch}");
+    // A ref lock left by a process killed while it moved the branch (a bot commit's
+    // update, kill -9) would make git refuse this push and every one after it, with
+    // nothing left to clear it: a stale one goes before git takes the lock.
+    repo.clear_stale_branch_lock(&branch);
+    let mut verdict = Verdict::default();
+    for u in updates.iter().filter(|u| u.name == branch_ref) {
+        let Some(new) = u.new else {
+            continue;
+        };
+        if let Some(old) = u.old {
+            if !is_bot_commit(repo, new, &opts.bot)? {
+                let edited = edited_outputs(repo, old, new)?;
+                if !edited.is_empty() {
+                    verdict.lines.push(format!(
+                        "claimd: warning: this push edits generated files in {}/; claimd will put them back as the claims say. Change claims/ instead",
+                        edited.join("/, ")
+                    ));
+                }
+            }
+        }
+        let diagnostics = validate(new)?;
+        let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+        if errors > 0 {
+            verdict.refused = true;
+            verdict.lines.push(format!(
+                "claimd: push to {} refused: {errors} problem(s) in claims/",
+                u.name
+            ));
+        }
+        verdict
+            .lines
+            .extend(diagnostics.iter().map(ToString::to_string));
+    }
+    if verdict.refused {
+        verdict
+            .lines
+            .push("claimd: fix the claims above and push again (nothing was changed)".into());
+    }
+    Ok(verdict)
+}
+
+/// Whether post-receive has anything to ask for: an update of the rendered branch to a
+/// commit that is not claimd's own (no loop on its own commits).
+pub fn wants_render(repo: &Repo, update: &RefUpdate, opts: &Options) -> Result<bool, Error> {
+    if update.name != format!("refs/heads/{}", branch_of(repo, opts)) {
+        return Ok(false);
+    }
+    match update.new {
+        None => Ok(false),
+        Some(new) => Ok(!is_bot_commit(repo, new, &opts.bot)?),
+    }
+}
+
 /// What pre-receive checks: every diagnostic of the claims at `commit` and of rendering
 /// them (values the chart's schema refuses, requests above limits, …). A chart that
 /// cannot be had is a warning: the push is accepted and the claim renders once the

@@ -51,10 +51,9 @@ pub fn validate_and_prepare(
         return Ok((diagnostics, None));
     }
     let plan = &planned.plan;
-    let staged = repo.write_blobs(&plan.changes)?;
     // The bot commit's tree too: the memo then knows its generated files, and the next
     // push (on top of the bot commit) does not walk them all again.
-    let tree = repo.write_tree(commit, &staged)?;
+    let (staged, tree) = repo.write_changes(commit, &plan.changes)?;
     pipeline::snapshot::committed(&mut memo.reads, repo, commit, tree, &plan.changes)?;
     save_memo(repo, &memo);
     let claims = planned.claim_files();

@@ -191,18 +191,23 @@ pub fn chart_refs_where(
 /// Renders every file. Deterministic: the same claims and charts give the same bytes,
 /// whatever order the claims come in.
 pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<Rendered, Error> {
-    render_reusing(claims, charts, settings, &|_| false)
+    render_reusing(claims, charts, settings, &|_, _| false)
 }
 
-/// Like [`render`], but the applications and services of claims for which `reuse` says
-/// yes are not rendered: the caller has their files from an earlier render of the same
-/// claim file in the same context. Everything else (ApplicationSets, root apps, preview
-/// environments) is rendered as usual.
+/// The folder of an application's or service's generated files.
+pub fn workload_dir(cluster_type: &str, environment: &str, folder: &str, name: &str) -> String {
+    format!("environments/{cluster_type}/{environment}/{folder}/{name}")
+}
+
+/// Like [`render`], but the applications and services for which `reuse` says yes are
+/// not rendered: the caller has their files from an earlier render of the same claim
+/// (or the same application) in the same context. Everything else (ApplicationSets,
+/// root apps, preview environments) is rendered as usual.
 pub fn render_reusing(
     claims: &[Claim],
     charts: &Charts,
     settings: &Settings,
-    reuse: &dyn Fn(&Claim) -> bool,
+    reuse: &dyn Fn(&Claim, &Workload) -> bool,
 ) -> Result<Rendered, Error> {
     let mut sorted: Vec<&Claim> = claims.iter().collect();
     sorted.sort_by(|a, b| (&a.source, a.pos, a.kind()).cmp(&(&b.source, b.pos, b.kind())));
@@ -255,10 +260,7 @@ pub fn render_reusing(
         } else {
             s.platform = true;
         }
-        if reuse(c) {
-            continue;
-        }
-        for w in list {
+        for w in list.iter().filter(|w| !reuse(c, w)) {
             let at = workload::Placement {
                 cluster_type: &ct.value,
                 environment: &env.value,

@@ -74,10 +74,7 @@ fn render_one<'a>(
     layers: &HashMap<(&ChartRef, &str, bool), Layers<'_>>,
 ) -> Result<Files<'a>, Vec<Failure>> {
     let (claim, at, w) = (job.claim, &job.at, job.workload);
-    let dir = format!(
-        "environments/{}/{}/{}/{}",
-        at.cluster_type, at.environment, at.folder, w.name.value
-    );
+    let dir = super::workload_dir(at.cluster_type, at.environment, at.folder, &w.name.value);
     let fail = |pos: Pos, message: String| Failure {
         diagnostic: Diagnostic {
             file: claim.source.clone(),

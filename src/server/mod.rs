@@ -33,7 +33,13 @@ use warp::Filter;
 #[derive(Debug, Deserialize)]
 struct ValidateBody {
     repo: PathBuf,
-    commit: String,
+    /// One pushed commit to validate (answer: its diagnostics' lines and error count).
+    #[serde(default)]
+    commit: Option<String>,
+    /// Or the push's ref updates: the daemon does what pre-receive does (answer: the
+    /// lines for the pusher and whether the push is refused).
+    #[serde(default)]
+    updates: Option<Vec<Update>>,
     #[serde(default)]
     quarantine: Option<PathBuf>,
 }
@@ -122,6 +128,12 @@ pub async fn run(
             let span = push_span(&d, &body.repo, body.update.as_ref());
             async move {
                 tracing::info!("push handed off by a hook");
+                if let Some(update) = &body.update {
+                    if d.nothing_to_do(&body.repo, update).await {
+                        tracing::debug!("not the rendered branch, or claimd's own commit");
+                        return warp::reply::with_status(String::new(), StatusCode::NO_CONTENT);
+                    }
+                }
                 if body.wait {
                     return match d.send_and_wait(body.repo).await {
                         Some(result) => warp::reply::with_status(result, StatusCode::OK),
@@ -150,7 +162,39 @@ pub async fn run(
         .then(move |body: ValidateBody| {
             let d = d.clone();
             async move {
-                let Ok(commit) = gix::ObjectId::from_hex(body.commit.as_bytes()) else {
+                if let Some(updates) = body.updates {
+                    let parsed: Option<Vec<_>> = updates
+                        .iter()
+                        .map(|u| crate::reconcile::RefUpdate::parse(&u.old, &u.new, &u.reference))
+                        .collect();
+                    let Some(updates) = parsed else {
+                        return warp::reply::with_status(
+                            warp::reply::json(&"bad commit id"),
+                            StatusCode::BAD_REQUEST,
+                        );
+                    };
+                    return match d.pre_receive(body.repo, updates, body.quarantine).await {
+                        None => warp::reply::with_status(
+                            warp::reply::json(&"unknown repository"),
+                            StatusCode::NOT_FOUND,
+                        ),
+                        Some(Err(e)) => warp::reply::with_status(
+                            warp::reply::json(&e.to_string()),
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                        ),
+                        Some(Ok(v)) => warp::reply::with_status(
+                            warp::reply::json(
+                                &serde_json::json!({"refused": v.refused, "lines": v.lines}),
+                            ),
+                            StatusCode::OK,
+                        ),
+                    };
+                }
+                let Some(Ok(commit)) = body
+                    .commit
+                    .as_deref()
+                    .map(|c| gix::ObjectId::from_hex(c.as_bytes()))
+                else {
                     return warp::reply::with_status(
                         warp::reply::json(&"bad commit id"),
                         StatusCode::BAD_REQUEST,
@@ -232,6 +276,73 @@ pub fn hand_off_and_wait(
     let timeout = std::time::Duration::from_secs(120);
     let (status, body) = post_push(addr, repo, update, true, timeout)?;
     Ok((status == 200).then_some(body))
+}
+
+/// post-receive's side: hands one ref update to the daemon. Some(line to print; empty
+/// when the daemon has nothing to do: another branch, or claimd's own commit), or None
+/// when it does not serve this repository (render here then). With `wait`, the line is
+/// the reconcile's result.
+pub fn post_receive_remote(
+    addr: &str,
+    repo: &std::path::Path,
+    update: &Update,
+    wait: bool,
+) -> std::io::Result<Option<String>> {
+    let timeout = std::time::Duration::from_secs(if wait { 120 } else { 2 });
+    let (status, body) = post_push(addr, repo, Some(update), wait, timeout)?;
+    match status {
+        202 => Ok(Some(
+            "claimd: queued for the claimd daemon; the bot commit follows shortly".into(),
+        )),
+        200 => Ok(Some(format!("claimd: {body}"))),
+        204 => Ok(Some(String::new())),
+        404 => Ok(None),
+        other => Err(std::io::Error::other(format!(
+            "the daemon answered {other}: {body}"
+        ))),
+    }
+}
+
+/// pre-receive's side: the daemon checks the push ([`crate::reconcile::pre_receive`]) with
+/// its memo. Some(verdict), or None when it does not serve this repository or failed
+/// (check here then).
+pub fn pre_receive_remote(
+    addr: &str,
+    repo: &std::path::Path,
+    updates: &[(String, String, String)],
+    quarantine: Option<&std::path::Path>,
+) -> std::io::Result<Option<crate::reconcile::Verdict>> {
+    let updates: Vec<Update> = updates
+        .iter()
+        .map(|(old, new, name)| Update {
+            reference: name.clone(),
+            old: old.clone(),
+            new: new.clone(),
+        })
+        .collect();
+    let body = serde_json::json!({ "repo": repo, "updates": updates, "quarantine": quarantine });
+    let (status, text) = post(
+        addr,
+        "/v1/validate",
+        &body,
+        std::time::Duration::from_secs(60),
+    )?;
+    if status != 200 {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let Some(refused) = v["refused"].as_bool() else {
+        return Ok(None);
+    };
+    let lines = v["lines"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(crate::reconcile::Verdict { refused, lines }))
 }
 
 /// pre-receive's side: the daemon validates with its cache. Ok(Some((errors, lines))), or

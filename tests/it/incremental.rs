@@ -49,11 +49,23 @@ fn incremental_plans_equal_full_plans() {
     }
     let opts = Options::default();
     let mut cache = Memo::default();
+    let mut daemon = Memo::batched();
     let memo_file = bare.join("claimd/memo.msgpack");
 
     type Step = Box<dyn Fn(&Path)>;
     let steps: Vec<(&str, Step)> = vec![
-        ("initial claims", Box::new(|_| {})),
+        (
+            // More claim files than a batch of the daemon's render (a change of context
+            // renders them in several batches, each parsed again from its outline).
+            "initial claims",
+            Box::new(|w| {
+                for i in 0..12 {
+                    let name = format!("bulk-{i:02}");
+                    let text = app_claim(&name, ["dev", "qa"][i % 2], "v1");
+                    std::fs::write(w.join(format!("claims/{name}.yaml")), text).expect("w");
+                }
+            }),
+        ),
         (
             "add a claim file",
             Box::new(|w| {
@@ -143,6 +155,20 @@ fn incremental_plans_equal_full_plans() {
             "step `{what}`: plan with the stored memo differs"
         );
         assert_eq!(disk_diags, full_diags, "step `{what}`: diagnostics differ");
+        // The daemon's memo: batched, its claim files shrunk to outlines after each run,
+        // and now and then kept on disk and loaded again (a worker at rest, a restart).
+        let (kept, kept_diags) = plan_with(&repo, tip, &opts, &mut daemon);
+        daemon.core.shrink();
+        assert_eq!(
+            kept, full,
+            "step `{what}`: plan with the daemon's memo differs"
+        );
+        assert_eq!(kept_diags, full_diags, "step `{what}`: diagnostics differ");
+        if i % 3 == 2 {
+            store::save(&bare, &daemon).expect("keep the daemon's memo");
+            daemon = stored(&repo);
+            daemon.core.batch();
+        }
         // Commit the render as the daemon would (its memo) or as a hook would (the stored
         // memo, saved again), and pull it back.
         if i % 2 == 0 {

@@ -23,6 +23,7 @@ mod kube_previews;
 mod leases;
 mod metrics;
 mod oci;
+mod pack;
 mod purity;
 mod registry_harness;
 mod render_examples;
