@@ -422,21 +422,25 @@ fn many_repositories(root: &Path, repos: usize, apps: usize) -> Result<()> {
         )?;
         let ready = daemon.wait_ready(start, Duration::from_secs(1800))?;
         let peak = daemon.peak_kib();
+        // The first 10 s after ready (memos still being parked), then the next 10 s.
+        let settling = daemon.idle_cpu(Duration::from_secs(10));
         let idle = daemon.idle_cpu(Duration::from_secs(10));
         let (rss, threads) = (daemon.rss_kib(), daemon.threads());
+        let peak = peak.max(daemon.peak_kib());
         daemon.stop()?;
-        rows.push((run, ready, peak, rss, idle, threads));
+        rows.push((run, ready, peak, rss, settling, idle, threads));
     }
     println!(
         "{repos} repositories of {apps} applications on one daemon, {}:",
         dir.display()
     );
-    for (run, ready, peak, rss, idle, threads) in rows {
+    for (run, ready, peak, rss, settling, idle, threads) in rows {
         println!(
-            "  {run}: ready after {:.2} s, peak RSS {:.0} MiB, RSS idle {:.0} MiB, idle CPU over 10 s {:.2} % of a core, {threads} threads",
+            "  {run}: ready after {:.2} s, peak RSS {:.0} MiB, RSS at rest {:.0} MiB; CPU in the 10 s after ready {:.2} %, in the 10 s after that {:.2} % of a core; {threads} threads",
             ready.as_secs_f64(),
             mib(peak),
             mib(rss),
+            settling,
             idle
         );
     }

@@ -933,11 +933,11 @@ async fn worker(
             tokio::select! {
                 _ = slot.wake.notified() => continue,
                 _ = stop.changed() => {
-                    park(&slot).await;
+                    park(&slot, &renders).await;
                     return;
                 }
                 _ = tokio::time::sleep(idle), if !parked => {
-                    park(&slot).await;
+                    park(&slot, &renders).await;
                     continue;
                 }
             }
@@ -954,8 +954,10 @@ async fn worker(
     }
 }
 
-/// [`Slot::park`] off the runtime's threads (it writes the memo).
-async fn park(slot: &Arc<Slot>) {
+/// [`Slot::park`] off the runtime's threads (it writes the memo), within the renders'
+/// limit.
+async fn park(slot: &Arc<Slot>, renders: &tokio::sync::Semaphore) {
+    let _permit = renders.acquire().await;
     let slot = slot.clone();
     let _ = tokio::task::spawn_blocking(move || slot.park()).await;
 }
@@ -1031,6 +1033,9 @@ async fn serve(
         return;
     }
     if slot.parked.load(Ordering::SeqCst) {
+        // Within the renders' limit: a thousand repositories starting at once load
+        // their memos a core's worth at a time, not on a thread each.
+        let _permit = renders.acquire().await;
         let slot = slot.clone();
         let _ = tokio::task::spawn_blocking(move || slot.unpark()).await;
     }

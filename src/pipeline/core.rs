@@ -736,10 +736,13 @@ fn plan_afresh(
                 continue;
             }
             let prefix = format!("{dir}/");
-            let files: Vec<&(String, ObjectId)> = prev
+            // The files are sorted by path: those under the folder are one run.
+            let start = prev
                 .files
+                .partition_point(|(path, _)| path.as_str() < prefix.as_str());
+            let files: Vec<&(String, ObjectId)> = prev.files[start..]
                 .iter()
-                .filter(|(path, _)| path.starts_with(&prefix))
+                .take_while(|(path, _)| path.starts_with(&prefix))
                 .collect();
             if files.is_empty() || files.iter().any(|(path, id)| entries.get(path) != Some(id)) {
                 continue;
@@ -919,7 +922,8 @@ fn plan_afresh(
         sources: BTreeMap::new(),
     };
     let plan = render::plan(&existing, differing, &loaded.failed_files);
-    sources.retain(|path, _| plan.changes.iter().any(|c| &c.path == path));
+    let changed: HashSet<&str> = plan.changes.iter().map(|c| c.path.as_str()).collect();
+    sources.retain(|path, _| changed.contains(path.as_str()));
     tracing::debug!(changes = plan.changes.len(), "planned");
     let mut per_file: HashMap<&str, usize> = HashMap::new();
     for c in &loaded.claims {
