@@ -1024,8 +1024,6 @@ fn hold_previews(
     }
 }
 
-/// The claim file an application's or service's generated file comes from (not previews,
-/// which depend on two claims and are always rendered).
 /// Whether every one of `files` (sorted by path) is among `entries` with its blob id.
 /// Walked side by side: a claim file's generated files are mostly next to each other
 /// in the tree, so each is found in a step or two instead of a lookup from the root.
@@ -1092,6 +1090,8 @@ fn workload_hash(
     h.finalize().into()
 }
 
+/// The claim file an application's or service's generated file comes from (not previews,
+/// which depend on two claims and are always rendered).
 fn workload_source<'a>(path: &str, sources: Option<&'a [String]>) -> Option<&'a str> {
     if !path.starts_with("environments/")
         || path.starts_with(&format!("environments/{}/", render::CATALYST_CLUSTER_TYPE))
