@@ -64,6 +64,8 @@ pub struct Pack {
     out: BufWriter<std::fs::File>,
     count: u32,
     hash: HashKind,
+    /// Objects already in the pack (the same content in two files is one blob).
+    added: std::collections::HashSet<ObjectId>,
 }
 
 impl Pack {
@@ -90,11 +92,15 @@ impl Pack {
             out,
             count: 0,
             hash,
+            added: std::collections::HashSet::new(),
         })
     }
 
     /// Appends an object (hashed and compressed by [`compress`]).
     pub fn add(&mut self, object: &Compressed) -> Result<()> {
+        if !self.added.insert(object.id) {
+            return Ok(());
+        }
         let type_bits: u8 = match object.kind {
             Kind::Commit => 1,
             Kind::Tree => 2,
@@ -132,6 +138,7 @@ impl Pack {
             out,
             count,
             hash,
+            ..
         } = self;
         let mut file = out
             .into_inner()
@@ -204,5 +211,39 @@ fn remove_stale(dir: &Path) {
         if old {
             let _ = std::fs::remove_file(e.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_added_twice_is_in_the_pack_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let objects = dir.path().join("objects");
+        let mut pack = Pack::new(&objects, HashKind::Sha1).expect("pack");
+        let same = compress(HashKind::Sha1, Kind::Blob, b"same content\n").expect("blob");
+        let other = compress(HashKind::Sha1, Kind::Blob, b"other\n").expect("blob");
+        for object in [&same, &other, &same] {
+            pack.add(object).expect("add");
+        }
+        pack.finish().expect("finish");
+        let names: Vec<PathBuf> = std::fs::read_dir(objects.join("pack"))
+            .expect("pack folder")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "a pack and its index, nothing else: {names:?}"
+        );
+        let idx = names
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "idx"))
+            .expect("an index");
+        let index = gix_pack::index::File::at(idx, HashKind::Sha1).expect("read the index");
+        assert_eq!(index.num_objects(), 2);
     }
 }
