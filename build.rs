@@ -5,7 +5,10 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts");
+    // Read when the script runs, not baked in when it is compiled: a build script built
+    // for another checkout sharing the target folder must read this one's charts.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest).join("charts");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut charts: Vec<_> = std::fs::read_dir(&root)
         .map(|rd| {

@@ -6,6 +6,7 @@
 //! ```
 
 mod charts;
+mod daemon;
 mod kube;
 mod push;
 mod scale;

@@ -303,7 +303,6 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
 /// waits for the bot commit; returns the daemon's VmHWM (KiB) and the median time the
 /// post-receive hook takes to hand a push to the daemon.
 fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Duration)> {
-    use std::io::{BufRead, BufReader, Read};
     let config = root.join("claimd.yaml");
     std::fs::write(
         &config,
@@ -313,35 +312,11 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
         ),
     )?;
     let exe = crate::claimd_binary()?;
-    let mut child = Command::new(&exe)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        // The daemon's log, for a look at where the time goes (CLAIMD_LOG=debug).
-        .stderr(std::fs::File::create(root.join("daemon.log"))?)
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let addr = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .context("daemon address")?
-        .trim_end_matches(',')
-        .to_string();
-    let get = |path: &str| -> Result<String> {
-        let mut s = std::net::TcpStream::connect(&addr)?;
-        s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )?;
-        let mut r = String::new();
-        s.read_to_string(&mut r)?;
-        Ok(r)
-    };
+    // The daemon's log, for a look at where the time goes (CLAIMD_LOG=debug).
+    let daemon = crate::daemon::Daemon::start(&config, &root.join("daemon.log"))?;
+    let addr = daemon.addr.clone();
+    daemon.wait_ready(Instant::now(), Duration::from_secs(300))?;
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !get("/readyz")?.starts_with("HTTP/1.1 200") {
-        anyhow::ensure!(Instant::now() < deadline, "daemon not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     git(work, &["pull", "-q", "--rebase", "origin", "main"])?;
     let file = work.join("claims/apps-00000.yaml");
     let text = std::fs::read_to_string(&file)?;
@@ -429,15 +404,8 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
         handoffs.push(start.elapsed());
     }
     handoffs.sort();
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
-    let hwm = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0);
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait()?;
+    let hwm = u64::try_from(daemon.peak_kib()).unwrap_or(0);
+    daemon.stop()?;
     println!(
         "  P1 with the daemon (push returns when its bot commit is on the branch, 20 pushes): p50 {:.0} ms, p99 {:.0} ms",
         percentile(&p1, 0.5).as_secs_f64() * 1000.0,

@@ -734,38 +734,6 @@ impl Daemon {
         matches!(wants, Ok(Some(false)))
     }
 
-    /// Validates the claims of a pushed commit (pre-receive) with the repository's parse
-    /// cache. None: not a repository this daemon serves.
-    pub async fn validate(
-        &self,
-        repo: PathBuf,
-        commit: gix::ObjectId,
-        quarantine: Option<PathBuf>,
-    ) -> Option<Result<Vec<crate::claims::Diagnostic>, Error>> {
-        let slot = self
-            .slots
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&canonical(&repo))
-            .cloned()?;
-        let result = tokio::task::spawn_blocking(move || {
-            let t = std::time::Instant::now();
-            slot.unpark();
-            let r = slot.open()?.with_quarantine(quarantine.as_deref())?;
-            let options = slot.setup().options.clone();
-            let mut cache = slot
-                .cache
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let v = reconcile::validate_cached(&r, commit, &options, &mut cache);
-            cache.core.shrink();
-            tracing::debug!(elapsed = ?t.elapsed(), "validated a pushed commit");
-            Ok(v?)
-        })
-        .await;
-        Some(result.unwrap_or_else(|e| Err(Error::Task(e))))
-    }
-
     /// Every repository has been reconciled at least once since start-up.
     pub fn ready(&self) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());

@@ -33,13 +33,9 @@ use warp::Filter;
 #[derive(Debug, Deserialize)]
 struct ValidateBody {
     repo: PathBuf,
-    /// One pushed commit to validate (answer: its diagnostics' lines and error count).
-    #[serde(default)]
-    commit: Option<String>,
-    /// Or the push's ref updates: the daemon does what pre-receive does (answer: the
-    /// lines for the pusher and whether the push is refused).
-    #[serde(default)]
-    updates: Option<Vec<Update>>,
+    /// The push's ref updates: the daemon does what pre-receive does (answer: the lines
+    /// for the pusher and whether the push is refused).
+    updates: Vec<Update>,
     #[serde(default)]
     quarantine: Option<PathBuf>,
 }
@@ -162,45 +158,18 @@ pub async fn run(
         .then(move |body: ValidateBody| {
             let d = d.clone();
             async move {
-                if let Some(updates) = body.updates {
-                    let parsed: Option<Vec<_>> = updates
-                        .iter()
-                        .map(|u| crate::reconcile::RefUpdate::parse(&u.old, &u.new, &u.reference))
-                        .collect();
-                    let Some(updates) = parsed else {
-                        return warp::reply::with_status(
-                            warp::reply::json(&"bad commit id"),
-                            StatusCode::BAD_REQUEST,
-                        );
-                    };
-                    return match d.pre_receive(body.repo, updates, body.quarantine).await {
-                        None => warp::reply::with_status(
-                            warp::reply::json(&"unknown repository"),
-                            StatusCode::NOT_FOUND,
-                        ),
-                        Some(Err(e)) => warp::reply::with_status(
-                            warp::reply::json(&e.to_string()),
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                        ),
-                        Some(Ok(v)) => warp::reply::with_status(
-                            warp::reply::json(
-                                &serde_json::json!({"refused": v.refused, "lines": v.lines}),
-                            ),
-                            StatusCode::OK,
-                        ),
-                    };
-                }
-                let Some(Ok(commit)) = body
-                    .commit
-                    .as_deref()
-                    .map(|c| gix::ObjectId::from_hex(c.as_bytes()))
-                else {
+                let parsed: Option<Vec<_>> = body
+                    .updates
+                    .iter()
+                    .map(|u| crate::reconcile::RefUpdate::parse(&u.old, &u.new, &u.reference))
+                    .collect();
+                let Some(updates) = parsed else {
                     return warp::reply::with_status(
                         warp::reply::json(&"bad commit id"),
                         StatusCode::BAD_REQUEST,
                     );
                 };
-                match d.validate(body.repo, commit, body.quarantine).await {
+                match d.pre_receive(body.repo, updates, body.quarantine).await {
                     None => warp::reply::with_status(
                         warp::reply::json(&"unknown repository"),
                         StatusCode::NOT_FOUND,
@@ -209,16 +178,12 @@ pub async fn run(
                         warp::reply::json(&e.to_string()),
                         StatusCode::INTERNAL_SERVER_ERROR,
                     ),
-                    Some(Ok(diags)) => {
-                        let errors = diags.iter().filter(|d| d.is_error()).count();
-                        let lines: Vec<String> = diags.iter().map(ToString::to_string).collect();
-                        warp::reply::with_status(
-                            warp::reply::json(
-                                &serde_json::json!({"errors": errors, "lines": lines}),
-                            ),
-                            StatusCode::OK,
-                        )
-                    }
+                    Some(Ok(v)) => warp::reply::with_status(
+                        warp::reply::json(
+                            &serde_json::json!({"refused": v.refused, "lines": v.lines}),
+                        ),
+                        StatusCode::OK,
+                    ),
                 }
             }
         });
@@ -343,37 +308,6 @@ pub fn pre_receive_remote(
         })
         .unwrap_or_default();
     Ok(Some(crate::reconcile::Verdict { refused, lines }))
-}
-
-/// pre-receive's side: the daemon validates with its cache. Ok(Some((errors, lines))), or
-/// None when the daemon does not serve this repository or failed (validate locally then).
-pub fn validate_remote(
-    addr: &str,
-    repo: &std::path::Path,
-    commit: &str,
-    quarantine: Option<&std::path::Path>,
-) -> std::io::Result<Option<(usize, Vec<String>)>> {
-    let body = serde_json::json!({ "repo": repo, "commit": commit, "quarantine": quarantine });
-    let (status, text) = post(
-        addr,
-        "/v1/validate",
-        &body,
-        std::time::Duration::from_secs(60),
-    )?;
-    if status != 200 {
-        return Ok(None);
-    }
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let errors = v["errors"].as_u64().unwrap_or(0) as usize;
-    let lines = v["lines"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Some((errors, lines)))
 }
 
 fn post_push(

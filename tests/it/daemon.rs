@@ -442,16 +442,27 @@ fn pre_receive_validates_through_the_daemon_and_refuses_bad_claims() {
         .trim()
         .to_string();
     let repo = s.bare.canonicalize().expect("canonical");
-    let (errors, lines) = claimd::server::validate_remote(&d.addr, &repo, &commit, None)
+    // main does not exist yet on the server: git gives the all-zero id as its old tip.
+    let main = "0".repeat(40);
+    // Asked as pre-receive would ask for main: refused, with the claim's position.
+    let update = (main.clone(), commit.clone(), "refs/heads/main".to_string());
+    let verdict = claimd::server::pre_receive_remote(&d.addr, &repo, &[update], None)
         .expect("reachable")
         .expect("served");
-    assert_eq!(errors, 1, "{lines:?}");
+    assert!(verdict.refused, "{verdict:?}");
     assert!(
-        lines
+        verdict
+            .lines
             .iter()
             .any(|l| l.starts_with("claims/bad.yaml:8:13: `Bad` is not a valid name")),
-        "{lines:?}"
+        "{verdict:?}"
     );
+    // Another branch is not claimd's to check.
+    let side = (main, commit, "refs/heads/side".to_string());
+    let verdict = claimd::server::pre_receive_remote(&d.addr, &repo, &[side], None)
+        .expect("reachable")
+        .expect("served");
+    assert!(!verdict.refused && verdict.lines.is_empty(), "{verdict:?}");
     // And the real push to main is refused.
     let out = Command::new("git")
         .args(["push", "origin", "main"])
