@@ -245,10 +245,10 @@ fn read_workload_claim(ctx: &mut Ctx, spec: Obj<'_>, service: bool) -> Option<Wo
     } else {
         ("applications", "application")
     };
-    let mut workloads = Vec::new();
     let list = spec.req_list(ctx, field);
-    for (p, node) in list.clone().unwrap_or_default() {
-        if let Some(w) = read_workload(ctx, node, &p, service) {
+    let mut workloads = Vec::with_capacity(list.as_ref().map_or(0, Vec::len));
+    for (p, node) in list.iter().flatten() {
+        if let Some(w) = read_workload(ctx, node, p, service) {
             workloads.push(w);
         }
     }

@@ -15,16 +15,10 @@ impl Objects for Repo {
         Ok(self.read_blob(id)?)
     }
 
+    // claimd opens SHA-1 repositories only.
     fn blob_hasher(&self) -> fn(&[u8]) -> ObjectId {
-        sha1_blob_id
+        git::sha1_blob_id
     }
-}
-
-/// The SHA-1 blob id of `content` (claimd opens SHA-1 repositories only).
-fn sha1_blob_id(content: &[u8]) -> ObjectId {
-    let kind = gix::hash::Kind::Sha1;
-    // Hashing in memory fails only on a detected SHA-1 collision attack.
-    git::blob_id(kind, content).unwrap_or_else(|_| ObjectId::null(kind))
 }
 
 fn output_roots() -> [&'static str; 3] {
@@ -141,7 +135,7 @@ impl Objects for WorkTree {
     }
 
     fn blob_hasher(&self) -> fn(&[u8]) -> ObjectId {
-        sha1_blob_id
+        git::sha1_blob_id
     }
 }
 
@@ -205,7 +199,7 @@ pub fn of_work_tree(
 
 impl WorkTree {
     fn add(&mut self, bytes: Vec<u8>) -> ObjectId {
-        let id = sha1_blob_id(&bytes);
+        let id = git::sha1_blob_id(&bytes);
         self.objects.insert(id, bytes);
         id
     }

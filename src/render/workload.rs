@@ -106,7 +106,7 @@ fn render_one<'a>(
     };
     let profile = profile(job);
     let layer = &layers[&(reference, at.environment, profile == Profile::Production)];
-    let merged = layer.merge(&w.fields, &w.values).map_err(|unmapped| {
+    let mut merged = layer.merge(&w.fields, &w.values).map_err(|unmapped| {
         unmapped
             .iter()
             .map(|path| {
@@ -136,7 +136,12 @@ fn render_one<'a>(
             .collect());
     }
     if let Some(schema) = &chart.schema {
-        let violations = schema.check(&Json::Object(merged.final_values.clone()));
+        // Checked as a JSON value without copying the map: taken out and put back.
+        let final_values = Json::Object(std::mem::take(&mut merged.final_values));
+        let violations = schema.check(&final_values);
+        if let Json::Object(map) = final_values {
+            merged.final_values = map;
+        }
         if !violations.is_empty() {
             return Err(violations
                 .iter()
@@ -198,7 +203,7 @@ fn render_one<'a>(
         ),
         (
             format!("{dir}/values.yaml"),
-            header.render(&yaml::emit(&Json::Object(merged.file_values))),
+            header.render(&merged.file_yaml()),
             claim.source.as_str(),
         ),
     ])

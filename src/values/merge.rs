@@ -21,6 +21,30 @@ pub fn merge_maps(a: &Map<String, Json>, b: &Map<String, Json>) -> Map<String, J
     out
 }
 
+/// [`merge_maps`] into `a`, taking `b`'s values (no copy of either).
+pub(super) fn merge_into(a: &mut Map<String, Json>, b: Map<String, Json>) {
+    for (k, bv) in b {
+        match (a.get_mut(&k), bv) {
+            (Some(Json::Object(av)), Json::Object(bm)) => merge_into(av, bm),
+            (_, bv) => {
+                a.insert(k, bv);
+            }
+        }
+    }
+}
+
+/// [`merge_maps`] into `a`, copying only `b`'s values.
+pub(super) fn merge_into_ref(a: &mut Map<String, Json>, b: &Map<String, Json>) {
+    for (k, bv) in b {
+        match (a.get_mut(k), bv) {
+            (Some(Json::Object(av)), Json::Object(bm)) => merge_into_ref(av, bm),
+            _ => {
+                a.insert(k.clone(), bv.clone());
+            }
+        }
+    }
+}
+
 /// Helm's `CoalesceValues(chart, userValues)` for a chart without subcharts: the values
 /// templates see. Keys come in the chart's order, then keys only the user has.
 /// Verified against Helm v4.3.0 itself (`tests/helm`, `tests/helm_values.rs`):
@@ -55,6 +79,36 @@ pub(super) fn coalesce_clean(
     for (k, uv) in user {
         if !defaults.contains_key(k) {
             out.insert(k.clone(), uv.clone());
+        }
+    }
+    out
+}
+
+/// [`coalesce_clean`] taking the user's values (copying only the chart's defaults the
+/// user does not replace).
+pub(super) fn coalesce_owned(
+    defaults: &Map<String, Json>,
+    mut user: Map<String, Json>,
+) -> Map<String, Json> {
+    let mut out = Map::with_capacity(defaults.len() + user.len());
+    for (k, dv) in defaults {
+        match (user.get_mut(k), dv) {
+            (None, _) => {
+                out.insert(k.clone(), dv.clone());
+            }
+            (Some(Json::Null), _) => {}
+            (Some(Json::Object(um)), Json::Object(dm)) => {
+                let um = std::mem::take(um);
+                out.insert(k.clone(), Json::Object(coalesce_owned(dm, um)));
+            }
+            (Some(uv), _) => {
+                out.insert(k.clone(), uv.take());
+            }
+        }
+    }
+    for (k, uv) in user {
+        if !defaults.contains_key(&k) {
+            out.insert(k, uv);
         }
     }
     out
@@ -284,8 +338,27 @@ mod tests {
                         let defaults = map(json!({"k": a, "m": b}));
                         let user = map(json!({"k": c, "n": d}));
                         let f = coalesce(&defaults, &user);
+                        // The owned forms the render uses give the same values, in the
+                        // same key order (a map's == ignores the order: compare text).
+                        let text = |m: &Map<String, Json>| serde_json::to_string(m).unwrap();
+                        assert_eq!(
+                            text(&coalesce_owned(&without_nulls(&defaults), user.clone())),
+                            text(&f),
+                            "{defaults:?} {user:?}"
+                        );
+                        let (mut into, mut into_ref) = (defaults.clone(), defaults.clone());
+                        merge_into(&mut into, user.clone());
+                        merge_into_ref(&mut into_ref, &user);
+                        let merged = text(&merge_maps(&defaults, &user));
+                        assert_eq!((text(&into), text(&into_ref)), (merged.clone(), merged));
                         let file = values_for_file(&defaults, &f);
                         assert_eq!(coalesce(&defaults, &file), f, "{defaults:?} {user:?}");
+                        // The render writes the file without building it: the same text.
+                        assert_eq!(
+                            crate::yaml::emit_over(&without_nulls(&defaults), &f),
+                            crate::yaml::emit(&Json::Object(file.clone())),
+                            "{defaults:?} {user:?}"
+                        );
                         count += 1;
                     }
                 }

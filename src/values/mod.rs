@@ -13,6 +13,7 @@ pub use schema::{Schema, Violation};
 
 use serde_json::{Map, Value as Json};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Which chart reference a claim asks for.
 #[derive(
@@ -89,9 +90,21 @@ pub struct Request<'a> {
 pub struct Merged {
     /// What the chart's templates will see.
     pub final_values: Map<String, Json>,
+    /// The chart's defaults as Helm reads them (shared by every merge of a chart).
+    defaults: Arc<Map<String, Json>>,
+}
+
+impl Merged {
     /// What goes into the committed values.yaml: the final values plus `key: null`
     /// for chart defaults that were removed.
-    pub file_values: Map<String, Json>,
+    pub fn file_values(&self) -> Map<String, Json> {
+        merge::file_level(&self.defaults, &self.final_values)
+    }
+
+    /// [`Merged::file_values`] as YAML, written without building it.
+    pub fn file_yaml(&self) -> String {
+        crate::yaml::emit_over(&self.defaults, &self.final_values)
+    }
 }
 
 /// chart `values.yaml` → `values-production.yaml` (production profile) →
@@ -107,7 +120,7 @@ pub fn merge(req: &Request<'_>) -> Result<Merged, Vec<Path>> {
 pub struct Layers<'a> {
     chart: &'a Chart,
     /// The chart's defaults as Helm reads them (without nulls).
-    defaults: Map<String, Json>,
+    defaults: Arc<Map<String, Json>>,
     /// values-production.yaml and values-<env>.yaml, merged as Helm merges `-f` files.
     overlays: Map<String, Json>,
     /// The chart's values before any claim: what list paths in the mapping start from.
@@ -127,7 +140,7 @@ impl<'a> Layers<'a> {
                 overlays = merge_maps(&overlays, env);
             }
         }
-        let defaults = merge::without_nulls(&chart.defaults);
+        let defaults = Arc::new(merge::without_nulls(&chart.defaults));
         let base = Json::Object(merge::coalesce_clean(&defaults, &overlays));
         Layers {
             chart,
@@ -144,12 +157,13 @@ impl<'a> Layers<'a> {
         raw_values: &Map<String, Json>,
     ) -> Result<Merged, Vec<Path>> {
         let from_claim = self.chart.mapping.apply(claim_fields, &self.base)?;
-        let user = merge_maps(&merge_maps(&self.overlays, &from_claim), raw_values);
-        let final_values = merge::coalesce_clean(&self.defaults, &user);
-        let file_values = merge::file_level(&self.defaults, &final_values);
+        let mut user = self.overlays.clone();
+        merge::merge_into(&mut user, from_claim);
+        merge::merge_into_ref(&mut user, raw_values);
+        let final_values = merge::coalesce_owned(&self.defaults, user);
         Ok(Merged {
             final_values,
-            file_values,
+            defaults: self.defaults.clone(),
         })
     }
 }
@@ -274,10 +288,10 @@ mod tests {
         );
         assert!(!m.final_values.contains_key("autoscaling"));
         assert_eq!(
-            m.file_values["resources"],
+            m.file_values()["resources"],
             json!({"requests": {"cpu": "100m"}, "limits": null})
         );
-        assert_eq!(m.file_values["autoscaling"], json!(null));
+        assert_eq!(m.file_values()["autoscaling"], json!(null));
     }
 
     #[test]

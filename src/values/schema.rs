@@ -45,6 +45,10 @@ impl Schema {
 
     /// Every violation, in a stable order.
     pub fn check(&self, values: &Json) -> Vec<Violation> {
+        // The common case, valid values, without collecting errors (several times faster).
+        if self.validator.is_valid(values) {
+            return Vec::new();
+        }
         let mut out: Vec<Violation> = self
             .validator
             .iter_errors(values)

@@ -3,8 +3,7 @@
 //! Output reads back to the same value under YAML 1.1 (go-yaml v2: Helm, Argo CD) and
 //! YAML 1.2: any string a resolver could take for something else is double-quoted.
 
-use super::{resolve_plain, NodeValue};
-use serde_json::Value as Json;
+use serde_json::{Map, Value as Json};
 use std::fmt::Write;
 
 /// Writes a value as a YAML document (no leading `---`), ending with a newline.
@@ -21,12 +20,65 @@ pub fn emit(value: &Json) -> String {
     out
 }
 
+/// Writes `over` as a YAML document with the keys of `base` first, in `base`'s order, a
+/// `null` for each key of `base` that `over` lacks, and the two merged key by key where
+/// both hold a map; then the keys only `over` has. The same text as emitting that map
+/// (`values::merge::file_level`), without building it.
+pub fn emit_over(base: &Map<String, Json>, over: &Map<String, Json>) -> String {
+    let mut out = String::new();
+    if base.is_empty() && over.is_empty() {
+        out.push_str("{}\n");
+    } else {
+        write_map_over(&mut out, base, over, 0);
+    }
+    out
+}
+
+fn write_map_over(
+    out: &mut String,
+    base: &Map<String, Json>,
+    over: &Map<String, Json>,
+    level: usize,
+) {
+    for (key, base_value) in base {
+        indent(out, level);
+        write_key(out, key);
+        out.push(':');
+        match (over.get(key), base_value) {
+            (None, _) => write_value_after_key(out, &Json::Null, level),
+            (Some(Json::Object(o)), Json::Object(b)) => {
+                if b.is_empty() && o.is_empty() {
+                    out.push_str(" {}\n");
+                } else {
+                    out.push('\n');
+                    write_map_over(out, b, o, level + 2);
+                }
+            }
+            (Some(value), _) => write_value_after_key(out, value, level),
+        }
+    }
+    for (key, value) in over.iter().filter(|(k, _)| !base.contains_key(*k)) {
+        indent(out, level);
+        write_key(out, key);
+        out.push(':');
+        write_value_after_key(out, value, level);
+    }
+}
+
 /// A mapping key or scalar string, quoted when needed.
 pub fn emit_scalar_key(s: &str) -> String {
     if is_plain_safe(s) {
         s.to_string()
     } else {
         quoted(s)
+    }
+}
+
+fn write_key(out: &mut String, s: &str) {
+    if is_plain_safe(s) {
+        out.push_str(s);
+    } else {
+        out.push_str(&quoted(s));
     }
 }
 
@@ -42,7 +94,7 @@ fn indent(out: &mut String, n: usize) {
 fn write_map(out: &mut String, map: &serde_json::Map<String, Json>, level: usize) {
     for (key, value) in map {
         indent(out, level);
-        out.push_str(&emit_scalar_key(key));
+        write_key(out, key);
         out.push(':');
         write_value_after_key(out, value, level);
     }
@@ -81,7 +133,7 @@ fn write_seq(out: &mut String, items: &[Json], level: usize) {
                     } else {
                         indent(out, level + 2);
                     }
-                    out.push_str(&emit_scalar_key(key));
+                    write_key(out, key);
                     out.push(':');
                     write_value_after_key(out, value, level + 2);
                 }
@@ -150,25 +202,57 @@ fn write_str(out: &mut String, s: &str, level: usize) {
 
 /// A string that every YAML resolver reads back as this same string when written plain.
 fn is_plain_safe(s: &str) -> bool {
-    let Some(first) = s.chars().next() else {
+    let bytes = s.as_bytes();
+    let Some(&first) = bytes.first() else {
         return false;
     };
-    if !(first.is_ascii_alphabetic() || first == '/' || first == '_') {
+    if !(first.is_ascii_alphabetic() || first == b'/' || first == b'_') {
         return false;
     }
-    if s.ends_with(' ') || s.contains(": ") || s.contains(" #") || s.ends_with(':') {
+    if matches!(bytes.last(), Some(b' ' | b':')) {
         return false;
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || " ._/-@+=,()$%^~:".contains(c);
-    if !s.chars().all(allowed) {
-        return false;
+    // One pass: only these bytes (no `#`, which could start a comment), and no `: `
+    // (which would start a mapping value).
+    let mut prev = 0u8;
+    for &c in bytes {
+        let allowed = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b' ' | b'.'
+                    | b'_'
+                    | b'/'
+                    | b'-'
+                    | b'@'
+                    | b'+'
+                    | b'='
+                    | b','
+                    | b'('
+                    | b')'
+                    | b'$'
+                    | b'%'
+                    | b'^'
+                    | b'~'
+                    | b':'
+            );
+        if !allowed || (prev == b':' && c == b' ') {
+            return false;
+        }
+        prev = c;
     }
-    // YAML 1.1 and 1.2 keywords (booleans, nulls) must be quoted.
-    matches!(resolve_plain(s), NodeValue::Str(_))
-        && !matches!(
-            s.to_ascii_lowercase().as_str(),
-            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
-        )
+    // YAML 1.1 and 1.2 keywords (booleans, nulls) must be quoted. Starting with a letter,
+    // `/` or `_`, nothing else resolves to anything but a string (numbers, `.inf` and
+    // `~` start otherwise).
+    !is_keyword(s)
+}
+
+/// `true`, `false`, `null`, `yes`, `no`, `on`, `off`, `y`, `n` in any case (a superset
+/// of what YAML 1.1 and 1.2 resolve as booleans and nulls).
+fn is_keyword(s: &str) -> bool {
+    s.len() <= 5
+        && ["true", "false", "null", "yes", "no", "on", "off", "y", "n"]
+            .iter()
+            .any(|k| s.eq_ignore_ascii_case(k))
 }
 
 /// Multi-line text that a literal block (`|`) carries exactly.
@@ -182,7 +266,7 @@ fn is_literal_block_safe(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse_documents, Limits};
+    use super::super::{parse_documents, resolve_plain, Limits, NodeValue};
     use super::*;
     use serde_json::json;
 
@@ -262,5 +346,53 @@ mod tests {
             emit(&v),
             "image:\n  repository: nginx\n  tag: \"1.25\"\nenv:\n  - name: A\n    value: \"yes\"\n"
         );
+    }
+
+    #[test]
+    fn a_plain_string_never_resolves_to_anything_else() {
+        // Every keyword YAML 1.1 or 1.2 knows, in every mix of cases, and strings that
+        // start like numbers, floats and nulls.
+        let keywords = ["true", "false", "null", "yes", "no", "on", "off", "y", "n"];
+        let mut words: Vec<String> = Vec::new();
+        for k in keywords {
+            for mask in 0u32..(1 << k.len()) {
+                let w = k
+                    .chars()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        if mask & (1 << i) != 0 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                words.push(w);
+            }
+        }
+        words.extend(
+            [
+                "~",
+                ".inf",
+                "-.inf",
+                ".nan",
+                "0x1F",
+                "1e3",
+                "+1",
+                "_1",
+                "/1",
+                "a:b",
+                "2001-12-14",
+            ]
+            .map(String::from),
+        );
+        for w in &words {
+            if is_plain_safe(w) {
+                assert!(
+                    matches!(resolve_plain(w), NodeValue::Str(_)),
+                    "{w:?} is written plain but reads back as something else"
+                );
+            }
+        }
     }
 }

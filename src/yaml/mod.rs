@@ -9,7 +9,7 @@
 mod emit;
 mod parse;
 
-pub use emit::{emit, emit_scalar_key};
+pub use emit::{emit, emit_over, emit_scalar_key};
 pub use parse::{parse_documents, resolve_plain};
 
 use serde_json::Value as Json;

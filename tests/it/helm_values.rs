@@ -132,14 +132,14 @@ fn run_case(c: &Case<'_>) {
 
     // 1. The committed file, as Argo CD's Helm reads it.
     let file = dir.path().join("committed.yaml");
-    std::fs::write(&file, yaml::emit(&Json::Object(merged.file_values.clone()))).expect("write");
+    std::fs::write(&file, merged.file_yaml()).expect("write");
     let via_file = canonical(&helm_values(&chart_dir, &[file]));
     assert_eq!(
         via_file,
         ours,
         "case `{}`: Helm over the committed file differs from claimd's values\ncommitted file:\n{}",
         c.name,
-        yaml::emit(&Json::Object(merged.file_values))
+        merged.file_yaml()
     );
 
     // 2. Helm's own merge of the chain.
@@ -329,7 +329,7 @@ fn shipped_charts_match_helm() {
             .expect("all claim fields are mapped");
             let dir = tempfile::tempdir().expect("tempdir");
             let file = dir.path().join("values.yaml");
-            std::fs::write(&file, yaml::emit(&Json::Object(merged.file_values))).expect("write");
+            std::fs::write(&file, merged.file_yaml()).expect("write");
             assert_eq!(
                 canonical(&helm_values(&chart_dir, &[file])),
                 canonical(&Json::Object(merged.final_values)),
