@@ -17,28 +17,42 @@ pub struct Outcome {
     pub plan: Plan,
     pub diagnostics: Vec<Diagnostic>,
     pub files: usize,
+    /// New files written as they were rendered (not in `plan`).
+    pub streamed: usize,
 }
 
 /// Reads the claims of `repo`, renders with charts from `source`, and plans the changes
-/// against the generated files currently in `out`.
+/// against the generated files currently in `out`. With `write`, new application and
+/// service files are written into `out` as they are rendered (only the rest is in the
+/// plan, for [`worktree::apply`]).
 pub fn render_repo(
     repo: &Path,
     out: &Path,
     source: &charts::Source,
     settings: &Settings,
+    write: bool,
 ) -> Result<Outcome> {
     let t = std::time::Instant::now();
     let (snap, objects) = snapshot::of_work_tree(&[repo.join("claims")], Some(repo), Some(out))?;
     tracing::debug!(elapsed = ?t.elapsed(), claim_files = snap.claim_files.len(), generated = snap.entries.len(), "read the work tree");
+    let sink = |files: Vec<(String, String)>| -> Result<(), pipeline::core::ReadError> {
+        let files: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.as_str()))
+            .collect();
+        worktree::write(out, &files).map_err(|e| format!("{e:#}").into())
+    };
     let request = Request {
         settings,
         charts: source,
         previews: &Previews::All,
         branch: None,
+        sink: write.then_some(&sink as &pipeline::core::Sink),
     };
     let planned = pipeline::run(&snap, &objects, &request, &mut Default::default())?;
     Ok(Outcome {
         files: planned.rendered,
+        streamed: planned.streamed,
         plan: planned.plan,
         diagnostics: planned.diagnostics,
     })
@@ -49,7 +63,13 @@ pub fn run(args: &RenderArgs, dry_run: bool) -> Result<ExitCode> {
     let outcome = if dry_run && is_bare(&args.repo) {
         plan_bare(args)?
     } else {
-        render_repo(&args.repo, &out, &args.chart_source()?, &args.settings())?
+        render_repo(
+            &args.repo,
+            &out,
+            &args.chart_source()?,
+            &args.settings(),
+            !dry_run,
+        )?
     };
     print_diagnostics(&outcome.diagnostics);
     let mut stdout = std::io::stdout().lock();
@@ -90,6 +110,7 @@ fn plan_bare(args: &RenderArgs) -> Result<Outcome> {
     let planned = pipeline::at_commit(&repo, tip, &request, &mut Default::default())?;
     Ok(Outcome {
         files: planned.rendered,
+        streamed: planned.streamed,
         plan: planned.plan,
         diagnostics: planned.diagnostics,
     })
@@ -101,7 +122,7 @@ pub fn summary(outcome: &Outcome, dry_run: bool) -> String {
     let mut s = format!(
         "{} generated file(s); {verb}: {} added, {} modified, {} removed",
         outcome.files,
-        count(ChangeKind::Add),
+        count(ChangeKind::Add) + outcome.streamed,
         count(ChangeKind::Modify),
         count(ChangeKind::Delete)
     );

@@ -25,6 +25,7 @@ pub fn run(paths: &[PathBuf], source: &charts::Source, settings: &Settings) -> R
         charts: source,
         previews: &Previews::All,
         branch: None,
+        sink: None,
     };
     let mut diagnostics = match pipeline::run(&snap, &objects, &request, &mut memo) {
         // A chart that cannot be had (or no chart repository named, when validating

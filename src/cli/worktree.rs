@@ -10,12 +10,7 @@ use std::path::{Path, PathBuf};
 /// first; writes are spread over all cores (file creation is the slow part).
 pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
     for change in &plan.changes {
-        if !OUTPUT_ROOTS.iter().any(|r| change.path.starts_with(r)) || change.path.contains("..") {
-            bail!(
-                "refusing to write outside the output folders: {}",
-                change.path
-            );
-        }
+        inside_output_folders(&change.path)?;
     }
     for change in plan.changes.iter().filter(|c| c.kind == ChangeKind::Delete) {
         let path = repo.join(&change.path);
@@ -33,10 +28,26 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
         .iter()
         .filter_map(|c| c.new.as_deref().map(|n| (c.path.as_str(), n)))
         .collect();
-    let chunks: Vec<&[(&str, &str)]> = writes.chunks(256).collect();
+    write(repo, &writes)
+}
+
+/// Writes new or changed files into `repo` as [`apply`] does (the files a render streams
+/// out as it goes).
+pub fn write(repo: &Path, files: &[(&str, &str)]) -> Result<()> {
+    for (path, _) in files {
+        inside_output_folders(path)?;
+    }
+    let chunks: Vec<&[(&str, &str)]> = files.chunks(256).collect();
     crate::par::map(&chunks, 1, |part| write_files(repo, part))
         .into_iter()
         .collect()
+}
+
+fn inside_output_folders(path: &str) -> Result<()> {
+    if !OUTPUT_ROOTS.iter().any(|r| path.starts_with(r)) || path.contains("..") {
+        bail!("refusing to write outside the output folders: {path}");
+    }
+    Ok(())
 }
 
 fn write_files(repo: &Path, files: &[(&str, &str)]) -> Result<()> {

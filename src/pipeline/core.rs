@@ -48,6 +48,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Render(#[from] render::Error),
+    #[error("writing generated files: {0}")]
+    Sink(#[source] ReadError),
 }
 
 impl Error {
@@ -56,6 +58,7 @@ impl Error {
         match self {
             Error::Read { .. } => "read",
             Error::Render(e) => e.kind(),
+            Error::Sink(_) => "write",
         }
     }
 }
@@ -103,6 +106,9 @@ pub struct Planned {
     pub sources: BTreeMap<String, Vec<String>>,
     /// How many files the render produced (unchanged ones included).
     pub rendered: usize,
+    /// How many new files went to the [`Inputs::sink`] as they were rendered (not in
+    /// the plan).
+    pub streamed: usize,
     /// Every claim file and how many applications and services it declares (none when
     /// it failed).
     pub workloads: Vec<(String, usize)>,
@@ -496,7 +502,15 @@ pub struct Inputs<'a> {
     pub previews: &'a Previews,
     /// The branch the files are committed to, if any (see [`branch_mismatches`]).
     pub branch: Option<&'a str>,
+    /// Where new files go as each batch of claim files is rendered, instead of into the
+    /// plan: a full render of a hundred thousand applications then never holds all its
+    /// files at once. Only files of applications and services that are not there yet;
+    /// changed and deleted files, and the rest, are in the plan as always.
+    pub sink: Option<&'a Sink<'a>>,
 }
+
+/// See [`Inputs::sink`]: (path, content) of new generated files, written by the caller.
+pub type Sink<'a> = dyn Fn(Vec<(String, String)>) -> Result<(), ReadError> + Sync + 'a;
 
 /// The plan of a snapshot: render its claims (only what the memo does not have) and
 /// compare with its generated files. Generated files whose blob id equals the rendered
@@ -635,10 +649,15 @@ fn plan_afresh(
     // 10,000 applications does not hold all their files at once. ApplicationSets, root
     // apps and previews come from the last batch. Into an empty output tree everything
     // is new and kept anyway: one batch.
-    let batch_files = if !memo.batched || entries.is_empty() {
-        usize::MAX
-    } else {
+    // With a sink, new files leave batch by batch (never with previews held back: which
+    // of their files may go is known only at the end).
+    let sink = inputs
+        .sink
+        .filter(|_| matches!(inputs.previews, Previews::All));
+    let batch_files = if sink.is_some() || (memo.batched && !entries.is_empty()) {
         BATCH_FILES
+    } else {
+        usize::MAX
     };
     let to_render: Vec<&str> = claim_entries
         .iter()
@@ -691,6 +710,7 @@ fn plan_afresh(
     let mut modified: Vec<(&str, ObjectId)> = Vec::new();
     let mut all_failures = Vec::new();
     let mut rendered = reused_files;
+    let mut streamed = 0;
     for (i, batch) in batches.iter().enumerate() {
         let in_batch = claim_entries
             .iter()
@@ -813,6 +833,12 @@ fn plan_afresh(
         let hasher = objects.blob_hasher();
         let ids = crate::par::map(&fresh, 256, |(_, content, _)| hasher(content.as_bytes()));
         rendered += fresh.len();
+        // A folder a failure of this batch keeps is left to the plan.
+        let kept: Vec<String> = failures
+            .iter()
+            .filter_map(|f| f.keep.as_ref().map(|d| format!("{d}/")))
+            .collect();
+        let mut to_sink = Vec::new();
         for ((path, content, from), id) in fresh.into_iter().zip(ids) {
             if let Some(source) = workload_source(&path, from.as_deref()) {
                 overlap |= reusable.contains(source);
@@ -821,6 +847,13 @@ fn plan_afresh(
                     .or_default()
                     .files
                     .push((path.clone(), id));
+                if sink.is_some()
+                    && !entries.contains_key(&path)
+                    && !kept.iter().any(|d| path.starts_with(d.as_str()))
+                {
+                    to_sink.push((path, content));
+                    continue;
+                }
             }
             if let Some((there, there_id)) = entries.get_key_value(&path) {
                 if *there_id == id {
@@ -833,6 +866,10 @@ fn plan_afresh(
                 sources.insert(path.clone(), from);
             }
             differing.insert(path, content);
+        }
+        if let (Some(sink), false) = (sink, to_sink.is_empty()) {
+            streamed += to_sink.len();
+            sink(to_sink).map_err(Error::Sink)?;
         }
         for f in failures {
             if is_workload_failure(&f) {
@@ -951,6 +988,7 @@ fn plan_afresh(
         failures,
         sources,
         rendered,
+        streamed,
         workloads,
         repo_url,
         retry: charts.values().any(|c| {

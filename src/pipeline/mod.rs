@@ -50,6 +50,9 @@ pub struct Request<'a> {
     /// The branch the generated files are committed to (a BootstrapClaim naming another
     /// gets a warning); None: not committing.
     pub branch: Option<&'a str>,
+    /// Where new application and service files go as they are rendered (see
+    /// [`core::Inputs::sink`]); None: everything is in the plan.
+    pub sink: Option<&'a core::Sink<'a>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +91,7 @@ pub fn run(
         settings: req.settings,
         previews: req.previews,
         branch: req.branch,
+        sink: req.sink,
     };
     let planned = core::plan(snap, objects, &claims, &charts, &inputs, memo)?;
     tracing::debug!(elapsed = ?t.elapsed(), changes = planned.plan.changes.len(), "planned");

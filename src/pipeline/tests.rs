@@ -77,6 +77,7 @@ fn run(snap: &Snapshot, mem: &Mem, settings: &Settings, memo: &mut core::Memo) -
         charts: &source,
         previews: &Previews::All,
         branch: Some("main"),
+        sink: None,
     };
     super::run(snap, mem, &req, memo).expect("plan")
 }
@@ -183,4 +184,86 @@ fn the_same_snapshot_planned_twice_is_not_rendered_again() {
         &run(&snap, &mem, &other, &mut core::Memo::default()),
         "afresh",
     );
+}
+
+/// A render that hands new files to a sink batch by batch: the sink and the plan
+/// together are the plan of a render without one, into an empty tree and into one that
+/// has files, with a claim file that fails.
+#[test]
+fn a_render_that_streams_new_files_plans_the_same() {
+    use std::sync::Mutex;
+    let mut mem = Mem::default();
+    // More claim files than one batch (twelve of two applications each), one broken.
+    let one = crate::examples::synthetic(24);
+    let (head, apps) = one[1].1.split_once("    - name: ").expect("applications");
+    let apps: Vec<&str> = apps.split("    - name: ").collect();
+    let mut claims = vec![one[0].clone()];
+    for (i, pair) in apps.chunks(2).enumerate() {
+        let head = head.replace("apps-00000", &format!("apps-{i:05}"));
+        let body: String = pair.iter().map(|a| format!("    - name: {a}")).collect();
+        claims.push((format!("claims/apps-{i:05}.yaml"), head + &body));
+    }
+    claims.push(("claims/broken.yaml".into(), "kind: [".into()));
+    let settings = Settings::default();
+    let source = charts::Source::Embedded;
+    let streaming = |snap: &Snapshot, mem: &Mem| {
+        let sunk: Mutex<BTreeMap<String, String>> = Mutex::default();
+        let sink = |files: Vec<(String, String)>| -> Result<(), ReadError> {
+            let mut sunk = sunk.lock().expect("lock");
+            for (path, content) in files {
+                assert!(sunk.insert(path, content).is_none(), "a file twice");
+            }
+            Ok(())
+        };
+        let req = Request {
+            settings: &settings,
+            charts: &source,
+            previews: &Previews::All,
+            branch: Some("main"),
+            sink: Some(&sink),
+        };
+        let planned = super::run(snap, mem, &req, &mut core::Memo::default()).expect("plan");
+        (planned, sunk.into_inner().expect("lock"))
+    };
+    let check = |snap: &Snapshot, mem: &Mem, what: &str| {
+        let whole = run(snap, mem, &settings, &mut core::Memo::default());
+        let (planned, sunk) = streaming(snap, mem);
+        assert!(
+            sunk.len() >= 2 * 10,
+            "{what}: {} files streamed",
+            sunk.len()
+        );
+        assert_eq!(planned.streamed, sunk.len(), "{what}");
+        for path in sunk.keys() {
+            assert!(path.starts_with("environments/"), "{what}: {path}");
+            assert!(!snap.entries.contains_key(path), "{what}: {path} was there");
+        }
+        assert_eq!(planned.diagnostics, whole.diagnostics, "{what}");
+        assert_eq!(planned.plan.kept, whole.plan.kept, "{what}");
+        // The plan without the sink: the streamed files as additions, in path order.
+        let mut joined = planned.plan.changes.clone();
+        joined.extend(sunk.iter().map(|(path, content)| crate::render::Change {
+            path: path.clone(),
+            kind: crate::render::ChangeKind::Add,
+            old: None,
+            new: Some(content.clone()),
+        }));
+        joined.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut want = whole.plan.changes.clone();
+        want.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(joined, want, "{what}");
+    };
+    let mut entries = BTreeMap::new();
+    let snap = snapshot(&mut mem, &claims, &entries);
+    check(&snap, &mem, "into an empty tree");
+
+    // Half of the files there, a claim file changed, another removed.
+    let first = run(&snap, &mem, &settings, &mut core::Memo::default());
+    let mut half = first.clone();
+    half.plan.changes.retain(|c| c.path.len() % 2 == 0);
+    commit(&mut mem, &mut entries, &half);
+    claims[3].1 = claims[3].1.replacen("tag: v1.", "tag: v9.", 1);
+    claims.remove(5);
+    let snap = snapshot(&mut mem, &claims, &entries);
+    check(&snap, &mem, "into a tree with files");
 }

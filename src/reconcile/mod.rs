@@ -229,6 +229,7 @@ pub fn request<'a>(opts: &'a Options, branch: &'a str) -> Request<'a> {
         charts: &opts.charts,
         previews: &opts.previews,
         branch: Some(branch),
+        sink: None,
     }
 }
 
@@ -295,7 +296,9 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
             });
         }
         let message = commit_message(&plan, &claims, tip);
+        let t = std::time::Instant::now();
         let commit = repo.commit_changes(tip, &plan.changes, &message, &opts.bot)?;
+        tracing::debug!(elapsed = ?t.elapsed(), "commit written");
         let published = match &opts.push_url {
             None => repo.update_branch(&branch, tip, commit, "claimd: render")?,
             Some(url) => git::push::push_cas(
@@ -308,6 +311,7 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
             )
             .map_err(Error::Push)?,
         };
+        tracing::debug!(elapsed = ?t.elapsed(), "branch updated");
         match published {
             Cas::Updated => {
                 if opts.mirror && opts.push_url.is_some() {
