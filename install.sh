@@ -304,8 +304,15 @@ uninstall() {
 # 1. The binary.
 if [ -z "$BINARY" ] && [ -f "$HERE/Cargo.toml" ] && [ -d "$HERE/src" ]; then
 	target=${CARGO_TARGET_DIR:-$HERE/target}
-	act "build $target/release/claimd" built \
-		cargo build --release --locked --quiet --manifest-path "$HERE/Cargo.toml" --bin claimd
+	if command -v cargo >/dev/null 2>&1; then
+		act "build $target/release/claimd" built \
+			cargo build --release --locked --quiet --manifest-path "$HERE/Cargo.toml" --bin claimd
+	elif [ -x "$target/release/claimd" ]; then
+		# sudo resets PATH, so a rustup cargo is not found: use what was built before.
+		say "$target/release/claimd" "cargo is not on PATH; installing the binary built before"
+	else
+		die "cargo is not on PATH (sudo resets PATH): build as your user first ('cargo build --release'), then run this again, or give --binary PATH"
+	fi
 	BINARY=$target/release/claimd
 elif [ -z "$BINARY" ]; then
 	BINARY=$(command -v claimd || true)

@@ -121,17 +121,28 @@ fn is_claim_file(path: &str) -> bool {
     path.ends_with(".yaml") || path.ends_with(".yml")
 }
 
-/// Files read from disk, kept in memory by blob id.
+/// Files on disk by blob id: claim files kept in memory, generated files read again
+/// when they are needed (the plan reads only those it changes; a hundred thousand
+/// applications' files are not held).
 pub struct WorkTree {
-    objects: HashMap<ObjectId, Vec<u8>>,
+    claims: HashMap<ObjectId, Vec<u8>>,
+    generated: HashMap<ObjectId, PathBuf>,
 }
 
 impl Objects for WorkTree {
     fn read(&self, id: ObjectId) -> Result<Vec<u8>, ReadError> {
-        self.objects
+        if let Some(bytes) = self.claims.get(&id) {
+            return Ok(bytes.clone());
+        }
+        let path = self
+            .generated
             .get(&id)
-            .cloned()
-            .ok_or_else(|| format!("no object {id} in the work tree").into())
+            .ok_or_else(|| format!("no object {id} in the work tree"))?;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if git::sha1_blob_id(&bytes) != id {
+            return Err(format!("{}: changed while claimd was rendering", path.display()).into());
+        }
+        Ok(bytes)
     }
 
     fn blob_hasher(&self) -> fn(&[u8]) -> ObjectId {
@@ -148,7 +159,8 @@ pub fn of_work_tree(
     out: Option<&Path>,
 ) -> std::io::Result<(Snapshot, WorkTree)> {
     let mut tree = WorkTree {
-        objects: HashMap::new(),
+        claims: HashMap::new(),
+        generated: HashMap::new(),
     };
     let mut claim_files = Vec::new();
     for path in claims {
@@ -170,7 +182,10 @@ pub fn of_work_tree(
                 Some(root) => relative(root, &file),
                 None => file.display().to_string(),
             };
-            claim_files.push((name, tree.add(std::fs::read(&file)?)));
+            let bytes = std::fs::read(&file)?;
+            let id = git::sha1_blob_id(&bytes);
+            tree.claims.insert(id, bytes);
+            claim_files.push((name, id));
         }
     }
     claim_files.sort();
@@ -182,9 +197,15 @@ pub fn of_work_tree(
             if !dir.is_dir() {
                 continue;
             }
-            for file in walk(&dir)? {
-                let id = tree.add(std::fs::read(&file)?);
+            // Read and hashed on all cores, then let go.
+            let files = walk(&dir)?;
+            let ids = crate::par::map(&files, 256, |file| {
+                std::fs::read(file).map(|bytes| git::sha1_blob_id(&bytes))
+            });
+            for (file, id) in files.into_iter().zip(ids) {
+                let id = id?;
                 entries.insert(relative(out, &file), id);
+                tree.generated.insert(id, file);
             }
         }
     }
@@ -195,14 +216,6 @@ pub fn of_work_tree(
         entries: Arc::new(entries),
     };
     Ok((snapshot, tree))
-}
-
-impl WorkTree {
-    fn add(&mut self, bytes: Vec<u8>) -> ObjectId {
-        let id = git::sha1_blob_id(&bytes);
-        self.objects.insert(id, bytes);
-        id
-    }
 }
 
 /// Files below `dir`, recursively, in sorted order (symlinks are not followed).

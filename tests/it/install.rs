@@ -748,3 +748,37 @@ fn install_sh_keeps_an_operators_config_and_registers_gitea_webhooks_once() {
     assert!(!m.path("usr/local/bin/claimd").exists());
     api.assert_clean();
 }
+
+/// Under sudo, a rustup `cargo` is not on PATH: from a checkout with nothing built,
+/// install.sh says what to do instead of failing halfway with "command not found", and
+/// changes nothing.
+#[test]
+fn install_sh_without_cargo_on_path_says_to_build_first() {
+    const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+    if PATH.split(':').any(|d| Path::new(d).join("cargo").exists()) {
+        eprintln!("!! SKIPPED: cargo is installed system-wide ({PATH}); nothing to check");
+        return;
+    }
+    let m = Machine::new();
+    let before = listing(&m.root);
+    let empty_target = m.path("target");
+    // The flags without `--binary BIN`: build from the checkout.
+    let flags: Vec<String> = m.flags().into_iter().skip(2).collect();
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"))
+        .args(&flags)
+        .args(["--repo", &m.path("srv/git/x.git").display().to_string()])
+        .current_dir(&m.root)
+        .env("PATH", PATH)
+        .env("CARGO_TARGET_DIR", &empty_target)
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .expect("run install.sh");
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("cargo is not on PATH") && said.contains("cargo build --release"),
+        "{said}"
+    );
+    assert_eq!(listing(&m.root), before, "nothing changed:\n{said}");
+}
