@@ -35,21 +35,33 @@ pub fn render_repo(
     let t = std::time::Instant::now();
     let (snap, objects) = snapshot::of_work_tree(&[repo.join("claims")], Some(repo), Some(out))?;
     tracing::debug!(elapsed = ?t.elapsed(), claim_files = snap.claim_files.len(), generated = snap.entries.len(), "read the work tree");
+    // A render that writes takes its new files out as it goes (see worktree::Stream).
+    let stream = if write {
+        Some(worktree::Stream::new(out)?)
+    } else {
+        None
+    };
     let sink = |files: Vec<(String, String)>| -> Result<(), pipeline::core::ReadError> {
         let files: Vec<(&str, &str)> = files
             .iter()
             .map(|(p, c)| (p.as_str(), c.as_str()))
             .collect();
-        worktree::write(out, &files).map_err(|e| format!("{e:#}").into())
+        match &stream {
+            Some(stream) => stream.write(&files).map_err(|e| format!("{e:#}").into()),
+            None => Ok(()),
+        }
     };
     let request = Request {
         settings,
         charts: source,
         previews: &Previews::All,
         branch: None,
-        sink: write.then_some(&sink as &pipeline::core::Sink),
+        sink: stream.is_some().then_some(&sink as &pipeline::core::Sink),
     };
     let planned = pipeline::run(&snap, &objects, &request, &mut Default::default())?;
+    if let Some(stream) = stream {
+        stream.finish()?;
+    }
     Ok(Outcome {
         files: planned.rendered,
         streamed: planned.streamed,

@@ -241,7 +241,21 @@ impl Record {
             result: summary.to_string(),
             tip: seen.tip.map(|t| t.to_string()),
         });
+        // The folders come from the memo when the record is read; until then (a render
+        // or a save holding the memo), each claim file keeps those last seen.
+        let mut before: std::collections::HashMap<String, (Vec<String>, usize)> = self
+            .claims
+            .drain(..)
+            .map(|c| (c.file, (c.generated, c.generated_total)))
+            .collect();
         self.claims = seen.claims;
+        for c in &mut self.claims {
+            if let Some((generated, total)) = before.remove(&c.file) {
+                if c.generated.is_empty() {
+                    (c.generated, c.generated_total) = (generated, total);
+                }
+            }
+        }
     }
 
     /// A reconcile that failed as a whole: the claim files stay as the last one left them.
@@ -323,5 +337,32 @@ mod tests {
         }
         assert_eq!(r.claims.len(), 1, "no history grows");
         assert_eq!(r.last_push.as_ref().expect("push").commit, "03".repeat(20));
+    }
+
+    #[test]
+    fn a_claim_file_keeps_its_last_folders_until_they_are_read_again() {
+        let mut r = Record::default();
+        r.reconciled(observed(1, Some(2)), "bot commit");
+        r.claims[0].generated = vec!["environments/x/dev/applications/a".into()];
+        r.claims[0].generated_total = 1;
+        // The next reconcile has not read the memo yet: the folders stay.
+        let mut next = observed(3, Some(4));
+        next.claims.push(ClaimStatus {
+            file: "claims/b.yaml".into(),
+            ..next.claims[0].clone()
+        });
+        r.reconciled(next, "bot commit");
+        assert_eq!(r.claims[0].generated_total, 1);
+        assert_eq!(r.claims[0].generated.len(), 1);
+        assert!(
+            r.claims[1].generated.is_empty(),
+            "a new claim file has none yet"
+        );
+        // A claim file gone takes its folders with it.
+        let mut gone = observed(5, None);
+        gone.claims[0].file = "claims/b.yaml".into();
+        r.reconciled(gone, "up to date");
+        assert_eq!(r.claims.len(), 1);
+        assert!(r.claims[0].generated.is_empty());
     }
 }

@@ -19,6 +19,9 @@ const FIELD_MANAGER: &str = "claimd";
 /// Namespaces applied at the same time (a first sync of many environments).
 const APPLY_CONCURRENCY: usize = 8;
 
+/// Images remembered as pushed, at most (see [`Cluster`]'s `images`).
+const IMAGES_KNOWN: usize = 4096;
+
 /// A connection to the cluster claimd manages namespaces in.
 #[derive(Clone)]
 pub struct Cluster {
@@ -464,6 +467,11 @@ impl Cluster {
         };
         if exists == Ok(true) {
             let mut images = self.images.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: every preview commit is a new tag. Forgetting them all now and
+            // then costs one registry lookup per live preview.
+            if images.len() >= IMAGES_KNOWN {
+                images.clear();
+            }
             images.insert(image.clone());
             return Step::Done("ImageExists".into());
         }
