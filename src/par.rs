@@ -4,9 +4,7 @@
 /// `f` over every item, on up to as many threads as there are cores, in chunks of at
 /// least `min_chunk` items (small inputs stay on one thread).
 pub fn map<T: Sync, R: Send>(items: &[T], min_chunk: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
+    let threads = threads();
     let chunk = items.len().div_ceil(threads).max(min_chunk).max(1);
     if items.len() <= chunk {
         return items.iter().map(&f).collect();
@@ -21,6 +19,18 @@ pub fn map<T: Sync, R: Send>(items: &[T], min_chunk: usize, f: impl Fn(&T) -> R 
             .into_iter()
             .flat_map(|h| h.join().expect("worker thread panicked"))
             .collect()
+    })
+}
+
+/// The threads a map uses: the cores, at most 8. Asked once: the standard library reads
+/// the cgroup's CPU quota from files on each call, a cost the daemon's small maps (one
+/// changed claim file) would pay several times per push.
+pub fn threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8)
     })
 }
 

@@ -296,10 +296,11 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
         }
     }
     let tmp = dir.join(format!(".memo.{}.tmp", std::process::id()));
-    std::fs::write(
-        &tmp,
-        rmp_serde::to_vec(&stored).map_err(std::io::Error::other)?,
-    )?;
+    // Written as it is encoded: a memo of 10,000 applications is 5 MB, and a vector grown
+    // to that size touches three times as much fresh memory (most of a save's time).
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
+    rmp_serde::encode::write(&mut out, &stored).map_err(std::io::Error::other)?;
+    out.into_inner().map_err(|e| e.into_error())?;
     std::fs::rename(&tmp, &path)?;
     tracing::debug!(elapsed = ?t.elapsed(), "memo saved");
     Ok(())

@@ -40,11 +40,20 @@ fn write_map_over(
     over: &Map<String, Json>,
     level: usize,
 ) {
+    // `over` usually has `base`'s keys first, in the same order (Helm's coalesce makes
+    // them so): walked side by side, without hashing a key. A key found out of order
+    // falls back to lookups.
+    let mut rest = over.iter().peekable();
+    let mut in_order = true;
     for (key, base_value) in base {
         indent(out, level);
         write_key(out, key);
         out.push(':');
-        match (over.get(key), base_value) {
+        let value = match rest.peek() {
+            Some((k, _)) if *k == key => rest.next().map(|(_, v)| v),
+            _ => over.get(key).inspect(|_| in_order = false),
+        };
+        match (value, base_value) {
             (None, _) => write_value_after_key(out, &Json::Null, level),
             (Some(Json::Object(o)), Json::Object(b)) => {
                 if b.is_empty() && o.is_empty() {
@@ -57,11 +66,19 @@ fn write_map_over(
             (Some(value), _) => write_value_after_key(out, value, level),
         }
     }
-    for (key, value) in over.iter().filter(|(k, _)| !base.contains_key(*k)) {
+    let mut extra = |key: &String, value: &Json| {
         indent(out, level);
         write_key(out, key);
         out.push(':');
         write_value_after_key(out, value, level);
+    };
+    if in_order {
+        // Every key of `over` that `base` has was taken in order: the rest are its own.
+        rest.for_each(|(k, v)| extra(k, v));
+    } else {
+        over.iter()
+            .filter(|(k, _)| !base.contains_key(*k))
+            .for_each(|(k, v)| extra(k, v));
     }
 }
 
@@ -394,5 +411,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn over_writes_base_order_nulls_and_own_keys_in_or_out_of_order() {
+        let map = |v: Json| v.as_object().cloned().expect("map");
+        let base = map(json!({"a": 1, "b": {"c": 1, "d": 2}, "e": 3, "f": {}}));
+        let want = "a: 2\nb:\n  c: null\n  d: 5\ne: null\nf: {}\nx: 9\n";
+        // In base's order (as coalesce leaves it), and shuffled.
+        let in_order = map(json!({"a": 2, "b": {"d": 5}, "f": {}, "x": 9}));
+        let shuffled = map(json!({"x": 9, "f": {}, "b": {"d": 5}, "a": 2}));
+        assert_eq!(emit_over(&base, &in_order), want);
+        assert_eq!(emit_over(&base, &shuffled), want);
+        assert_eq!(emit_over(&Map::new(), &Map::new()), "{}\n");
     }
 }
