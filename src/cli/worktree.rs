@@ -101,6 +101,9 @@ impl Stream {
             std::fs::rename(&staged, &to)
                 .with_context(|| format!("moving {} to {}", staged.display(), to.display()))?;
         }
+        if !staging.exists() {
+            return Ok(()); // nothing was streamed
+        }
         std::fs::remove_dir_all(&staging).with_context(|| format!("removing {}", staging.display()))
     }
 }
@@ -194,6 +197,17 @@ mod tests {
         assert_eq!(read(&out.join(other)).as_deref(), Some("b: 2\n"));
         assert!(!out.join(STAGING).exists());
         stream.finish().expect("finish");
+    }
+
+    #[test]
+    fn a_first_render_with_nothing_to_stream_finishes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        Stream::new(dir.path())
+            .expect("stream")
+            .finish()
+            .expect("finish");
+        assert!(!dir.path().join(STAGING).exists());
+        assert!(!dir.path().join("environments").exists());
     }
 
     #[test]

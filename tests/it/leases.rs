@@ -303,9 +303,10 @@ fn three_replicas_share_the_repositories_and_take_over_from_each_other() {
     let killed = Instant::now();
     let addr = daemons[via].addr.clone();
     push(&mut repos[0], &addr, 3);
-    // The Lease expires at most DURATION after the kill; a little more for the round
-    // that takes it and for a busy machine.
-    let limit = Duration::from_secs(DURATION) * 3 / 2;
+    // The Lease expires at most DURATION after the kill, and the next round (every third
+    // of it) takes it: 1.33 × DURATION. Up to 2× for a busy machine (CI runs the tests
+    // side by side; a loaded run once took just over 1.5×).
+    let limit = Duration::from_secs(DURATION) * 2;
     let mut taker = None;
     let took = within(
         "a survivor to take the Lease of the killed holder",
