@@ -11,9 +11,24 @@ use std::time::{Duration, Instant};
 pub struct Daemon {
     child: Child,
     pub addr: String,
+    /// The first line it printed (its addresses).
+    pub banner: String,
 }
 
 impl Daemon {
+    /// `claimd serve` for the one repository `bare`, with its config and log in `dir`.
+    pub fn serve(dir: &Path, bare: &Path) -> Result<Daemon> {
+        let config = dir.join("claimd.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:0\nrepositories:\n  - path: {}\n",
+                bare.display()
+            ),
+        )?;
+        Daemon::start(&config, &dir.join("daemon.log"))
+    }
+
     pub fn start(config: &Path, log: &Path) -> Result<Daemon> {
         let exe = crate::claimd_binary()?;
         let mut child = Command::new(exe)
@@ -30,7 +45,11 @@ impl Daemon {
             .context("daemon address")?
             .trim_end_matches(',')
             .to_string();
-        Ok(Daemon { child, addr })
+        Ok(Daemon {
+            child,
+            addr,
+            banner: line,
+        })
     }
 
     pub fn get(&self, path: &str) -> Result<String> {

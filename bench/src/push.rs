@@ -303,17 +303,9 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
 /// waits for the bot commit; returns the daemon's VmHWM (KiB) and the median time the
 /// post-receive hook takes to hand a push to the daemon.
 fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Duration)> {
-    let config = root.join("claimd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: {}\n",
-            bare.display()
-        ),
-    )?;
     let exe = crate::claimd_binary()?;
-    // The daemon's log, for a look at where the time goes (CLAIMD_LOG=debug).
-    let daemon = crate::daemon::Daemon::start(&config, &root.join("daemon.log"))?;
+    // Its log (root/daemon.log), for a look at where the time goes (CLAIMD_LOG=debug).
+    let daemon = crate::daemon::Daemon::serve(root, bare)?;
     let addr = daemon.addr.clone();
     daemon.wait_ready(Instant::now(), Duration::from_secs(300))?;
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -124,14 +124,19 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// `dir`, empty (what an earlier run left there is removed).
+fn fresh(dir: &Path) -> Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(dir.to_path_buf())
+}
+
 /// One repository with `apps` applications.
 fn one_repository(root: &Path, apps: usize, count: usize) -> Result<()> {
     let exe = crate::claimd_binary()?;
-    let dir = root.join(format!("apps-{apps}"));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
+    let dir = fresh(&root.join(format!("apps-{apps}")))?;
     let work = dir.join("work");
     let bare = dir.join("server.git");
     git(&dir, &["init", "-q", "--bare", "-b", "main", "server.git"])?;
@@ -199,16 +204,8 @@ fn one_repository(root: &Path, apps: usize, count: usize) -> Result<()> {
         .status()?;
     ensure!(installed.success(), "hooks install failed");
     git(&work, &["pull", "-q", "--rebase", "origin", "main"])?;
-    let config = dir.join("claimd.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen: 127.0.0.1:0\nrepositories:\n  - path: {}\n",
-            bare.display()
-        ),
-    )?;
     let start = Instant::now();
-    let daemon = Daemon::start(&config, &dir.join("daemon.log"))?;
+    let daemon = Daemon::serve(&dir, &bare)?;
     let ready = daemon.wait_ready(start, Duration::from_secs(900))?;
     let with_daemon = pushes(&work, count, "d", Some(&daemon.addr))?;
     let daemon_peak = daemon.peak_kib();
@@ -270,11 +267,7 @@ fn one_repository(root: &Path, apps: usize, count: usize) -> Result<()> {
 
 /// `repos` repositories of `apps` applications each, on one daemon.
 fn many_repositories(root: &Path, repos: usize, apps: usize) -> Result<()> {
-    let dir = root.join(format!("repos-{repos}"));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    std::fs::create_dir_all(&dir)?;
+    let dir = fresh(&root.join(format!("repos-{repos}")))?;
     // One repository made with git, copied: each copy is a repository of its own.
     let template = dir.join("template.git");
     let work = dir.join("work");

@@ -3,12 +3,13 @@
 //! receiver; (1) a push changing one claim file, then its signed webhook, until the bot
 //! commit is on the branch; (2) the receiver's requests per second for signed pushes.
 
+use crate::daemon::Daemon;
 use crate::push::{generate, git, median, percentile};
 use anyhow::{Context, Result};
 use claimd::examples::APPS_PER_CLAIM;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "bench-webhook-secret";
@@ -104,15 +105,9 @@ pub fn run(apps: usize, pushes: usize, requests: usize, dir: Option<PathBuf>) ->
         &config,
         "listen: 127.0.0.1:0\nrepositories:\n  - path: platform/voltran.git\ngitea:\n  webhookListen: 127.0.0.1:0\n  webhookSecretFile: secret\n",
     )?;
-    let mut child = Command::new(crate::claimd_binary()?)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(root.join("daemon.log"))?)
-        .spawn()?;
-    let result = measure(&root, &bare, &work, &mut child, apps, pushes, requests);
-    let _ = child.kill();
-    let _ = child.wait();
+    let daemon = Daemon::start(&config, &root.join("daemon.log"))?;
+    let result = measure(&bare, &work, &daemon, apps, pushes, requests);
+    let _ = daemon.stop();
     if !keep {
         std::fs::remove_dir_all(&root).ok();
     }
@@ -120,40 +115,21 @@ pub fn run(apps: usize, pushes: usize, requests: usize, dir: Option<PathBuf>) ->
 }
 
 fn measure(
-    _root: &Path,
     bare: &Path,
     work: &Path,
-    child: &mut std::process::Child,
+    daemon: &Daemon,
     apps: usize,
     pushes: usize,
     requests: usize,
 ) -> Result<ExitCode> {
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let api = line
-        .split_whitespace()
-        .find(|w| w.starts_with("127.0.0.1:"))
-        .context("daemon address")?
-        .trim_end_matches(',')
-        .to_string();
-    let hooks = line
+    let hooks = daemon
+        .banner
         .split("gitea webhooks on ")
         .nth(1)
         .context("webhook address")?
         .trim()
         .to_string();
-    let ready = || -> Result<bool> {
-        let mut s = std::net::TcpStream::connect(&api)?;
-        s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
-        let mut r = String::new();
-        s.read_to_string(&mut r)?;
-        Ok(r.starts_with("HTTP/1.1 200"))
-    };
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !ready()? {
-        anyhow::ensure!(Instant::now() < deadline, "daemon not ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    daemon.wait_ready(Instant::now(), Duration::from_secs(600))?;
     println!(
         "claimd bench webhook: {apps} applications, repository {}",
         bare.display()

@@ -34,11 +34,24 @@ pub fn apply(repo: &Path, plan: &Plan) -> Result<()> {
 /// Writes new or changed files into `repo` as [`apply`] does (the files a render streams
 /// out as it goes).
 pub fn write(repo: &Path, files: &[(&str, &str)]) -> Result<()> {
+    write_all(repo, files, Renamed::Yes)
+}
+
+/// Whether each file is written under a temporary name and renamed into place.
+#[derive(Clone, Copy, PartialEq)]
+enum Renamed {
+    Yes,
+    /// Into a folder nobody reads yet (a first render's staging folder).
+    No,
+}
+
+/// `files` under `root`, checked to stay in the output folders, on all cores.
+fn write_all(root: &Path, files: &[(&str, &str)], renamed: Renamed) -> Result<()> {
     for (path, _) in files {
         inside_output_folders(path)?;
     }
     let chunks: Vec<&[(&str, &str)]> = files.chunks(256).collect();
-    crate::par::map(&chunks, 1, |part| write_files(repo, part))
+    crate::par::map(&chunks, 1, |part| write_files(root, part, renamed))
         .into_iter()
         .collect()
 }
@@ -78,16 +91,13 @@ impl Stream {
         let Some(staging) = &self.staging else {
             return write(&self.out, files);
         };
-        for (path, _) in files {
-            inside_output_folders(path)?;
-            if !path.starts_with(&format!("{WORKLOADS}/")) {
-                bail!("a streamed file outside {WORKLOADS}/: {path}");
-            }
+        if let Some((path, _)) = files
+            .iter()
+            .find(|(p, _)| !p.starts_with(&format!("{WORKLOADS}/")))
+        {
+            bail!("a streamed file outside {WORKLOADS}/: {path}");
         }
-        let chunks: Vec<&[(&str, &str)]> = files.chunks(256).collect();
-        crate::par::map(&chunks, 1, |part| write_staged(staging, part))
-            .into_iter()
-            .collect()
+        write_all(staging, files, Renamed::No)
     }
 
     /// Puts what was staged in place: before the plan is applied.
@@ -117,21 +127,6 @@ impl Drop for Stream {
     }
 }
 
-/// New files into the staging folder: nothing reads it, so no temporary names.
-fn write_staged(staging: &Path, files: &[(&str, &str)]) -> Result<()> {
-    let mut made_dirs: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
-    for (rel, content) in files {
-        let path = staging.join(rel);
-        let parent = path.parent().unwrap_or(staging);
-        if made_dirs.insert(parent.to_path_buf()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating {}", parent.display()))?;
-        }
-        std::fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
-}
-
 fn inside_output_folders(path: &str) -> Result<()> {
     if !OUTPUT_ROOTS.iter().any(|r| path.starts_with(r)) || path.contains("..") {
         bail!("refusing to write outside the output folders: {path}");
@@ -139,7 +134,7 @@ fn inside_output_folders(path: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_files(repo: &Path, files: &[(&str, &str)]) -> Result<()> {
+fn write_files(repo: &Path, files: &[(&str, &str)], renamed: Renamed) -> Result<()> {
     let mut made_dirs: std::collections::HashSet<PathBuf> = std::collections::HashSet::new();
     for (rel, content) in files {
         let path = repo.join(rel);
@@ -147,6 +142,11 @@ fn write_files(repo: &Path, files: &[(&str, &str)]) -> Result<()> {
         if made_dirs.insert(parent.to_path_buf()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        if renamed == Renamed::No {
+            std::fs::write(&path, content)
+                .with_context(|| format!("writing {}", path.display()))?;
+            continue;
         }
         let tmp = parent.join(format!(
             ".{}.claimd-tmp",

@@ -97,6 +97,30 @@ pub fn sha1_blob_id(content: &[u8]) -> ObjectId {
     ObjectId::Sha1(h.finalize().into())
 }
 
+/// Files in `dir` whose name starts with `prefix` and that were last written more than
+/// an hour ago: temporary files of a process that was killed (a pack, a memo, a prepared
+/// bot commit), removed. Errors are ignored: a file that stays is tried again next time.
+pub fn remove_stale(dir: &Path, prefix: &str) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with(prefix) {
+            continue;
+        }
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        if old {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// What the CAS update found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cas {

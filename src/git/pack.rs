@@ -16,13 +16,9 @@ use gix::ObjectId;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 /// From this many new objects on, a commit's objects go into a pack.
 pub const PACK_FROM: usize = 512;
-
-/// Temporary packs older than this were left by a killed process.
-const STALE: Duration = Duration::from_secs(3600);
 
 /// Objects entered with [`Pack::add`] compressed and hashed, ready to append.
 pub struct Compressed {
@@ -73,7 +69,7 @@ impl Pack {
     pub fn new(objects: &Path, hash: HashKind) -> Result<Pack> {
         let dir = objects.join("pack");
         std::fs::create_dir_all(&dir).map_err(git_err("creating objects/pack"))?;
-        remove_stale(&dir);
+        super::remove_stale(&dir, "tmp_claimd_");
         let temp = dir.join(format!(
             "tmp_claimd_{}_{}.pack",
             std::process::id(),
@@ -189,28 +185,6 @@ struct Remove(PathBuf);
 impl Drop for Remove {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// Temporary packs left by a killed process.
-fn remove_stale(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        if !name.to_string_lossy().starts_with("tmp_claimd_") {
-            continue;
-        }
-        let old = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE);
-        if old {
-            let _ = std::fs::remove_file(e.path());
-        }
     }
 }
 

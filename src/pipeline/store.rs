@@ -26,10 +26,6 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// Temporary files older than this were left by a killed process.
-const STALE: Duration = Duration::from_secs(3600);
 
 fn file(git_dir: &Path) -> PathBuf {
     git_dir.join("claimd").join("memo.msgpack")
@@ -282,19 +278,7 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
     let path = file(git_dir);
     let dir = path.parent().unwrap_or(git_dir);
     std::fs::create_dir_all(dir)?;
-    for entry in std::fs::read_dir(dir)?.flatten() {
-        let name = entry.file_name();
-        let stale = name.to_string_lossy().starts_with(".memo.")
-            && entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE);
-        if stale {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    crate::git::remove_stale(dir, ".memo.");
     let tmp = dir.join(format!(".memo.{}.tmp", std::process::id()));
     // Written as it is encoded: a memo of 10,000 applications is 5 MB, and a vector grown
     // to that size touches three times as much fresh memory (most of a save's time).

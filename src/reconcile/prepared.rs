@@ -12,10 +12,6 @@ use crate::pipeline;
 use gix::ObjectId;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use std::time::Duration;
-
-/// Prepared files older than this belong to pushes that were refused or never finished.
-const STALE: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Prepared {
@@ -78,17 +74,8 @@ fn dir(repo: &Repo) -> PathBuf {
 pub fn save(repo: &Repo, prepared: &Prepared) -> std::io::Result<()> {
     let dir = dir(repo);
     std::fs::create_dir_all(&dir)?;
-    for entry in std::fs::read_dir(&dir)?.flatten() {
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE);
-        if stale {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    // Those of pushes that were refused or never finished.
+    crate::git::remove_stale(&dir, "");
     let json = serde_json::to_vec(prepared).map_err(std::io::Error::other)?;
     let tmp = dir.join(format!(".{}.{}", prepared.tip, std::process::id()));
     std::fs::write(&tmp, json)?;

@@ -141,7 +141,7 @@ impl<'a> Layers<'a> {
             }
         }
         let defaults = Arc::new(merge::without_nulls(&chart.defaults));
-        let base = Json::Object(merge::coalesce_clean(&defaults, &overlays));
+        let base = Json::Object(merge::coalesce_owned(&defaults, overlays.clone()));
         Layers {
             chart,
             defaults,
@@ -159,7 +159,7 @@ impl<'a> Layers<'a> {
         let from_claim = self.chart.mapping.apply(claim_fields, &self.base)?;
         let mut user = self.overlays.clone();
         merge::merge_into(&mut user, from_claim);
-        merge::merge_into_ref(&mut user, raw_values);
+        merge::merge_into(&mut user, raw_values.clone());
         let final_values = merge::coalesce_owned(&self.defaults, user);
         Ok(Merged {
             final_values,

@@ -10,7 +10,7 @@ use claimd::render::Plan;
 use std::path::Path;
 
 use crate::support::git as support_git;
-use support_git::git;
+use support_git::{git, server_and_work};
 
 fn app_claim(name: &str, env: &str, tag: &str) -> String {
     format!(
@@ -39,10 +39,7 @@ fn stored(repo: &Repo) -> Memo {
 fn incremental_plans_equal_full_plans() {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path();
-    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
-    git(root, &["clone", "-q", "server.git", "work"]);
-    let work = root.join("work");
-    let bare = root.join("server.git");
+    let (bare, work) = server_and_work(root);
     std::fs::create_dir_all(work.join("claims")).expect("mkdir");
     for (path, text) in claimd::examples::CLAIMS {
         std::fs::write(work.join(path), text).expect("write");
@@ -206,9 +203,7 @@ fn incremental_plans_equal_full_plans() {
 fn batched_render_equals_the_pure_render() {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path();
-    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
-    git(root, &["clone", "-q", "server.git", "work"]);
-    let work = root.join("work");
+    let (_, work) = server_and_work(root);
     std::fs::create_dir_all(work.join("claims")).expect("mkdir");
     let mut files = Vec::new();
     for (path, text) in claimd::examples::CLAIMS {

@@ -5,7 +5,7 @@ use claimd::git::Repo;
 use claimd::reconcile::{self, Options, Outcome};
 use std::path::Path;
 
-use crate::support::git::git;
+use crate::support::git::{git, server_and_work};
 
 /// Loose objects and packs (with their index) in a bare repository.
 fn objects(bare: &Path) -> (usize, usize, usize) {
@@ -38,9 +38,7 @@ fn objects(bare: &Path) -> (usize, usize, usize) {
 fn a_first_render_is_one_pack_and_a_small_change_stays_loose() {
     let dir = tempfile::tempdir().expect("tmp");
     let root = dir.path();
-    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
-    git(root, &["clone", "-q", "server.git", "work"]);
-    let (work, bare) = (root.join("work"), root.join("server.git"));
+    let (bare, work) = server_and_work(root);
     std::fs::create_dir_all(work.join("claims")).expect("mkdir");
     // 400 applications: 800 generated files and their folders, above the pack threshold.
     for (path, text) in claimd::examples::synthetic(400) {

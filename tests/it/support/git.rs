@@ -29,6 +29,13 @@ pub fn git(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
+/// An empty bare `<root>/server.git` (branch main) and its clone `<root>/work`.
+pub fn server_and_work(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    git(root, &["init", "-q", "--bare", "-b", "main", "server.git"]);
+    git(root, &["clone", "-q", "server.git", "work"]);
+    (root.join("server.git"), root.join("work"))
+}
+
 /// Clones `bare` into `<root>/work` and commits the example claims there (not pushed).
 pub fn clone_with_examples(root: &Path, bare: &Path) -> std::path::PathBuf {
     git(
