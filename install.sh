@@ -258,6 +258,7 @@ uninstall() {
 	fi
 
 	if [ -e "$BIN" ]; then act "binary $BIN" removed rm -f "$BIN"; else say "binary $BIN" absent; fi
+	if [ -e "$BIN-hook" ]; then act "binary $BIN-hook" removed rm -f "$BIN-hook"; fi
 
 	local wrote_config
 	wrote_config=$(sed -n 's/^config //p' "$STATE" 2>/dev/null || true)
@@ -306,7 +307,7 @@ if [ -z "$BINARY" ] && [ -f "$HERE/Cargo.toml" ] && [ -d "$HERE/src" ]; then
 	target=${CARGO_TARGET_DIR:-$HERE/target}
 	if command -v cargo >/dev/null 2>&1; then
 		act "build $target/release/claimd" built \
-			cargo build --release --locked --quiet --manifest-path "$HERE/Cargo.toml" --bin claimd
+			cargo build --release --locked --quiet --manifest-path "$HERE/Cargo.toml" --bin claimd --bin claimd-hook
 	elif [ -x "$target/release/claimd" ]; then
 		# sudo resets PATH, so a rustup cargo is not found: use what was built before.
 		say "$target/release/claimd" "cargo is not on PATH; installing the binary built before"
@@ -329,6 +330,17 @@ else
 	[ -f "$BIN" ] && done=updated
 	act "binary $BIN" "$done" install -D -m 0755 "$BINARY" "$BIN"
 	BINARY_CHANGED=1
+fi
+# The hooks' small client when a daemon serves (built beside claimd; without it the
+# hooks run the full claimd, only slower).
+if [ -x "$BINARY-hook" ]; then
+	if [ -f "$BIN-hook" ] && cmp -s "$BINARY-hook" "$BIN-hook"; then
+		say "binary $BIN-hook" unchanged
+	else
+		act "binary $BIN-hook" installed install -D -m 0755 "$BINARY-hook" "$BIN-hook"
+	fi
+else
+	say "binary $BIN-hook" "not installed (no $BINARY-hook: the hooks run the full claimd)"
 fi
 
 # 2. The user and its folders.

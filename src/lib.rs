@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod examples;
 pub mod git;
 pub mod gitea;
+pub mod handoff;
 pub mod https;
 pub mod kube;
 pub mod metrics;

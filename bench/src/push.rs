@@ -303,7 +303,6 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
 /// waits for the bot commit; returns the daemon's VmHWM (KiB) and the median time the
 /// post-receive hook takes to hand a push to the daemon.
 fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Duration)> {
-    let exe = crate::claimd_binary()?;
     // Its log (root/daemon.log), for a look at where the time goes (CLAIMD_LOG=debug).
     let daemon = crate::daemon::Daemon::serve(root, bare)?;
     let addr = daemon.addr.clone();
@@ -314,13 +313,18 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
     let text = std::fs::read_to_string(&file)?;
     std::fs::write(&file, text.replacen("replicas: ", "replicas: 1", 1))?;
     git(work, &["commit", "-q", "-am", "daemon change"])?;
+    // The pushed commit (the daemon's bot commit may be on the branch before the push
+    // returns).
+    let head = git(work, &["rev-parse", "HEAD"])?;
+    let pushed = Some(claimd::git::ObjectId::from_hex(
+        String::from_utf8_lossy(&head.stdout).trim().as_bytes(),
+    )?);
     let out = Command::new("git")
         .args(["push", "-q", "origin", "main"])
         .current_dir(work)
         .env("CLAIMD_DAEMON", &addr)
         .output()?;
     anyhow::ensure!(out.status.success(), "push to the daemon failed");
-    let pushed = claimd::git::Repo::open(bare)?.branch_tip("main")?;
     while claimd::git::Repo::open(bare)?.branch_tip("main")? == pushed {
         anyhow::ensure!(Instant::now() < deadline, "no bot commit from the daemon");
         std::thread::sleep(Duration::from_millis(20));
@@ -376,8 +380,8 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
     let mut handoffs = Vec::new();
     for _ in 0..21 {
         let start = Instant::now();
-        let mut hook = Command::new(&exe)
-            .args(["hook", "post-receive"])
+        // The hook git runs (the script, then claimd-hook).
+        let mut hook = Command::new(bare.join("hooks/post-receive"))
             .env("GIT_DIR", bare)
             .env("CLAIMD_DAEMON", &addr)
             .stdin(std::process::Stdio::piped())

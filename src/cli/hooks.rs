@@ -6,16 +6,16 @@
 //!   daemon needed) and prints its id to the pusher.
 
 use crate::git::{Identity, Repo};
-use crate::reconcile::{self, Options, Outcome};
+use crate::handoff::{self, RefLine};
+use crate::reconcile::{self, Options, Outcome, Verdict};
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 const MARK: &str = "# claimd hook: installed by `claimd hooks install`";
 const PRE_RECEIVE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/pre-receive"));
 const POST_RECEIVE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/hooks/post-receive"));
-const ZERO: &str = "0000000000000000000000000000000000000000";
 
 /// Options every hook and `claimd reconcile` share, from the environment:
 /// `CLAIMD_BRANCH`, `CLAIMD_CHARTS` (`embedded`, `oci` or a charts folder; registry
@@ -209,16 +209,12 @@ fn set_executable(_: &Path) -> Result<()> {
 }
 
 /// `<old> <new> <ref>` lines from git on standard input.
-fn read_updates() -> Result<Vec<(String, String, String)>> {
-    let mut out = Vec::new();
-    for line in std::io::stdin().lock().lines() {
-        let line = line.context("reading the ref updates from git")?;
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        if let [old, new, name] = parts[..] {
-            out.push((old.to_string(), new.to_string(), name.to_string()));
-        }
-    }
-    Ok(out)
+fn read_updates() -> Result<Vec<RefLine>> {
+    let mut input = String::new();
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the ref updates from git")?;
+    Ok(RefLine::parse_all(&input))
 }
 
 /// The repository a hook runs in: git starts hooks in the bare repository (`GIT_DIR`).
@@ -226,43 +222,43 @@ fn hook_repo_path() -> PathBuf {
     std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
+/// With a daemon (`CLAIMD_DAEMON`), what it did with the updates (as `claimd-hook`
+/// does); without one, every update is left to this process.
+fn with_daemon(
+    updates: Vec<RefLine>,
+    hook: fn(&str, Vec<RefLine>) -> handoff::Handled,
+) -> handoff::Handled {
+    match std::env::var("CLAIMD_DAEMON") {
+        Ok(addr) => hook(&addr, updates),
+        Err(_) => handoff::Handled::Local {
+            lines: Vec::new(),
+            left: updates,
+        },
+    }
+}
+
 pub fn pre_receive() -> Result<ExitCode> {
-    let opts = options_from_env();
-    // Absolute, since the daemon may be asked to read it from another working directory.
-    let quarantine = std::env::var_os("GIT_QUARANTINE_PATH")
-        .map(PathBuf::from)
-        .map(|q| q.canonicalize().unwrap_or(q));
-    let updates = read_updates()?;
     // With a daemon, it checks the push with its memo (and the repository it keeps
     // open): this process only passes the lines on. Else, or if it cannot, here.
-    let remote = std::env::var("CLAIMD_DAEMON").ok().and_then(|addr| {
-        let path = hook_repo_path();
-        let path = path.canonicalize().unwrap_or(path);
-        crate::server::pre_receive_remote(&addr, &path, &updates, quarantine.as_deref())
-            .ok()
-            .flatten()
-    });
-    let verdict = match remote {
-        Some(verdict) => verdict,
-        None => {
-            let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
-            let updates = parse_updates(&updates)?;
-            reconcile::pre_receive(&repo, &updates, &opts, |id| {
-                // Rendered here anyway: leave the bot commit's blobs for post-receive.
-                let (diags, prepared) =
-                    reconcile::prepared::validate_and_prepare(&repo, id, &opts)?;
-                if let Some(p) = prepared {
-                    if let Err(e) = reconcile::prepared::save(&repo, &p) {
-                        tracing::warn!(error = %e, "could not keep the prepared bot commit; post-receive renders again");
-                    }
-                }
-                Ok(diags)
-            })?
+    let (lines, verdict, memo) = match with_daemon(read_updates()?, handoff::pre_receive_hook) {
+        handoff::Handled::Done { lines, refused } => (Vec::new(), Verdict { refused, lines }, None),
+        handoff::Handled::Local { lines, left } => {
+            let (verdict, memo) = pre_receive_here(&left)?;
+            (lines, verdict, memo)
         }
     };
     let mut err = std::io::stderr().lock();
-    for line in &verdict.lines {
+    for line in lines.iter().chain(&verdict.lines) {
         writeln!(err, "{line}")?;
+    }
+    drop(err);
+    if let Some(memo) = memo {
+        // Kept for the next push while git goes on with this one.
+        if let Err(e) = crate::pipeline::store::save_detached(&hook_repo_path(), &memo) {
+            tracing::warn!(error = %e, "could not keep the render memo (the next push renders everything)");
+        }
+        // The process ends now: freeing it piece by piece would only take time.
+        std::mem::forget(memo);
     }
     Ok(if verdict.refused {
         ExitCode::from(1)
@@ -271,59 +267,57 @@ pub fn pre_receive() -> Result<ExitCode> {
     })
 }
 
+/// pre-receive in this process, with the memo the last hook left (returned, to be kept
+/// for the next one).
+fn pre_receive_here(updates: &[RefLine]) -> Result<(Verdict, Option<crate::pipeline::Memo>)> {
+    let opts = options_from_env();
+    let quarantine = handoff::quarantine();
+    let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
+    let updates = parse_updates(updates)?;
+    let mut memo = None;
+    let verdict = reconcile::pre_receive(&repo, &updates, &opts, |id| {
+        let memo = memo.get_or_insert_with(|| crate::pipeline::store::load(repo.path()));
+        // Rendered here anyway: leave the bot commit's blobs for post-receive.
+        let (diags, prepared) = reconcile::prepared::validate_and_prepare(&repo, id, &opts, memo)?;
+        if let Some(p) = prepared {
+            if let Err(e) = reconcile::prepared::save(&repo, &p) {
+                tracing::warn!(error = %e, "could not keep the prepared bot commit; post-receive renders again");
+            }
+        }
+        Ok(diags)
+    })?;
+    Ok((verdict, memo))
+}
+
 /// git's `<old> <new> <ref>` lines as updates.
-fn parse_updates(updates: &[(String, String, String)]) -> Result<Vec<reconcile::RefUpdate>> {
+fn parse_updates(updates: &[RefLine]) -> Result<Vec<reconcile::RefUpdate>> {
     updates
         .iter()
-        .map(|(old, new, name)| {
-            reconcile::RefUpdate::parse(old, new, name).context("bad object id from git")
+        .map(|u| {
+            reconcile::RefUpdate::parse(&u.old, &u.new, &u.name).context("bad object id from git")
         })
         .collect()
 }
 
 pub fn post_receive() -> Result<ExitCode> {
-    let opts = options_from_env();
-    let mut err = std::io::stderr().lock();
-    let updates = read_updates()?;
     // With a daemon, it tells a push of its own (or of another branch) from one to
     // render: this process does not open the repository at all.
-    let mut local = Vec::new();
-    for (old, new, name) in updates {
-        if new == ZERO {
-            continue;
-        }
-        if let Ok(addr) = std::env::var("CLAIMD_DAEMON") {
-            let path = hook_repo_path();
-            let path = path.canonicalize().unwrap_or(path);
-            let wait = std::env::var_os("CLAIMD_WAIT").is_some_and(|v| v != "0");
-            let update = crate::server::Update {
-                reference: name.clone(),
-                old: old.clone(),
-                new: new.clone(),
-            };
-            let handed = crate::server::post_receive_remote(&addr, &path, &update, wait);
-            match handed {
-                Ok(Some(line)) => {
-                    if !line.is_empty() {
-                        writeln!(err, "{line}")?;
-                    }
-                    continue;
-                }
-                Ok(None) => writeln!(
-                    err,
-                    "claimd: the daemon at {addr} does not serve this repository; rendering here"
-                )?,
-                Err(e) => writeln!(
-                    err,
-                    "claimd: the daemon at {addr} is unreachable ({e}); rendering here"
-                )?,
-            }
-        }
-        local.push((old, new, name));
+    let (lines, local) = match with_daemon(read_updates()?, handoff::post_receive_hook) {
+        handoff::Handled::Done { lines, .. } => (lines, Vec::new()),
+        handoff::Handled::Local { lines, left } => (lines, left),
+    };
+    let mut err = std::io::stderr().lock();
+    for line in &lines {
+        writeln!(err, "{line}")?;
     }
+    let local: Vec<RefLine> = local
+        .into_iter()
+        .filter(|u| u.new != handoff::ZERO)
+        .collect();
     if local.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
+    let opts = options_from_env();
     let repo = Repo::open(&hook_repo_path())?;
     for update in parse_updates(&local)? {
         if !reconcile::wants_render(&repo, &update, &opts)? {

@@ -696,10 +696,23 @@ impl Daemon {
         quarantine: Option<PathBuf>,
     ) -> Option<Result<reconcile::Verdict, Error>> {
         let slot = self.slot(&repo)?;
-        let result = tokio::task::spawn_blocking(move || {
+        // The verdict goes back as soon as it is known; an accepted push's bot commit is
+        // then written while git finishes the push (the memo stays locked meanwhile, so
+        // the reconcile at post-receive finds it).
+        let (answer, verdict) = tokio::sync::oneshot::channel();
+        let task = tokio::task::spawn_blocking(move || {
             let t = std::time::Instant::now();
             slot.unpark();
-            let r = slot.open()?.with_quarantine(quarantine.as_deref())?;
+            let opened = || -> Result<Repo, Error> {
+                Ok(slot.open()?.with_quarantine(quarantine.as_deref())?)
+            };
+            let r = match opened() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = answer.send(Err(e));
+                    return;
+                }
+            };
             let options = slot.setup().options.clone();
             let mut cache = slot
                 .cache
@@ -708,12 +721,31 @@ impl Daemon {
             let verdict = reconcile::pre_receive(&r, &updates, &options, |id| {
                 reconcile::validate_cached(&r, id, &options, &mut cache)
             });
-            cache.core.shrink();
             tracing::debug!(elapsed = ?t.elapsed(), "checked a push");
-            Ok(verdict?)
-        })
-        .await;
-        Some(result.unwrap_or_else(|e| Err(Error::Task(e))))
+            let accepted = matches!(&verdict, Ok(v) if !v.refused);
+            let _ = answer.send(verdict.map_err(Error::from));
+            if accepted {
+                match reconcile::write_ahead(&r, &updates, &options, &mut cache) {
+                    Ok(Some(commit)) => {
+                        tracing::debug!(elapsed = ?t.elapsed(), %commit, "bot commit written ahead")
+                    }
+                    Ok(None) => {}
+                    // Only slower: the reconcile writes it.
+                    Err(e) => tracing::debug!(error = %e, "could not write the bot commit ahead"),
+                }
+                // The reconcile at post-receive, which waits for the memo, shrinks it.
+            } else {
+                cache.core.shrink();
+            }
+        });
+        match verdict.await {
+            Ok(result) => Some(result),
+            // Every path of the task answers: no answer means it panicked.
+            Err(_) => match task.await {
+                Err(e) => Some(Err(Error::Task(e))),
+                Ok(()) => None,
+            },
+        }
     }
 
     /// Whether a hook's ref update asks for nothing: another branch, or claimd's own

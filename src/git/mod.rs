@@ -246,6 +246,11 @@ impl Repo {
         }
     }
 
+    /// Whether the repository's object database (a quarantine aside) has `id`.
+    pub fn has_object(&self, id: ObjectId) -> bool {
+        self.repo.has_object(id)
+    }
+
     /// The tree of a commit.
     pub fn tree_of(&self, commit: ObjectId) -> Result<ObjectId> {
         let mut buf = Vec::new();

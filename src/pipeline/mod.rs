@@ -29,6 +29,10 @@ use std::sync::Arc;
 pub struct Memo {
     pub core: core::Memo,
     pub reads: snapshot::Reads,
+    /// A bot commit written ahead for a pushed commit (see
+    /// [`crate::reconcile::write_ahead`]): (the pushed commit, what it commits, the bot
+    /// commit).
+    pub(crate) ahead: Option<(ObjectId, [u8; 32], ObjectId)>,
 }
 
 impl Memo {
@@ -36,7 +40,7 @@ impl Memo {
     pub fn batched() -> Memo {
         Memo {
             core: core::Memo::batched(),
-            reads: snapshot::Reads::default(),
+            ..Memo::default()
         }
     }
 }

@@ -289,3 +289,53 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
     tracing::debug!(elapsed = ?t.elapsed(), "memo saved");
     Ok(())
 }
+
+/// [`save`] in a child process, so that the caller, a hook git waits for, can exit at
+/// once: git goes on with the push (and post-receive) while the memo is written on
+/// another core. The child keeps nothing of git's open: standard input, output and
+/// error go to `/dev/null` (git waits for a hook's output to close), in a session of
+/// its own. A kill at any point still leaves the old memo or the new one; a push that
+/// starts before the child is done reads the old one (correct, only slower). Saved in
+/// this process where a child cannot be made safely: other threads running (a lock one
+/// of them holds would never be released in the child), or not Linux.
+pub fn save_detached(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
+    if !memo.core.learned && !memo.reads.changed {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    if only_thread() {
+        // SAFETY: this is the process's only thread (checked above), so the child's
+        // copy of every lock (the allocator's, stdio's) is in a consistent state; the
+        // child writes the memo and leaves with `_exit` (no exit handlers, no flushing
+        // of buffers the parent owns).
+        match unsafe { libc::fork() } {
+            0 => {
+                // SAFETY: plain system calls on descriptors this process owns.
+                unsafe {
+                    libc::setsid();
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    if null >= 0 {
+                        for fd in 0..3 {
+                            libc::dup2(null, fd);
+                        }
+                        if null > 2 {
+                            libc::close(null);
+                        }
+                    }
+                }
+                let code = i32::from(save(git_dir, memo).is_err());
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(code) }
+            }
+            -1 => {}
+            _ => return Ok(()),
+        }
+    }
+    save(git_dir, memo)
+}
+
+/// Whether the calling thread is the process's only one.
+#[cfg(target_os = "linux")]
+fn only_thread() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
+}

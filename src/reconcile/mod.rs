@@ -297,7 +297,18 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
         }
         let message = commit_message(&plan, &claims, tip);
         let t = std::time::Instant::now();
-        let commit = repo.commit_changes(tip, &plan.changes, &message, &opts.bot)?;
+        let key = ahead_key(&plan, &message, &opts.bot);
+        let commit = match memo.ahead.take() {
+            // Written while git finished the push (the objects are there unless a gc
+            // took them since, which would first have to see them unreachable).
+            Some((pushed, written, commit))
+                if pushed == tip && written == key && repo.has_object(commit) =>
+            {
+                tracing::debug!("the bot commit written ahead at pre-receive");
+                commit
+            }
+            _ => repo.commit_changes(tip, &plan.changes, &message, &opts.bot)?,
+        };
         tracing::debug!(elapsed = ?t.elapsed(), "commit written");
         let published = match &opts.push_url {
             None => repo.update_branch(&branch, tip, commit, "claimd: render")?,
@@ -348,6 +359,68 @@ pub fn reconcile_cached(repo: &Repo, opts: &Options, memo: &mut Memo) -> Result<
         branch,
         attempts: opts.attempts,
     })
+}
+
+/// What a bot commit commits: its message, its author and every change.
+fn ahead_key(plan: &Plan, message: &str, bot: &Identity) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [message, &bot.name, &bot.email] {
+        h.update(part.len().to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    for c in &plan.changes {
+        h.update(c.path.len().to_le_bytes());
+        h.update(c.path.as_bytes());
+        match &c.new {
+            Some(new) => {
+                h.update([1]);
+                h.update(new.len().to_le_bytes());
+                h.update(new.as_bytes());
+            }
+            None => h.update([0]),
+        }
+    }
+    h.finalize().into()
+}
+
+/// The daemon, once it accepted a push at pre-receive: writes the bot commit of the
+/// pushed commit of the rendered branch (its plan is the one just checked, kept in the
+/// memo) while git finishes the push, so that the reconcile at post-receive only moves
+/// the branch ([`reconcile_cached`] takes it when the branch is at that commit and the
+/// plan is the same). The objects go into the repository, not the quarantine: if the
+/// push does not land after all, they are unreachable and git's gc removes them.
+/// Returns the bot commit written, if any.
+pub fn write_ahead(
+    repo: &Repo,
+    updates: &[RefUpdate],
+    opts: &Options,
+    memo: &mut Memo,
+) -> Result<Option<ObjectId>, Error> {
+    let mut written = None;
+    let branch = branch_of(repo, opts);
+    let branch_ref = format!("refs/heads/{branch}");
+    for u in updates.iter().filter(|u| u.name == branch_ref) {
+        let Some(new) = u.new else {
+            continue;
+        };
+        if is_bot_commit(repo, new, &opts.bot)? {
+            continue;
+        }
+        let planned = pipeline::at_commit(repo, new, &request(opts, &branch), memo)?;
+        if planned.plan.is_empty()
+            || planned.plan.changes.len() >= git::pack::PACK_FROM
+            || planned.chart_unavailable()
+            || planned.diagnostics.iter().any(Diagnostic::is_error)
+        {
+            continue;
+        }
+        let message = commit_message(&planned.plan, &planned.claim_files(), new);
+        let commit = repo.commit_changes(new, &planned.plan.changes, &message, &opts.bot)?;
+        memo.ahead = Some((new, ahead_key(&planned.plan, &message, &opts.bot), commit));
+        written = Some(commit);
+    }
+    Ok(written)
 }
 
 /// The output folders whose content differs between two commits (a hand edit, unless the

@@ -5,7 +5,7 @@
 //! the render is not done twice. Anything else (another tip, a missing file) falls back
 //! to a full reconcile.
 
-use super::{commit_message, request, save_memo, Error, Options, Outcome, Report};
+use super::{commit_message, request, Error, Options, Outcome, Report};
 use crate::claims::Diagnostic;
 use crate::git::{Cas, Repo, Staged};
 use crate::pipeline;
@@ -29,21 +29,21 @@ pub struct Prepared {
 /// What pre-receive does: every diagnostic of the claims at `commit` and of rendering
 /// them (see [`super::validate_cached`]), and, when nothing is wrong and something
 /// changes, the prepared bot commit (its blobs are written). With the memo the last
-/// hook left in the repository: only what the push changed is rendered.
+/// hook left in the repository (`memo`, loaded by the caller, which keeps it for the
+/// next process): only what the push changed is rendered.
 pub fn validate_and_prepare(
     repo: &Repo,
     commit: ObjectId,
     opts: &Options,
+    memo: &mut pipeline::Memo,
 ) -> Result<(Vec<Diagnostic>, Option<Prepared>), Error> {
-    let mut memo = pipeline::store::load(repo.path());
     let branch = super::branch_of(repo, opts);
-    let planned = pipeline::at_commit(repo, commit, &request(opts, &branch), &mut memo)?;
+    let planned = pipeline::at_commit(repo, commit, &request(opts, &branch), memo)?;
     let diagnostics = planned.push_diagnostics();
     if diagnostics.iter().any(Diagnostic::is_error)
         || planned.plan.is_empty()
         || planned.chart_unavailable()
     {
-        save_memo(repo, &memo);
         return Ok((diagnostics, None));
     }
     let plan = &planned.plan;
@@ -51,7 +51,6 @@ pub fn validate_and_prepare(
     // push (on top of the bot commit) does not walk them all again.
     let (staged, tree) = repo.write_changes(commit, &plan.changes)?;
     pipeline::snapshot::committed(&mut memo.reads, repo, commit, tree, &plan.changes)?;
-    save_memo(repo, &memo);
     let claims = planned.claim_files();
     let prepared = Prepared {
         tip: commit.to_string(),

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::Instrument;
 use warp::http::StatusCode;
-use warp::Filter;
+use warp::{Filter, Reply};
 
 #[derive(Debug, Deserialize)]
 struct ValidateBody {
@@ -154,34 +154,35 @@ pub async fn run(
     let validate = warp::path!("v1" / "validate")
         .and(warp::post())
         .and(warp::body::content_length_limit(64 * 1024))
+        .and(warp::header::optional::<String>("accept"))
         .and(warp::body::json())
-        .then(move |body: ValidateBody| {
+        .then(move |accept: Option<String>, body: ValidateBody| {
             let d = d.clone();
             async move {
+                // claimd-hook asks for the verdict as plain lines (it parses no JSON).
+                let text = accept.is_some_and(|a| a.contains(crate::handoff::VERDICT_TEXT));
+                let json = |value: serde_json::Value, status| {
+                    warp::reply::with_status(warp::reply::json(&value), status).into_response()
+                };
                 let parsed: Option<Vec<_>> = body
                     .updates
                     .iter()
                     .map(|u| crate::reconcile::RefUpdate::parse(&u.old, &u.new, &u.reference))
                     .collect();
                 let Some(updates) = parsed else {
-                    return warp::reply::with_status(
-                        warp::reply::json(&"bad commit id"),
-                        StatusCode::BAD_REQUEST,
-                    );
+                    return json("bad commit id".into(), StatusCode::BAD_REQUEST);
                 };
                 match d.pre_receive(body.repo, updates, body.quarantine).await {
-                    None => warp::reply::with_status(
-                        warp::reply::json(&"unknown repository"),
-                        StatusCode::NOT_FOUND,
-                    ),
-                    Some(Err(e)) => warp::reply::with_status(
-                        warp::reply::json(&e.to_string()),
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                    ),
-                    Some(Ok(v)) => warp::reply::with_status(
-                        warp::reply::json(
-                            &serde_json::json!({"refused": v.refused, "lines": v.lines}),
-                        ),
+                    None => json("unknown repository".into(), StatusCode::NOT_FOUND),
+                    Some(Err(e)) => json(e.to_string().into(), StatusCode::INTERNAL_SERVER_ERROR),
+                    Some(Ok(v)) if text => warp::reply::with_header(
+                        crate::handoff::verdict_text(&v),
+                        "content-type",
+                        "text/plain; charset=utf-8",
+                    )
+                    .into_response(),
+                    Some(Ok(v)) => json(
+                        serde_json::json!({"refused": v.refused, "lines": v.lines}),
                         StatusCode::OK,
                     ),
                 }
@@ -215,10 +216,17 @@ pub(crate) fn push_span(
     }
 }
 
-/// The hooks' side of the hand-off: a tiny HTTP/1.1 POST over loopback, with short
-/// timeouts (the push must not wait on a stuck daemon). Ok(true) when queued.
+/// The hooks' side of the hand-off ([`crate::handoff`]): Ok(true) when queued.
 pub fn hand_off(addr: &str, repo: &std::path::Path) -> std::io::Result<bool> {
     hand_off_update(addr, repo, None)
+}
+
+fn ref_line(u: &Update) -> crate::handoff::RefLine {
+    crate::handoff::RefLine {
+        old: u.old.clone(),
+        new: u.new.clone(),
+        name: u.reference.clone(),
+    }
 }
 
 /// [`hand_off`] with the branch update the hook saw (for the daemon's log).
@@ -227,8 +235,9 @@ pub fn hand_off_update(
     repo: &std::path::Path,
     update: Option<&Update>,
 ) -> std::io::Result<bool> {
+    let update = update.map(ref_line);
     let timeout = std::time::Duration::from_secs(2);
-    Ok(post_push(addr, repo, update, false, timeout)?.0 == 202)
+    Ok(crate::handoff::push(addr, repo, update.as_ref(), false, timeout)?.0 == 202)
 }
 
 /// Hands off and waits for the reconcile (`--wait`): the daemon's one-line result, or
@@ -238,34 +247,10 @@ pub fn hand_off_and_wait(
     repo: &std::path::Path,
     update: Option<&Update>,
 ) -> std::io::Result<Option<String>> {
+    let update = update.map(ref_line);
     let timeout = std::time::Duration::from_secs(120);
-    let (status, body) = post_push(addr, repo, update, true, timeout)?;
+    let (status, body) = crate::handoff::push(addr, repo, update.as_ref(), true, timeout)?;
     Ok((status == 200).then_some(body))
-}
-
-/// post-receive's side: hands one ref update to the daemon. Some(line to print; empty
-/// when the daemon has nothing to do: another branch, or claimd's own commit), or None
-/// when it does not serve this repository (render here then). With `wait`, the line is
-/// the reconcile's result.
-pub fn post_receive_remote(
-    addr: &str,
-    repo: &std::path::Path,
-    update: &Update,
-    wait: bool,
-) -> std::io::Result<Option<String>> {
-    let timeout = std::time::Duration::from_secs(if wait { 120 } else { 2 });
-    let (status, body) = post_push(addr, repo, Some(update), wait, timeout)?;
-    match status {
-        202 => Ok(Some(
-            "claimd: queued for the claimd daemon; the bot commit follows shortly".into(),
-        )),
-        200 => Ok(Some(format!("claimd: {body}"))),
-        204 => Ok(Some(String::new())),
-        404 => Ok(None),
-        other => Err(std::io::Error::other(format!(
-            "the daemon answered {other}: {body}"
-        ))),
-    }
 }
 
 /// pre-receive's side: the daemon checks the push ([`crate::reconcile::pre_receive`]) with
@@ -277,113 +262,24 @@ pub fn pre_receive_remote(
     updates: &[(String, String, String)],
     quarantine: Option<&std::path::Path>,
 ) -> std::io::Result<Option<crate::reconcile::Verdict>> {
-    let updates: Vec<Update> = updates
+    let updates: Vec<crate::handoff::RefLine> = updates
         .iter()
-        .map(|(old, new, name)| Update {
-            reference: name.clone(),
+        .map(|(old, new, name)| crate::handoff::RefLine {
             old: old.clone(),
             new: new.clone(),
+            name: name.clone(),
         })
         .collect();
-    let body = serde_json::json!({ "repo": repo, "updates": updates, "quarantine": quarantine });
-    let (status, text) = post(
-        addr,
-        "/v1/validate",
-        &body,
-        std::time::Duration::from_secs(60),
-    )?;
-    if status != 200 {
-        return Ok(None);
-    }
-    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let Some(refused) = v["refused"].as_bool() else {
-        return Ok(None);
-    };
-    let lines = v["lines"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|l| l.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(Some(crate::reconcile::Verdict { refused, lines }))
-}
-
-fn post_push(
-    addr: &str,
-    repo: &std::path::Path,
-    update: Option<&Update>,
-    wait: bool,
-    read_timeout: std::time::Duration,
-) -> std::io::Result<(u16, String)> {
-    let mut body = serde_json::json!({ "repo": repo, "wait": wait });
-    if let Some(u) = update {
-        body["ref"] = u.reference.clone().into();
-        body["old"] = u.old.clone().into();
-        body["new"] = u.new.clone().into();
-    }
-    post(addr, "/v1/push", &body, read_timeout)
+    crate::handoff::validate(addr, repo, &updates, quarantine)
 }
 
 /// `GET <path>` of the daemon at `addr` (`/readyz`): (HTTP status, body).
 pub fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    request(addr, "GET", path, None, std::time::Duration::from_secs(10))
+    let timeout = std::time::Duration::from_secs(10);
+    crate::handoff::request(addr, "GET", path, None, None, timeout)
 }
 
 /// `GET /v1/status` of the daemon at `addr`: (HTTP status, JSON body).
 pub fn status(addr: &str) -> std::io::Result<(u16, String)> {
-    request(
-        addr,
-        "GET",
-        "/v1/status",
-        None,
-        std::time::Duration::from_secs(10),
-    )
-}
-
-fn post(
-    addr: &str,
-    path: &str,
-    body: &serde_json::Value,
-    read_timeout: std::time::Duration,
-) -> std::io::Result<(u16, String)> {
-    request(addr, "POST", path, Some(body), read_timeout)
-}
-
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    body: Option<&serde_json::Value>,
-    read_timeout: std::time::Duration,
-) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    use std::net::{TcpStream, ToSocketAddrs};
-    let timeout = std::time::Duration::from_secs(2);
-    let target = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
-    let mut stream = TcpStream::connect_timeout(&target, timeout)?;
-    stream.set_read_timeout(Some(read_timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    get(addr, "/v1/status")
 }

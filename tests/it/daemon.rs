@@ -524,3 +524,90 @@ fn a_chart_registry_that_comes_back_is_retried_without_a_new_push() {
     wait_until("the retried render", rendered);
     d.terminate();
 }
+
+/// Hooks installed for a daemon that is not there (stopped, another port): they say so,
+/// and check and render in process (claimd-hook runs the full hook), nothing is lost.
+#[test]
+fn hooks_without_their_daemon_check_and_render_in_process() {
+    let s = setup(true);
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .to_string();
+    std::fs::write(
+        s.work.join("claims/bad.yaml"),
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {name: bad}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: Bad\n      chart: {name: microservice, version: \"1.0.0\"}\n",
+    )
+    .expect("write");
+    git(&s.work, &["add", "-A"]);
+    git(&s.work, &["commit", "-qm", "bad"]);
+    let push = || {
+        Command::new("git")
+            .args(["push", "origin", "main"])
+            .current_dir(&s.work)
+            .env("CLAIMD_DAEMON", &closed)
+            .output()
+            .expect("push")
+    };
+    let out = push();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("remote: claims/bad.yaml:8:13: `Bad` is not a valid name"),
+        "{stderr}"
+    );
+    std::fs::remove_file(s.work.join("claims/bad.yaml")).expect("rm");
+    git(&s.work, &["commit", "-qam", "fixed"]);
+    let out = push();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("claimd: the daemon at {closed} is unreachable"))
+            && stderr.contains("rendering here"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("→ bot commit"), "{stderr}");
+    assert_eq!(bot_commits(&s.bare), 1);
+    assert!(converged(&s.bare));
+}
+
+/// `claimd-hook` alone: what it does without a daemon set, and with arguments it does
+/// not know.
+#[test]
+fn the_hook_client_runs_the_full_hook_without_a_daemon() {
+    let s = setup(true);
+    let client = Path::new(BIN).with_file_name("claimd-hook");
+    let out = Command::new(&client).output().expect("claimd-hook");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: claimd-hook"));
+    // No CLAIMD_DAEMON: the full post-receive renders the pushed branch in process.
+    let hooks = s.bare.join("hooks");
+    std::fs::rename(hooks.join("post-receive"), hooks.join("post-receive.off")).expect("off");
+    git(&s.work, &["push", "-q", "origin", "main"]);
+    let tip = String::from_utf8_lossy(&git(&s.bare, &["rev-parse", "main"]).stdout)
+        .trim()
+        .to_string();
+    let mut child = Command::new(&client)
+        .arg("post-receive")
+        .env("GIT_DIR", &s.bare)
+        .env("CLAIMD_BIN", BIN)
+        .env_remove("CLAIMD_DAEMON")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{} {tip} refs/heads/main\n", "0".repeat(40)).as_bytes())
+        .expect("lines");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("→ bot commit"), "{stderr}");
+    assert_eq!(bot_commits(&s.bare), 1);
+    assert!(converged(&s.bare));
+}

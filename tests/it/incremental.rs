@@ -258,3 +258,115 @@ fn batched_render_equals_the_pure_render() {
     assert_eq!(errors, failures);
     assert_eq!(errors.len(), 1, "{errors:?}");
 }
+
+/// The daemon writes an accepted push's bot commit while git finishes the push; the
+/// reconcile of that very commit takes it (nothing written twice), and anything that
+/// changes what would be committed (here the bot's identity) makes a fresh one.
+#[test]
+fn a_bot_commit_written_ahead_is_the_one_the_reconcile_commits() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (bare, work) = server_and_work(dir.path());
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "claims"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let repo = Repo::open(&bare).expect("open");
+    let tip = repo.branch_tip("main").expect("tip").expect("main");
+    let pushed = [reconcile::RefUpdate {
+        old: None,
+        new: Some(tip),
+        name: "refs/heads/main".into(),
+    }];
+    let opts = Options::default();
+
+    let mut memo = Memo::default();
+    let ahead = reconcile::write_ahead(&repo, &pushed, &opts, &mut memo)
+        .expect("write ahead")
+        .expect("something to commit");
+    assert_eq!(
+        repo.branch_tip("main").expect("tip"),
+        Some(tip),
+        "writing ahead does not move the branch"
+    );
+    let report = reconcile::reconcile_cached(&repo, &opts, &mut memo).expect("reconcile");
+    let reconcile::Outcome::Committed { commit, parent, .. } = report.outcome else {
+        panic!("no bot commit: {:?}", report.outcome);
+    };
+    assert_eq!((commit, parent), (ahead, tip));
+    assert_eq!(repo.branch_tip("main").expect("tip"), Some(ahead));
+    let (plan, _) = reconcile::plan_at(&repo, ahead, &opts).expect("plan");
+    assert!(
+        plan.is_empty(),
+        "the commit written ahead is the full render"
+    );
+
+    // Written ahead for a commit, then reconciled with another identity: not taken.
+    git(&work, &["pull", "-q", "origin", "main"]);
+    std::fs::write(
+        work.join("claims/ahead.yaml"),
+        app_claim("app-ahead", "dev", "v1"),
+    )
+    .expect("write");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "one more"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let tip = repo.branch_tip("main").expect("tip").expect("main");
+    let pushed = [reconcile::RefUpdate {
+        old: Some(ahead),
+        new: Some(tip),
+        name: "refs/heads/main".into(),
+    }];
+    let stale = reconcile::write_ahead(&repo, &pushed, &opts, &mut memo)
+        .expect("write ahead")
+        .expect("something to commit");
+    let mut other = Options::default();
+    other.bot.name = "another bot".into();
+    let report = reconcile::reconcile_cached(&repo, &other, &mut memo).expect("reconcile");
+    let reconcile::Outcome::Committed { commit, .. } = report.outcome else {
+        panic!("no bot commit: {:?}", report.outcome);
+    };
+    assert_ne!(commit, stale);
+    let out = git(&bare, &["log", "-1", "--format=%an", "main"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "another bot");
+}
+
+/// The hooks keep their memo after pre-receive has answered (written by a child process
+/// while git goes on): the next push loads it and parses only the claim file it changed.
+#[test]
+fn the_hooks_keep_their_memo_for_the_next_push() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (bare, work) = server_and_work(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_claimd"))
+        .args(["hooks", "install"])
+        .arg(&bare)
+        .output()
+        .expect("install");
+    assert!(out.status.success());
+    std::fs::create_dir_all(work.join("claims")).expect("mkdir");
+    for (path, text) in claimd::examples::CLAIMS {
+        std::fs::write(work.join(path), text).expect("write");
+    }
+    std::fs::write(work.join("claims/a.yaml"), app_claim("app-a", "dev", "v1")).expect("w");
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "claims"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let memo = bare.join("claimd/memo.msgpack");
+    crate::support::daemon::wait_until("the memo", || memo.is_file());
+    git(&work, &["pull", "-q", "origin", "main"]);
+    std::fs::write(work.join("claims/a.yaml"), app_claim("app-a", "dev", "v2")).expect("w");
+    git(&work, &["commit", "-qam", "v2"]);
+    let out = std::process::Command::new("git")
+        .args(["push", "origin", "main"])
+        .current_dir(&work)
+        .env("CLAIMD_LOG", "claimd::pipeline=debug")
+        .output()
+        .expect("push");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("memo loaded"), "{said}");
+    assert!(said.contains("claims parsed parsed=1"), "{said}");
+    assert!(said.contains("→ bot commit"), "{said}");
+}

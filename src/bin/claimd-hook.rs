@@ -1,0 +1,98 @@
+//! `claimd-hook pre-receive|post-receive`: the hooks when a daemon serves the
+//! repository (`CLAIMD_DAEMON`). It only passes git's lines to the daemon and prints its
+//! answer ([`claimd::handoff`], the standard library and nothing else), so a push pays
+//! for starting a small process instead of a full claimd. When the daemon cannot take
+//! the push, it runs the full hook, `claimd hook <name>` (`CLAIMD_BIN`, else the
+//! `claimd` next to this binary), with the lines it did not hand over.
+
+use claimd::handoff::{self, Handled, RefLine};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+
+fn main() -> ExitCode {
+    let hook = std::env::args().nth(1).unwrap_or_default();
+    let run = match hook.as_str() {
+        "pre-receive" => handoff::pre_receive_hook,
+        "post-receive" => handoff::post_receive_hook,
+        _ => {
+            eprintln!("usage: claimd-hook pre-receive|post-receive (git runs it; see `claimd hooks install`)");
+            return ExitCode::from(2);
+        }
+    };
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("claimd: reading the ref updates from git: {e}");
+        return ExitCode::from(2);
+    }
+    let updates = RefLine::parse_all(&input);
+    let handled = match std::env::var("CLAIMD_DAEMON") {
+        Ok(addr) => run(&addr, updates),
+        Err(_) => Handled::Local {
+            lines: Vec::new(),
+            left: updates,
+        },
+    };
+    let mut err = std::io::stderr().lock();
+    match handled {
+        Handled::Done { lines, refused } => {
+            for line in lines {
+                let _ = writeln!(err, "{line}");
+            }
+            if refused {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Handled::Local { lines, left } => {
+            for line in lines {
+                let _ = writeln!(err, "{line}");
+            }
+            drop(err);
+            if left.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            full_hook(&hook, &left)
+        }
+    }
+}
+
+/// `claimd hook <hook>` with `updates` on its standard input, without the daemon (this
+/// process asked it already).
+fn full_hook(hook: &str, updates: &[RefLine]) -> ExitCode {
+    let claimd = std::env::var_os("CLAIMD_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            Some(exe.with_file_name("claimd"))
+        })
+        .unwrap_or_else(|| PathBuf::from("claimd"));
+    let child = Command::new(&claimd)
+        .args(["hook", hook])
+        .env_remove("CLAIMD_DAEMON")
+        .stdin(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("claimd: cannot run {}: {e}", claimd.display());
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let lines: String = updates.iter().map(RefLine::to_line).collect();
+        let _ = stdin.write_all(lines.as_bytes());
+    }
+    match child.wait() {
+        Ok(status) => match status.code() {
+            Some(0) => ExitCode::SUCCESS,
+            Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+            None => ExitCode::from(2),
+        },
+        Err(e) => {
+            eprintln!("claimd: {}: {e}", claimd.display());
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! The hooks' side of the hand-off to the daemon: a small HTTP/1.1 client over
+//! loopback with short timeouts (a push must not wait on a stuck daemon), and the two
+//! hooks as they run with a daemon.
+//!
+//! Nothing here uses more than the standard library: the `claimd-hook` binary is this
+//! module and nothing else, so a hook that only passes git's lines to the daemon costs
+//! little more than starting a process (a full claimd maps and relocates a binary a
+//! hundred times larger, twice per push). When the daemon cannot answer, the hook runs
+//! the full `claimd hook <name>` instead, which checks or renders in process.
+
+use crate::reconcile::Verdict;
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+/// The all-zero object id: a ref created (as old) or deleted (as new).
+pub const ZERO: &str = "0000000000000000000000000000000000000000";
+
+/// One ref update as git gives it to the hooks: `<old> <new> <ref>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefLine {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+impl RefLine {
+    /// git's lines on a hook's standard input (others are skipped).
+    pub fn parse_all(input: &str) -> Vec<RefLine> {
+        input
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split_whitespace();
+                let (old, new, name) = (parts.next()?, parts.next()?, parts.next()?);
+                parts.next().is_none().then(|| RefLine {
+                    old: old.to_string(),
+                    new: new.to_string(),
+                    name: name.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// As git wrote it (for a hook run in a process of its own).
+    pub fn to_line(&self) -> String {
+        format!("{} {} {}\n", self.old, self.new, self.name)
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"ref\":{},\"old\":{},\"new\":{}}}",
+            json_string(&self.name),
+            json_string(&self.old),
+            json_string(&self.new)
+        )
+    }
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A path as a JSON string (the daemon reads paths as UTF-8).
+fn json_path(path: &Path) -> std::io::Result<String> {
+    path.to_str().map(json_string).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not UTF-8", path.display()),
+        )
+    })
+}
+
+/// One request to the daemon at `addr` (`host:port`): (HTTP status, body). `accept`
+/// names the answer's format when the endpoint has several.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    accept: Option<&str>,
+    read_timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let timeout = Duration::from_secs(2);
+    let target = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let mut stream = TcpStream::connect_timeout(&target, timeout)?;
+    stream.set_read_timeout(Some(read_timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    // Request and body in one write: the daemon answers after one read, not two.
+    let body = body.unwrap_or_default();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    let message = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{accept}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(message.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The media type of the daemon's plain answer to a pre-receive check: `refused` or
+/// `accepted` on the first line, then the lines for the pusher.
+pub const VERDICT_TEXT: &str = "text/plain";
+
+/// The daemon's verdict in [`VERDICT_TEXT`].
+pub fn verdict_text(verdict: &Verdict) -> String {
+    let mut out = String::from(if verdict.refused {
+        "refused\n"
+    } else {
+        "accepted\n"
+    });
+    for line in &verdict.lines {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+fn parse_verdict(text: &str) -> Option<Verdict> {
+    let mut lines = text.lines();
+    let refused = match lines.next()? {
+        "refused" => true,
+        "accepted" => false,
+        _ => return None,
+    };
+    Some(Verdict {
+        refused,
+        lines: lines.map(str::to_string).collect(),
+    })
+}
+
+/// pre-receive's side: the daemon checks the push with its memo. Some(verdict), or None
+/// when it does not serve this repository or failed (check in process then).
+pub fn validate(
+    addr: &str,
+    repo: &Path,
+    updates: &[RefLine],
+    quarantine: Option<&Path>,
+) -> std::io::Result<Option<Verdict>> {
+    let updates: Vec<String> = updates.iter().map(RefLine::json).collect();
+    let quarantine = match quarantine {
+        Some(q) => json_path(q)?,
+        None => "null".into(),
+    };
+    let body = format!(
+        "{{\"repo\":{},\"updates\":[{}],\"quarantine\":{quarantine}}}",
+        json_path(repo)?,
+        updates.join(",")
+    );
+    let (status, text) = request(
+        addr,
+        "POST",
+        "/v1/validate",
+        Some(&body),
+        Some(VERDICT_TEXT),
+        Duration::from_secs(60),
+    )?;
+    Ok(if status == 200 {
+        parse_verdict(&text)
+    } else {
+        None
+    })
+}
+
+/// `POST /v1/push`: hands one branch update (or, without one, the repository) to the
+/// daemon; with `wait`, the answer comes when its reconcile is done. (HTTP status, body).
+pub fn push(
+    addr: &str,
+    repo: &Path,
+    update: Option<&RefLine>,
+    wait: bool,
+    read_timeout: Duration,
+) -> std::io::Result<(u16, String)> {
+    let mut body = format!("{{\"repo\":{},\"wait\":{wait}", json_path(repo)?);
+    if let Some(u) = update {
+        body.push_str(&format!(
+            ",\"ref\":{},\"old\":{},\"new\":{}",
+            json_string(&u.name),
+            json_string(&u.old),
+            json_string(&u.new)
+        ));
+    }
+    body.push('}');
+    request(addr, "POST", "/v1/push", Some(&body), None, read_timeout)
+}
+
+/// post-receive's side: hands one ref update to the daemon. Some(line to print; empty
+/// when the daemon has nothing to do: another branch, or claimd's own commit), or None
+/// when it does not serve this repository (render in process then). With `wait`, the
+/// line is the reconcile's result.
+pub fn post_receive(
+    addr: &str,
+    repo: &Path,
+    update: &RefLine,
+    wait: bool,
+) -> std::io::Result<Option<String>> {
+    let timeout = Duration::from_secs(if wait { 120 } else { 2 });
+    let (status, body) = push(addr, repo, Some(update), wait, timeout)?;
+    match status {
+        202 => Ok(Some(
+            "claimd: queued for the claimd daemon; the bot commit follows shortly".into(),
+        )),
+        200 => Ok(Some(format!("claimd: {body}"))),
+        204 => Ok(Some(String::new())),
+        404 => Ok(None),
+        other => Err(std::io::Error::other(format!(
+            "the daemon answered {other}: {body}"
+        ))),
+    }
+}
+
+/// The repository a hook runs in (git starts hooks in the bare repository, `GIT_DIR`),
+/// absolute: the daemon reads it from another working directory.
+pub fn hook_repo() -> std::path::PathBuf {
+    let path = std::env::var_os("GIT_DIR").map_or_else(|| ".".into(), std::path::PathBuf::from);
+    path.canonicalize().unwrap_or(path)
+}
+
+/// The pre-receive quarantine git keeps the pushed objects in, absolute.
+pub fn quarantine() -> Option<std::path::PathBuf> {
+    std::env::var_os("GIT_QUARANTINE_PATH")
+        .map(std::path::PathBuf::from)
+        .map(|q| q.canonicalize().unwrap_or(q))
+}
+
+/// Whether post-receive waits for the daemon's bot commit (`CLAIMD_WAIT`).
+pub fn wait_requested() -> bool {
+    std::env::var_os("CLAIMD_WAIT").is_some_and(|v| v != "0")
+}
+
+/// What a hook did with the daemon at `addr`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// Done: print these lines (to standard error), exit with this code.
+    Done { lines: Vec<String>, refused: bool },
+    /// The daemon could not take these updates (print the lines first): the full hook
+    /// handles them in process.
+    Local {
+        lines: Vec<String>,
+        left: Vec<RefLine>,
+    },
+}
+
+/// pre-receive with a daemon: its verdict, or every update left for the full hook.
+pub fn pre_receive_hook(addr: &str, updates: Vec<RefLine>) -> Handled {
+    match validate(addr, &hook_repo(), &updates, quarantine().as_deref()) {
+        Ok(Some(v)) => Handled::Done {
+            lines: v.lines,
+            refused: v.refused,
+        },
+        _ => Handled::Local {
+            lines: Vec::new(),
+            left: updates,
+        },
+    }
+}
+
+/// post-receive with a daemon: each update it takes, its line; those it cannot take are
+/// left for the full hook (with a line saying why).
+pub fn post_receive_hook(addr: &str, updates: Vec<RefLine>) -> Handled {
+    let repo = hook_repo();
+    let wait = wait_requested();
+    let mut lines = Vec::new();
+    let mut left = Vec::new();
+    for update in updates {
+        if update.new == ZERO {
+            continue;
+        }
+        match post_receive(addr, &repo, &update, wait) {
+            Ok(Some(line)) => {
+                if !line.is_empty() {
+                    lines.push(line);
+                }
+                continue;
+            }
+            Ok(None) => lines.push(format!(
+                "claimd: the daemon at {addr} does not serve this repository; rendering here"
+            )),
+            Err(e) => lines.push(format!(
+                "claimd: the daemon at {addr} is unreachable ({e}); rendering here"
+            )),
+        }
+        left.push(update);
+    }
+    if left.is_empty() {
+        Handled::Done {
+            lines,
+            refused: false,
+        }
+    } else {
+        Handled::Local { lines, left }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_what_json_requires() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}é"), r#""a\"b\\c\n\u0001é""#);
+        let parsed: String =
+            serde_json::from_str(&json_string("/srv/git/we\"ird\tname")).expect("valid JSON");
+        assert_eq!(parsed, "/srv/git/we\"ird\tname");
+    }
+
+    #[test]
+    fn verdicts_read_back_as_written() {
+        for v in [
+            Verdict {
+                refused: true,
+                lines: vec!["claims/a.yaml:3:5: bad".into(), String::new(), "x".into()],
+            },
+            Verdict::default(),
+        ] {
+            assert_eq!(parse_verdict(&verdict_text(&v)), Some(v));
+        }
+        assert_eq!(parse_verdict("{\"refused\":false}"), None);
+    }
+
+    #[test]
+    fn git_lines_parse_and_print_back() {
+        let input = format!("{ZERO} abc refs/heads/main\nbad line\n1 2 refs/tags/v1\n");
+        let lines = RefLine::parse_all(&input);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].name, "refs/heads/main");
+        assert_eq!(lines[1].to_line(), "1 2 refs/tags/v1\n");
+    }
+}
