@@ -130,10 +130,17 @@ fn repository(r: &RepoConfig) -> Vec<Check> {
             .and_then(|s| binary_of(&s))
             .map(|b| b.display().to_string())
             .unwrap_or_default();
+        // The daemon's small client beside it (without it the hooks run the full claimd).
+        let client = format!("{bin}-hook");
+        let client = if is_executable(Path::new(&client)) {
+            format!(" and, with the daemon, {client}")
+        } else {
+            format!(" ({client} is not there: with the daemon the hooks run the full claimd, a few ms slower a push)")
+        };
         return vec![Check::pass(
             "hooks",
             format!(
-                "{}: pre-receive and post-receive installed ({}), executable, calling {bin}",
+                "{}: pre-receive and post-receive installed ({}), executable, calling {bin}{client}",
                 r.path.display(),
                 if gitea {
                     "Gitea's hooks/<hook>.d/claimd"

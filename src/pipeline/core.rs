@@ -1123,8 +1123,8 @@ fn workload_hash(
         w,
     );
     let mut h = Sha256::new();
-    // Serializing plain data into a Vec cannot fail.
-    h.update(serde_json::to_vec(&parts).unwrap_or_default());
+    // Written into the hash as it is serialized (plain data: it cannot fail).
+    let _ = serde_json::to_writer(&mut h, &parts);
     h.finalize().into()
 }
 

@@ -236,7 +236,7 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
     for line in [
         format!("✔ config: {} loads: 1 repository, Gitea {}, charts: oci, a kubeconfig", s.config.display(), api.url),
         format!("✔ repository: {bare} is a git repository (branch main)"),
-        format!("✔ hooks: {bare}: pre-receive and post-receive installed (hooks/<hook>), executable, calling {}", bin.display()),
+        format!("✔ hooks: {bare}: pre-receive and post-receive installed (hooks/<hook>), executable, calling {} and, with the daemon, {}-hook", bin.display(), bin.display()),
         format!("✔ daemon: ready at {}", d.addr),
         format!("✔ gitea: Gitea 1.22.0 at {} answers and takes the token", api.url),
         format!("✔ kubernetes: API server v1.20.2: claimd's user has all {} permissions of the ClusterRole claimd", permissions()),
