@@ -254,7 +254,8 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
     let naive_p3 = start.elapsed();
 
     // The daemon's resident memory after reconciling this repository.
-    let (daemon_kib, handoff) = daemon_peak_kib(&root, &bare, &work)?;
+    let (daemon_kib, handoff) =
+        daemon_peak_kib(&root, &bare, &work, apps.div_ceil(APPS_PER_CLAIM))?;
     println!(
         "claimd bench push: {apps} applications, repository {}",
         root.display()
@@ -302,7 +303,14 @@ pub fn push(apps: usize, pushes: usize, dir: Option<PathBuf>) -> Result<ExitCode
 /// Starts `claimd serve` for `bare`, waits until it has reconciled, hands it one change,
 /// waits for the bot commit; returns the daemon's VmHWM (KiB) and the median time the
 /// post-receive hook takes to hand a push to the daemon.
-fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Duration)> {
+fn daemon_peak_kib(
+    root: &Path,
+    bare: &Path,
+    work: &Path,
+    claim_files: usize,
+) -> Result<(u64, Duration)> {
+    // The pushes change a few claim files in turn (all there are, below seven).
+    let files = claim_files.clamp(1, 7);
     // Its log (root/daemon.log), for a look at where the time goes (CLAIMD_LOG=debug).
     let daemon = crate::daemon::Daemon::serve(root, bare)?;
     let addr = daemon.addr.clone();
@@ -334,7 +342,7 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
     let mut p1 = Vec::new();
     for i in 0..20 {
         git(work, &["pull", "-q", "--rebase", "origin", "main"])?;
-        let file = work.join(format!("claims/apps-{:05}.yaml", i % 7));
+        let file = work.join(format!("claims/apps-{:05}.yaml", i % files));
         let text = std::fs::read_to_string(&file)?;
         std::fs::write(&file, text.replacen("tag: ", &format!("tag: d{i}-"), 1))?;
         git(
@@ -361,7 +369,7 @@ fn daemon_peak_kib(root: &Path, bare: &Path, work: &Path) -> Result<(u64, Durati
     git(work, &["pull", "-q", "--rebase", "origin", "main"])?;
     let mut plain = Vec::new();
     for i in 0..20 {
-        let file = work.join(format!("claims/apps-{:05}.yaml", i % 7));
+        let file = work.join(format!("claims/apps-{:05}.yaml", i % files));
         let text = std::fs::read_to_string(&file)?;
         std::fs::write(&file, text.replacen("tag: ", &format!("tag: g{i}-"), 1))?;
         git(work, &["commit", "-q", "-am", &format!("plain push {i}")])?;
