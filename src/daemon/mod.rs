@@ -212,6 +212,13 @@ impl Slot {
         }
     }
 
+    /// Lets the kept git handle go: the next use opens the repository afresh (after a
+    /// failed reconcile: a handle's view of the object database, its table of packs
+    /// included, is not trusted to recover by itself).
+    fn forget_handle(&self) {
+        *self.handle.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
     /// The repository, through the handle kept while it has work.
     fn open(&self) -> Result<Repo, crate::git::Error> {
         let mut handle = self.handle.lock().unwrap_or_else(|p| p.into_inner());
@@ -1073,7 +1080,10 @@ async fn serve(
         slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
         let (result, seen) = match result.unwrap_or_else(|e| Err(Error::Task(e))) {
             Ok((report, seen)) => (Ok(report), Some(seen)),
-            Err(e) => (Err(e), None),
+            Err(e) => {
+                slot.forget_handle();
+                (Err(e), None)
+            }
         };
         metrics.reconciled(&setup.label, reconcile_outcome(&result));
         metrics.push_rejections(&setup.label, push_rejections(&result));

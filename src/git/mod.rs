@@ -154,7 +154,18 @@ fn staged(changes: &[Change], writes: &[&Change], ids: Vec<ObjectId>) -> Vec<Sta
 
 impl Repo {
     pub fn open(path: &Path) -> Result<Repo> {
-        let repo = gix::open(path).map_err(|source| Error::Open {
+        // Room for as many pack indexes as a busy server repository gathers between two
+        // of git's `gc --auto` (which packs them together past 50): a handle the daemon
+        // keeps cannot grow its table later, and gix's default (10 % above the packs
+        // there at opening, at least 32) made every read fail once pushes had added a
+        // few dozen packs.
+        let options = gix::open::Options::default().object_store_slots(
+            gix::odb::store::init::Slots::AsNeededByDiskState {
+                multiplier: 2.0,
+                minimum: 256,
+            },
+        );
+        let repo = gix::open_opts(path, options).map_err(|source| Error::Open {
             path: path.to_path_buf(),
             source: Box::new(source),
         })?;

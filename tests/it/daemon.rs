@@ -611,3 +611,92 @@ fn the_hook_client_runs_the_full_hook_without_a_daemon() {
     assert_eq!(bot_commits(&s.bare), 1);
     assert!(converged(&s.bare));
 }
+
+/// A busy server gathers many packs between two of git's `gc --auto` (every push of 100
+/// objects or more is kept as a pack): the daemon's kept handle must read through all
+/// of them (gix's default table, sized for the packs there at opening, overflowed).
+#[test]
+fn the_daemon_reads_a_repository_that_gathered_many_packs() {
+    let s = setup(true);
+    git(&s.work, &["push", "-q", "origin", "main"]); // no daemon yet: rendered in process
+    let d = Daemon::start(&s.config);
+    wait_until("readiness", || d.get("/readyz").starts_with("HTTP/1.1 200"));
+    let push = |what: &str| {
+        let out = Command::new("git")
+            .args(["push", "origin", "main"])
+            .current_dir(&s.work)
+            .env("CLAIMD_DAEMON", &d.addr)
+            .env("CLAIMD_WAIT", "1")
+            .output()
+            .expect("push");
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{what}: {stderr}");
+        assert!(
+            stderr.contains("remote: claimd: bot commit"),
+            "{what}: {stderr}"
+        );
+    };
+    // A push the daemon serves: it keeps the repository's handle open for a while.
+    git(&s.work, &["pull", "-q", "origin", "main"]);
+    let bootstrap = s.work.join("claims/bootstrap-nonprod.yaml");
+    let text = std::fs::read_to_string(&bootstrap).expect("read");
+    std::fs::write(
+        &bootstrap,
+        text.replace(
+            "url: oci://ghcr.io/nimbusprotch",
+            "url: oci://registry.example.com/charts",
+        ),
+    )
+    .expect("write");
+    git(&s.work, &["commit", "-qam", "first"]);
+    push("first");
+    // Meanwhile, the packs of many pushes.
+    for i in 0..60 {
+        let blob = git_with_input(
+            &s.bare,
+            &["hash-object", "-w", "--stdin"],
+            &format!("pack {i}\n"),
+        );
+        let id = String::from_utf8_lossy(&blob.stdout).trim().to_string();
+        git_with_input(&s.bare, &["pack-objects", "-q", "objects/pack/pack"], &id);
+    }
+    let packs = std::fs::read_dir(s.bare.join("objects/pack"))
+        .expect("packs")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "idx"))
+        })
+        .count();
+    assert!(packs >= 60, "{packs} packs");
+    // The push's objects go into a pack too: the daemon finds them only in a new pack.
+    git(&s.bare, &["config", "receive.unpackLimit", "1"]);
+    git(&s.work, &["pull", "-q", "origin", "main"]);
+    std::fs::write(
+        s.work.join("claims/late.yaml"),
+        "apiVersion: platform.infraforge.io/v1\nkind: ApplicationClaim\nmetadata: {name: late}\nspec:\n  environment: dev\n  clusterType: nonprod\n  applications:\n    - name: late\n      chart: {name: microservice, version: \"1.0.0\"}\n      image: {repository: example.com/late, tag: v1}\n",
+    )
+    .expect("write");
+    git(&s.work, &["add", "-A"]);
+    git(&s.work, &["commit", "-qm", "late"]);
+    push("after the packs");
+    assert!(converged(&s.bare));
+    assert!(d.terminate().success());
+}
+
+fn git_with_input(dir: &Path, args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = crate::support::git::git_command(dir, args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("git");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("input");
+    let out = child.wait_with_output().expect("git");
+    assert!(out.status.success(), "git {args:?}");
+    out
+}

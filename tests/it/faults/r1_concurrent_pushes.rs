@@ -17,6 +17,15 @@ fn client_claim(client: usize, n: usize) -> String {
     app_claim(&format!("c{client}"), 1 + n % 3, &format!("v{n}"))
 }
 
+/// Sets its flag when dropped, a panic's unwinding included.
+struct Stop<'a>(&'a AtomicBool);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn run(part: &str, with_daemon: bool) {
     let clients = scaled(3, 10);
     let pushes = scaled(4, 20);
@@ -51,6 +60,8 @@ fn run(part: &str, with_daemon: bool) {
     let accepted = Mutex::new(Vec::<String>::new());
     let refused = AtomicUsize::new(0);
     std::thread::scope(|scope| {
+        // The watcher stops however this ends (a failed check must not hang the suite).
+        let _stop = Stop(&done);
         scope.spawn(|| {
             let repo = Repo::open(&s.bare).expect("open");
             while !done.load(Ordering::SeqCst) {
