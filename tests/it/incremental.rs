@@ -47,7 +47,7 @@ fn incremental_plans_equal_full_plans() {
     let opts = Options::default();
     let mut cache = Memo::default();
     let mut daemon = Memo::batched();
-    let memo_file = bare.join("claimd/memo.msgpack");
+    let memo_file = bare.join("claimd/memo");
 
     type Step = Box<dyn Fn(&Path)>;
     let steps: Vec<(&str, Step)> = vec![
@@ -353,7 +353,7 @@ fn the_hooks_keep_their_memo_for_the_next_push() {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-qm", "claims"]);
     git(&work, &["push", "-q", "origin", "main"]);
-    let memo = bare.join("claimd/memo.msgpack");
+    let memo = bare.join("claimd/memo");
     crate::support::daemon::wait_until("the memo", || memo.is_file());
     git(&work, &["pull", "-q", "origin", "main"]);
     std::fs::write(work.join("claims/a.yaml"), app_claim("app-a", "dev", "v2")).expect("w");

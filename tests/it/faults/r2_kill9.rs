@@ -249,7 +249,7 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
     }
 
     // A memo torn in half, then one of junk: ignored, the push renders right.
-    let memo = s.bare.join("claimd/memo.msgpack");
+    let memo = s.bare.join("claimd/memo");
     let bytes = std::fs::read(&memo).expect("the hooks keep a memo");
     for (what, junk) in [
         ("torn", bytes[..bytes.len() / 2].to_vec()),

@@ -2,7 +2,7 @@
 //! that changes one claim file among 10,000 applications would read, parse and render
 //! all of them.
 //!
-//! Stored in `<git dir>/claimd/memo.msgpack` (MessagePack, compact: object ids as bytes):
+//! Stored in `<git dir>/claimd/memo` (framed by hand, see [`decode`]; object ids as bytes):
 //! the parsed claim files by blob id (those with applications in outline, see
 //! [`ParsedFile::outline`]), the generated files of each claim file's applications and
 //! the chart references per claim file, each under the context hash it was made in (see
@@ -15,6 +15,9 @@
 //! concurrent hooks each write a whole memo, the last rename wins. A memo that does not
 //! read is ignored (a full render, then a new one).
 
+mod bytes;
+
+use self::bytes::{In, Out};
 use super::core::{FileOutputs, FileRefs, Outputs};
 use super::snapshot::Reads;
 use super::Memo;
@@ -28,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 fn file(git_dir: &Path) -> PathBuf {
-    git_dir.join("claimd").join("memo.msgpack")
+    git_dir.join("claimd").join("memo")
 }
 
 /// Which build of claimd wrote a memo: its version and the executable's size and
@@ -45,7 +48,7 @@ fn build() -> String {
             format!("{} {mtime}", m.len())
         })
         .unwrap_or_default();
-    format!("claimd {} memo 3 {exe}", env!("CARGO_PKG_VERSION"))
+    format!("claimd {} {exe}", env!("CARGO_PKG_VERSION"))
 }
 
 /// An object id as its raw bytes (MessagePack `bin`: half the size of hex).
@@ -76,34 +79,20 @@ impl<'de> Deserialize<'de> for Oid {
     }
 }
 
-/// The memo as stored; `Cow`s so that writing it copies nothing but the outlines.
+/// What is stored through serde (MessagePack): the chart references and parsed claim
+/// files, a few hundred entries of nested types. The lists of paths, tens of thousands
+/// at 10,000 applications, are framed by hand ([`bytes`]): decoding them through serde
+/// was most of a hook's memo load.
 #[derive(Serialize, Deserialize)]
-struct Stored<'a> {
-    build: String,
-    outputs_context: Option<[u8; 32]>,
-    outputs: Vec<StoredOutputs<'a>>,
+struct Rest<'a> {
     refs_context: [u8; 32],
     refs: Vec<(Cow<'a, str>, Oid, Cow<'a, BTreeSet<ChartRef>>)>,
     /// (path, blob, in outline, parsed file).
     parsed: Vec<(Cow<'a, str>, Oid, bool, Cow<'a, ParsedFile>)>,
-    /// The claim files of one `claims/` tree.
-    claims: Option<(Oid, Files<'a>)>,
-    /// The generated files under output folders with these tree ids.
-    entries: Option<(Vec<Option<Oid>>, Files<'a>)>,
 }
 
-/// (path, blob id) of files.
-type Files<'a> = Vec<(Cow<'a, str>, Oid)>;
-
-#[derive(Serialize, Deserialize)]
-struct StoredOutputs<'a> {
-    claim_file: Cow<'a, str>,
-    blob: Oid,
-    files: Files<'a>,
-    failures: Cow<'a, [crate::render::Failure]>,
-    /// Each application's folder and the hash it was rendered from.
-    workloads: Vec<(Cow<'a, str>, [u8; 32])>,
-}
+/// The first bytes of a memo file; a memo of another layout is not used.
+const MAGIC: &[u8] = b"claimd memo 4\n";
 
 /// The memo the last process left in `git_dir`, or an empty one.
 pub fn load(git_dir: &Path) -> Memo {
@@ -123,46 +112,42 @@ pub fn load(git_dir: &Path) -> Memo {
     }
 }
 
+/// The layout, in order: [`MAGIC`]; the build; the outputs' context and, per claim file
+/// (by path and blob), its generated files, failures (MessagePack) and workloads' hashes;
+/// the [`Rest`]; the claim files of a `claims/` tree; the generated files under output
+/// folders of these tree ids.
 fn decode(bytes: &[u8]) -> Option<Memo> {
-    let stored: Stored = rmp_serde::from_slice(bytes).ok()?;
-    if stored.build != build() {
+    let mut r = In::new(bytes);
+    if r.raw(MAGIC.len())? != MAGIC || r.bytes()? != build().as_bytes() {
         return None;
     }
     let mut memo = Memo::default();
     let core = &mut memo.core;
-    core.outputs = Outputs {
-        context: stored.outputs_context,
-        files: HashMap::with_capacity(stored.outputs.len()),
-    };
-    for o in stored.outputs {
-        let files = o
-            .files
-            .into_iter()
-            .map(|(path, blob)| (path.into_owned(), blob.0))
-            .collect();
-        core.outputs.files.insert(
-            (o.claim_file.into_owned(), o.blob.0),
-            FileOutputs {
-                files,
-                failures: o.failures.into_owned(),
-                workloads: o
-                    .workloads
-                    .into_iter()
-                    .map(|(dir, hash)| (dir.into_owned(), hash))
-                    .collect(),
-            },
-        );
+    let context = if r.flag()? { Some(r.hash()?) } else { None };
+    let n = r.len()?;
+    let mut files = HashMap::with_capacity(n.min(bytes.len()));
+    for _ in 0..n {
+        let claim_file = std::str::from_utf8(r.bytes()?).ok()?.to_owned();
+        let blob = r.id()?;
+        let outputs = FileOutputs {
+            files: r.paths(In::id)?,
+            failures: rmp_serde::from_slice(r.bytes()?).ok()?,
+            workloads: r.paths(In::hash)?,
+        };
+        files.insert((claim_file, blob), outputs);
     }
+    core.outputs = Outputs { context, files };
+    let rest: Rest = rmp_serde::from_slice(r.bytes()?).ok()?;
     core.file_refs = FileRefs {
-        context: stored.refs_context,
-        refs: stored
+        context: rest.refs_context,
+        refs: rest
             .refs
             .into_iter()
             .map(|(path, blob, r)| ((path.into_owned(), blob.0), r.into_owned()))
             .collect(),
     };
     let mut light = HashSet::new();
-    core.parsed = stored
+    core.parsed = rest
         .parsed
         .into_iter()
         .map(|(path, blob, outline, file)| {
@@ -174,22 +159,37 @@ fn decode(bytes: &[u8]) -> Option<Memo> {
         })
         .collect();
     core.light = light;
+    let claims = if r.flag()? {
+        Some((r.id()?, r.paths(In::id)?))
+    } else {
+        None
+    };
+    let entries = if r.flag()? {
+        let n = r.len()?;
+        if n > bytes.len() {
+            return None;
+        }
+        let ids = (0..n)
+            .map(|_| {
+                if r.flag()? {
+                    r.id().map(Some)
+                } else {
+                    Some(None)
+                }
+            })
+            .collect::<Option<Vec<_>>>()?;
+        // Written in order: collected into the map without a search per path.
+        let entries: BTreeMap<String, ObjectId> = r.paths(In::id)?.into_iter().collect();
+        Some((ids, Arc::new(entries)))
+    } else {
+        None
+    };
+    if !r.is_empty() {
+        return None;
+    }
     memo.reads = Reads {
-        claims: stored.claims.map(|(tree, files)| {
-            let files = files
-                .into_iter()
-                .map(|(p, id)| (p.into_owned(), id.0))
-                .collect();
-            (tree.0, files)
-        }),
-        entries: stored.entries.map(|(ids, entries)| {
-            let ids = ids.into_iter().map(|i| i.map(|i| i.0)).collect();
-            let entries: BTreeMap<String, ObjectId> = entries
-                .into_iter()
-                .map(|(p, id)| (p.into_owned(), id.0))
-                .collect();
-            (ids, Arc::new(entries))
-        }),
+        claims,
+        entries,
         changed: false,
     };
     Some(memo)
@@ -204,27 +204,8 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
         return Ok(());
     }
     let t = std::time::Instant::now();
-    let mut outputs: Vec<StoredOutputs> = core
-        .outputs
-        .files
-        .iter()
-        .map(|((claim_file, blob), o)| StoredOutputs {
-            claim_file: Cow::Borrowed(claim_file),
-            blob: Oid(*blob),
-            files: o
-                .files
-                .iter()
-                .map(|(p, id)| (Cow::Borrowed(p.as_str()), Oid(*id)))
-                .collect(),
-            failures: Cow::Borrowed(&o.failures),
-            workloads: o
-                .workloads
-                .iter()
-                .map(|(dir, hash)| (Cow::Borrowed(dir.as_str()), *hash))
-                .collect(),
-        })
-        .collect();
-    outputs.sort_by(|a, b| (&a.claim_file, a.blob.0).cmp(&(&b.claim_file, b.blob.0)));
+    let mut outputs: Vec<_> = core.outputs.files.iter().collect();
+    outputs.sort_by(|a, b| a.0.cmp(b.0));
     let mut refs: Vec<_> = core
         .file_refs
         .refs
@@ -251,40 +232,60 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
         })
         .collect();
     parsed.sort_by(|a, b| (&a.0, a.1 .0).cmp(&(&b.0, b.1 .0)));
-    let stored = Stored {
-        build: build(),
-        outputs_context: core.outputs.context,
-        outputs,
+    let rest = rmp_serde::to_vec(&Rest {
         refs_context: core.file_refs.context,
         refs,
         parsed,
-        claims: memo.reads.claims.as_ref().map(|(tree, files)| {
-            let files = files
-                .iter()
-                .map(|(p, id)| (Cow::Borrowed(p.as_str()), Oid(*id)))
-                .collect();
-            (Oid(*tree), files)
-        }),
-        entries: memo.reads.entries.as_ref().map(|(ids, entries)| {
-            (
-                ids.iter().map(|i| i.map(Oid)).collect(),
-                entries
-                    .iter()
-                    .map(|(p, id)| (Cow::Borrowed(p.as_str()), Oid(*id)))
-                    .collect(),
-            )
-        }),
-    };
+    })
+    .map_err(std::io::Error::other)?;
+
     let path = file(git_dir);
     let dir = path.parent().unwrap_or(git_dir);
     std::fs::create_dir_all(dir)?;
     crate::git::remove_stale(dir, ".memo.");
+    // The memo's file before it was framed by hand (all MessagePack): not read any more.
+    let _ = std::fs::remove_file(dir.join("memo.msgpack"));
     let tmp = dir.join(format!(".memo.{}.tmp", std::process::id()));
-    // Written as it is encoded: a memo of 10,000 applications is 5 MB, and a vector grown
-    // to that size touches three times as much fresh memory (most of a save's time).
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::fs::File::create(&tmp)?);
-    rmp_serde::encode::write(&mut out, &stored).map_err(std::io::Error::other)?;
-    out.into_inner().map_err(|e| e.into_error())?;
+    // Written as it is encoded: a memo of 10,000 applications is megabytes, and a vector
+    // grown to that size touches three times as much fresh memory.
+    let mut out = Out::new(std::io::BufWriter::with_capacity(
+        1 << 16,
+        std::fs::File::create(&tmp)?,
+    ));
+    out.raw(MAGIC)?;
+    out.bytes(build().as_bytes())?;
+    out.flag(core.outputs.context.is_some())?;
+    if let Some(context) = &core.outputs.context {
+        out.raw(context)?;
+    }
+    out.len(outputs.len())?;
+    for ((claim_file, blob), o) in outputs {
+        out.bytes(claim_file.as_bytes())?;
+        out.id(blob)?;
+        out.paths(o.files.iter().map(|(p, id)| (p.as_str(), id)), Out::id)?;
+        out.bytes(&rmp_serde::to_vec(&o.failures).map_err(std::io::Error::other)?)?;
+        out.paths(o.workloads.iter().map(|(d, h)| (d.as_str(), h)), |o, h| {
+            o.raw(h)
+        })?;
+    }
+    out.bytes(&rest)?;
+    out.flag(memo.reads.claims.is_some())?;
+    if let Some((tree, files)) = &memo.reads.claims {
+        out.id(tree)?;
+        out.paths(files.iter().map(|(p, id)| (p.as_str(), id)), Out::id)?;
+    }
+    out.flag(memo.reads.entries.is_some())?;
+    if let Some((ids, entries)) = &memo.reads.entries {
+        out.len(ids.len())?;
+        for id in ids {
+            out.flag(id.is_some())?;
+            if let Some(id) = id {
+                out.id(id)?;
+            }
+        }
+        out.paths(entries.iter().map(|(p, id)| (p.as_str(), id)), Out::id)?;
+    }
+    out.into_inner().into_inner().map_err(|e| e.into_error())?;
     std::fs::rename(&tmp, &path)?;
     tracing::debug!(elapsed = ?t.elapsed(), "memo saved");
     Ok(())
