@@ -90,6 +90,11 @@ impl<'a> In<'a> {
         self.b.is_empty()
     }
 
+    /// The bytes not read yet.
+    pub fn remaining(&self) -> usize {
+        self.b.len()
+    }
+
     pub fn raw(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.b.len() {
             return None;

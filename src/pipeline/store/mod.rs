@@ -16,6 +16,7 @@
 //! read is ignored (a full render, then a new one).
 
 mod bytes;
+mod outline;
 
 use self::bytes::{In, Out};
 use super::core::{FileOutputs, FileRefs, Outputs};
@@ -80,9 +81,9 @@ impl<'de> Deserialize<'de> for Oid {
 }
 
 /// What is stored through serde (MessagePack): the chart references and parsed claim
-/// files, a few hundred entries of nested types. The lists of paths, tens of thousands
-/// at 10,000 applications, are framed by hand ([`bytes`]): decoding them through serde
-/// was most of a hook's memo load.
+/// files without their workloads, a few hundred entries of nested types. The lists of
+/// paths and the workloads, tens of thousands at 10,000 applications, are framed by hand
+/// ([`bytes`], [`outline`]): decoding them through serde was most of a hook's memo load.
 #[derive(Serialize, Deserialize)]
 struct Rest<'a> {
     refs_context: [u8; 32],
@@ -92,7 +93,7 @@ struct Rest<'a> {
 }
 
 /// The first bytes of a memo file; a memo of another layout is not used.
-const MAGIC: &[u8] = b"claimd memo 4\n";
+const MAGIC: &[u8] = b"claimd memo 5\n";
 
 /// The memo the last process left in `git_dir`, or an empty one.
 pub fn load(git_dir: &Path) -> Memo {
@@ -114,8 +115,8 @@ pub fn load(git_dir: &Path) -> Memo {
 
 /// The layout, in order: [`MAGIC`]; the build; the outputs' context and, per claim file
 /// (by path and blob), its generated files, failures (MessagePack) and workloads' hashes;
-/// the [`Rest`]; the claim files of a `claims/` tree; the generated files under output
-/// folders of these tree ids.
+/// the [`Rest`] and the workloads of its parsed files; the claim files of a `claims/`
+/// tree; the generated files under output folders of these tree ids.
 fn decode(bytes: &[u8]) -> Option<Memo> {
     let mut r = In::new(bytes);
     if r.raw(MAGIC.len())? != MAGIC || r.bytes()? != build().as_bytes() {
@@ -150,14 +151,16 @@ fn decode(bytes: &[u8]) -> Option<Memo> {
     core.parsed = rest
         .parsed
         .into_iter()
-        .map(|(path, blob, outline, file)| {
+        .map(|(path, blob, in_outline, file)| {
             let key = (path.into_owned(), blob.0);
-            if outline {
+            if in_outline {
                 light.insert(key.clone());
             }
-            (key, file.into_owned())
+            let mut file = file.into_owned();
+            outline::join(&mut file, &mut r)?;
+            Some((key, file))
         })
-        .collect();
+        .collect::<Option<_>>()?;
     core.light = light;
     let claims = if r.flag()? {
         Some((r.id()?, r.paths(In::id)?))
@@ -220,22 +223,31 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
         .map(|(k, f)| (k, f.outline()))
         .collect();
     let outlines: HashMap<_, _> = outlines.iter().map(|(k, f)| (*k, f)).collect();
+    // Every file with workloads goes in outline: the ones not kept in outline in memory
+    // are made outlines here.
     let mut parsed: Vec<_> = core
         .parsed
         .iter()
         .map(|(k, f)| {
-            let (outline, file) = match outlines.get(k) {
-                Some(o) => (true, Cow::Borrowed(*o)),
-                None => (core.light.contains(k), Cow::Borrowed(f)),
+            let (in_outline, file) = match outlines.get(k) {
+                Some(o) => (true, *o),
+                None => (core.light.contains(k), f),
             };
-            (Cow::Borrowed(k.0.as_str()), Oid(k.1), outline, file)
+            let (shell, workloads) = outline::split(file);
+            (k, in_outline, shell, workloads)
         })
         .collect();
-    parsed.sort_by(|a, b| (&a.0, a.1 .0).cmp(&(&b.0, b.1 .0)));
+    parsed.sort_by(|a, b| a.0.cmp(b.0));
     let rest = rmp_serde::to_vec(&Rest {
         refs_context: core.file_refs.context,
         refs,
-        parsed,
+        parsed: parsed
+            .iter()
+            .map(|(k, in_outline, shell, _)| {
+                let path = Cow::Borrowed(k.0.as_str());
+                (path, Oid(k.1), *in_outline, Cow::Borrowed(shell))
+            })
+            .collect(),
     })
     .map_err(std::io::Error::other)?;
 
@@ -269,6 +281,11 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
         })?;
     }
     out.bytes(&rest)?;
+    for (_, _, _, workloads) in &parsed {
+        for list in workloads {
+            outline::write(&mut out, list)?;
+        }
+    }
     out.flag(memo.reads.claims.is_some())?;
     if let Some((tree, files)) = &memo.reads.claims {
         out.id(tree)?;
