@@ -254,6 +254,11 @@ impl Memo {
         }
     }
 
+    /// The chart references of the claim files seen (in whichever context).
+    pub fn chart_refs_seen(&self) -> BTreeSet<ChartRef> {
+        self.file_refs.refs.values().flatten().cloned().collect()
+    }
+
     /// Renders in batches from now on (see [`Memo::batched`]): a memo loaded from the
     /// store for a long-lived process.
     pub fn batch(&mut self) {

@@ -86,7 +86,15 @@ pub fn run(
     memo: &mut core::Memo,
 ) -> Result<Planned, core::Error> {
     let t = std::time::Instant::now();
-    let claims = core::load(snap, objects, memo)?;
+    // The charts the claims named last time are most likely those they name now: a
+    // local source parses them while the claims are read (a hook is a new process).
+    let likely = memo.chart_refs_seen();
+    let claims = std::thread::scope(|s| {
+        if !likely.is_empty() && req.charts.is_local() {
+            s.spawn(|| req.charts.warm(&likely));
+        }
+        core::load(snap, objects, memo)
+    })?;
     tracing::debug!(elapsed = ?t.elapsed(), "claims loaded");
     let refs = core::chart_refs(snap, &claims, req.settings, memo);
     let charts = req.charts.resolve(refs.iter());
