@@ -254,8 +254,13 @@ impl Memo {
         }
     }
 
-    /// The chart references of the claim files seen (in whichever context).
+    /// The chart references of the claim files seen (in whichever context), when no
+    /// claims were read with this memo yet (a memo just loaded by a new process, whose
+    /// charts are not parsed yet); else none (a long-lived process has them parsed).
     pub fn chart_refs_seen(&self) -> BTreeSet<ChartRef> {
+        if self.claims.is_some() {
+            return BTreeSet::new();
+        }
         self.file_refs.refs.values().flatten().cloned().collect()
     }
 

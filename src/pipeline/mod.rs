@@ -86,8 +86,8 @@ pub fn run(
     memo: &mut core::Memo,
 ) -> Result<Planned, core::Error> {
     let t = std::time::Instant::now();
-    // The charts the claims named last time are most likely those they name now: a
-    // local source parses them while the claims are read (a hook is a new process).
+    // The charts the claims named last time are most likely those they name now: in a
+    // new process (a hook), a local source parses them while the claims are read.
     let likely = memo.chart_refs_seen();
     let claims = std::thread::scope(|s| {
         if !likely.is_empty() && req.charts.is_local() {
