@@ -144,7 +144,7 @@ impl<'a> In<'a> {
         mut value: impl FnMut(&mut Self) -> Option<T>,
     ) -> Option<Vec<(String, T)>> {
         let n = self.len()?;
-        // Each item takes at least three bytes: a count no input of this size can hold
+        // Each item takes at least two bytes: a count no input of this size can hold
         // is refused before anything is allocated for it.
         if n > self.b.len() {
             return None;
