@@ -276,7 +276,13 @@ fn pre_receive_here(updates: &[RefLine]) -> Result<(Verdict, Option<crate::pipel
     let updates = parse_updates(updates)?;
     let mut memo = None;
     let verdict = reconcile::pre_receive(&repo, &updates, &opts, |id| {
-        let memo = memo.get_or_insert_with(|| crate::pipeline::store::load(repo.path()));
+        let memo = memo.get_or_insert_with(|| {
+            let old = updates
+                .iter()
+                .find(|u| u.new == Some(id))
+                .and_then(|u| u.old);
+            crate::pipeline::load_stored(&repo, &opts.charts, old, id)
+        });
         // Rendered here anyway: leave the bot commit's blobs for post-receive.
         let (diags, prepared) = reconcile::prepared::validate_and_prepare(&repo, id, &opts, memo)?;
         if let Some(p) = prepared {

@@ -254,14 +254,20 @@ impl Memo {
         }
     }
 
-    /// The chart references of the claim files seen (in whichever context), when no
-    /// claims were read with this memo yet (a memo just loaded by a new process, whose
-    /// charts are not parsed yet); else none (a long-lived process has them parsed).
+    /// The chart references of the claim files seen (in whichever context).
     pub fn chart_refs_seen(&self) -> BTreeSet<ChartRef> {
-        if self.claims.is_some() {
-            return BTreeSet::new();
-        }
         self.file_refs.refs.values().flatten().cloned().collect()
+    }
+
+    /// Claim files parsed ahead of a run ([`parse`]), as if the run had parsed them: a
+    /// file held only in outline is replaced by its complete form.
+    pub fn adopt(&mut self, parsed: Vec<(FileKey, ParsedFile)>) {
+        for (key, file) in parsed {
+            if !self.parsed.contains_key(&key) || self.light.remove(&key) {
+                self.parsed.insert(key, file);
+                self.learned = true;
+            }
+        }
     }
 
     /// Renders in batches from now on (see [`Memo::batched`]): a memo loaded from the
@@ -334,15 +340,7 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
             }
         }
     }
-    let fresh = crate::par::map(&to_parse, 16, |((path, id), text)| {
-        let (claims, diagnostics) = claims::parse_file(path, text, &Limits::default());
-        let file = ParsedFile {
-            path: path.clone(),
-            claims,
-            diagnostics,
-        };
-        ((path.clone(), *id), file)
-    });
+    let fresh = parse(&to_parse);
     memo.learned |= !fresh.is_empty();
     // Many files read at once in a long-lived process (a start-up): kept in outline,
     // each batch of the render parses its files again (see [`plan`]).
@@ -385,6 +383,19 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
         memo.claims = Some((tree, claims.clone()));
     }
     Ok(claims)
+}
+
+/// Parses claim files (on all cores).
+pub fn parse(files: &[(FileKey, String)]) -> Vec<(FileKey, ParsedFile)> {
+    crate::par::map(files, 16, |((path, id), text)| {
+        let (claims, diagnostics) = claims::parse_file(path, text, &Limits::default());
+        let file = ParsedFile {
+            path: path.clone(),
+            claims,
+            diagnostics,
+        };
+        ((path.clone(), *id), file)
+    })
 }
 
 /// `read` with the claims of these files complete, where the memo holds them only in

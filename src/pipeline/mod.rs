@@ -86,15 +86,7 @@ pub fn run(
     memo: &mut core::Memo,
 ) -> Result<Planned, core::Error> {
     let t = std::time::Instant::now();
-    // The charts the claims named last time are most likely those they name now: in a
-    // new process (a hook), a local source parses them while the claims are read.
-    let likely = memo.chart_refs_seen();
-    let claims = std::thread::scope(|s| {
-        if !likely.is_empty() && req.charts.is_local() {
-            s.spawn(|| req.charts.warm(&likely));
-        }
-        core::load(snap, objects, memo)
-    })?;
+    let claims = core::load(snap, objects, memo)?;
     tracing::debug!(elapsed = ?t.elapsed(), "claims loaded");
     let refs = core::chart_refs(snap, &claims, req.settings, memo);
     let charts = req.charts.resolve(refs.iter());
@@ -108,6 +100,44 @@ pub fn run(
     let planned = core::plan(snap, objects, &claims, &charts, &inputs, memo)?;
     tracing::debug!(elapsed = ?t.elapsed(), changes = planned.plan.changes.len(), "planned");
     Ok(planned)
+}
+
+/// The memo a new process (a hook) starts from: the one stored in `repo`, loaded on
+/// this thread while another parses what the run will need first — the charts the
+/// stored memo was made with (a local source's; see [`store::chart_refs`]) and the claim
+/// files that differ between `old` and `new` (the push) — and gives them to it. Anything
+/// that cannot be read ahead is left to the run.
+pub fn load_stored(
+    repo: &Repo,
+    charts: &charts::Source,
+    old: Option<ObjectId>,
+    new: ObjectId,
+) -> Memo {
+    let t = std::time::Instant::now();
+    let changed = old
+        .and_then(|old| snapshot::changed_claim_files(repo, old, new).ok())
+        .unwrap_or_default();
+    let texts: Vec<(core::FileKey, String)> = changed
+        .into_iter()
+        .filter_map(|key| {
+            let text = String::from_utf8(repo.read_blob(key.1).ok()?).ok()?;
+            Some((key, text))
+        })
+        .collect();
+    let dir = repo.path();
+    let (mut memo, parsed) = std::thread::scope(|s| {
+        let ahead = s.spawn(|| {
+            if charts.is_local() {
+                charts.warm(&store::chart_refs(dir));
+            }
+            core::parse(&texts)
+        });
+        let memo = store::load(dir);
+        (memo, ahead.join().unwrap_or_default())
+    });
+    tracing::debug!(elapsed = ?t.elapsed(), parsed = parsed.len(), "memo loaded, charts and changed claim files read ahead");
+    memo.core.adopt(parsed);
+    memo
 }
 
 /// The pipeline on a commit of `repo`.

@@ -6,7 +6,7 @@ use super::core::{Objects, ReadError, Snapshot};
 use crate::git::{self, Repo};
 use crate::render::{Change, OUTPUT_ROOTS};
 use gix::ObjectId;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,6 +36,29 @@ pub struct Reads {
     pub(crate) entries: Option<(RootIds, Arc<BTreeMap<String, ObjectId>>)>,
     /// Something was read since these were made (worth keeping, see [`super::store`]).
     pub(crate) changed: bool,
+}
+
+/// The claim files of `new` that `old` does not have (by path and blob id): what a push
+/// from `old` to `new` changed under `claims/`.
+pub fn changed_claim_files(
+    repo: &Repo,
+    old: ObjectId,
+    new: ObjectId,
+) -> Result<Vec<(String, ObjectId)>, git::Error> {
+    let claims_tree = |commit| -> Result<Option<ObjectId>, git::Error> {
+        let top = repo.top_level_of_tree(repo.tree_of(commit)?)?;
+        Ok(top.get("claims").copied())
+    };
+    if claims_tree(old)? == claims_tree(new)? {
+        return Ok(Vec::new());
+    }
+    let before: HashSet<(String, ObjectId)> =
+        repo.read_entries(old, &["claims"])?.into_iter().collect();
+    Ok(repo
+        .read_entries(new, &["claims"])?
+        .into_iter()
+        .filter(|f| is_claim_file(&f.0) && !before.contains(f))
+        .collect())
 }
 
 /// The snapshot of `commit`.

@@ -113,6 +113,15 @@ fn a_stored_memo_in_outline_plans_as_a_full_render() {
     )
     .expect("save");
 
+    // Its head names the charts it was made with, for a new process to parse ahead.
+    let seen: Vec<_> = memo_charts(dir.path());
+    assert!(!seen.is_empty());
+    assert_eq!(
+        store::chart_refs(dir.path()),
+        seen,
+        "the chart references at the head of the stored memo"
+    );
+
     // Another process: the memo comes back with the application files in outline.
     let loaded = store::load(dir.path());
     assert!(
@@ -133,7 +142,7 @@ fn a_stored_memo_in_outline_plans_as_a_full_render() {
     let full = run(&snap, &mem, &settings, &mut core::Memo::default());
     same(&from_stored, &full, "one claim file changed");
     assert!(!from_stored.plan.is_empty());
-    assert_eq!(from_stored.claim_files(), vec![changed]);
+    assert_eq!(from_stored.claim_files(), vec![changed.clone()]);
 
     // Another context (the settings): every application renders again, from outlines.
     let mut stored = store::load(dir.path()).core;
@@ -144,6 +153,49 @@ fn a_stored_memo_in_outline_plans_as_a_full_render() {
     let from_stored = run(&snap, &mem, &other, &mut stored);
     let full = run(&snap, &mem, &other, &mut core::Memo::default());
     same(&from_stored, &full, "another context");
+
+    // The changed claim file parsed ahead (as a hook does while its memo loads), and one
+    // held in outline replaced by its complete form: the same plan, nothing parsed again.
+    let mut stored = store::load(dir.path()).core;
+    let texts: Vec<_> = snap
+        .claim_files
+        .iter()
+        .filter(|(p, _)| *p == changed || p.contains("apps-00002"))
+        .map(|key| {
+            let text = String::from_utf8(mem.objects[&key.1].clone()).expect("utf-8");
+            (key.clone(), text)
+        })
+        .collect();
+    assert_eq!(texts.len(), 2);
+    stored.adopt(core::parse(&texts));
+    let reads = |memo: &mut core::Memo| {
+        let before = mem.reads.get();
+        let planned = run(&snap, &mem, &settings, memo);
+        (planned, mem.reads.get() - before)
+    };
+    let (from_stored, ahead) = reads(&mut stored);
+    same(
+        &from_stored,
+        &full_with(&snap, &mem, &settings),
+        "parsed ahead",
+    );
+    let (_, not_ahead) = reads(&mut store::load(dir.path()).core);
+    assert!(
+        ahead < not_ahead,
+        "the changed claim file is not read again: {ahead} reads against {not_ahead}"
+    );
+}
+
+fn memo_charts(dir: &std::path::Path) -> Vec<crate::values::ChartRef> {
+    store::load(dir)
+        .core
+        .chart_refs_seen()
+        .into_iter()
+        .collect()
+}
+
+fn full_with(snap: &Snapshot, mem: &Mem, settings: &Settings) -> Planned {
+    run(snap, mem, settings, &mut core::Memo::default())
 }
 
 #[test]

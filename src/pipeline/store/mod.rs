@@ -93,7 +93,7 @@ struct Rest<'a> {
 }
 
 /// The first bytes of a memo file; a memo of another layout is not used.
-const MAGIC: &[u8] = b"claimd memo 5\n";
+const MAGIC: &[u8] = b"claimd memo 6\n";
 
 /// The memo the last process left in `git_dir`, or an empty one.
 pub fn load(git_dir: &Path) -> Memo {
@@ -113,7 +113,8 @@ pub fn load(git_dir: &Path) -> Memo {
     }
 }
 
-/// The layout, in order: [`MAGIC`]; the build; the outputs' context and, per claim file
+/// The layout, in order: [`MAGIC`]; the build; the chart references of all claim files
+/// (first, see [`chart_refs`]); the outputs' context and, per claim file
 /// (by path and blob), its generated files, failures (MessagePack) and workloads' hashes;
 /// the [`Rest`] and the workloads of its parsed files; the claim files of a `claims/`
 /// tree; the generated files under output folders of these tree ids.
@@ -122,6 +123,7 @@ fn decode(bytes: &[u8]) -> Option<Memo> {
     if r.raw(MAGIC.len())? != MAGIC || r.bytes()? != build().as_bytes() {
         return None;
     }
+    read_chart_refs(&mut r)?;
     let mut memo = Memo::default();
     let core = &mut memo.core;
     let context = if r.flag()? { Some(r.hash()?) } else { None };
@@ -198,6 +200,49 @@ fn decode(bytes: &[u8]) -> Option<Memo> {
     Some(memo)
 }
 
+/// The chart references the memo in `git_dir` was made with, read from the head of its
+/// file (see [`decode`]): a new process parses those charts while the rest loads. Empty
+/// when there is no memo, or it does not read.
+pub fn chart_refs(git_dir: &Path) -> Vec<ChartRef> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read =
+        std::fs::File::open(file(git_dir)).and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head));
+    if read.is_err() {
+        return Vec::new();
+    }
+    let mut r = In::new(&head);
+    let refs = (|| {
+        if r.raw(MAGIC.len())? != MAGIC {
+            return None;
+        }
+        r.bytes()?;
+        read_chart_refs(&mut r)
+    })();
+    refs.unwrap_or_default()
+}
+
+/// How much of a memo's file [`chart_refs`] reads: more than the chart references of any
+/// repository take.
+const HEAD_BYTES: u64 = 64 << 10;
+
+fn read_chart_refs(r: &mut In<'_>) -> Option<Vec<ChartRef>> {
+    let n = r.len()?;
+    if n > r.remaining() {
+        return None;
+    }
+    let mut text = || Some(std::str::from_utf8(r.bytes()?).ok()?.to_owned());
+    (0..n)
+        .map(|_| {
+            Some(ChartRef {
+                repository: text()?,
+                name: text()?,
+                version: text()?,
+            })
+        })
+        .collect()
+}
+
 /// Leaves `memo` for the next process (atomically; see the module doc), unless it
 /// learned nothing since it was loaded. Claim files with applications are kept in
 /// outline (see [`ParsedFile::outline`]): a hook renders only the few that changed.
@@ -266,6 +311,13 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
     ));
     out.raw(MAGIC)?;
     out.bytes(build().as_bytes())?;
+    let charts = core.chart_refs_seen();
+    out.len(charts.len())?;
+    for c in &charts {
+        for text in [&c.repository, &c.name, &c.version] {
+            out.bytes(text.as_bytes())?;
+        }
+    }
     out.flag(core.outputs.context.is_some())?;
     if let Some(context) = &core.outputs.context {
         out.raw(context)?;
