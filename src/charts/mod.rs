@@ -155,18 +155,13 @@ impl Source {
         }
     }
 
-    /// Charts from the binary or a folder (not a registry).
-    pub fn is_local(&self) -> bool {
-        matches!(self, Source::Embedded | Source::Dir(_))
-    }
-
-    /// Parses the charts of `refs` that a local source (embedded, folder) has, so that a
-    /// [`Source::resolve`] of them later finds them parsed: called on another thread
-    /// while the claims are read. The OCI source does nothing here (it would ask the
-    /// registry for references that may no longer be wanted).
-    pub fn warm<'a>(&self, refs: impl IntoIterator<Item = &'a ChartRef>) {
-        if self.is_local() {
-            for r in refs {
+    /// Parses the charts of `refs` (asked for only from a local source: embedded, folder)
+    /// so that a [`Source::resolve`] of them later finds them parsed: called on another
+    /// thread while the claims are read. The OCI source does nothing here (it would ask
+    /// the registry for references that may no longer be wanted).
+    pub fn warm(&self, refs: impl FnOnce() -> Vec<ChartRef>) {
+        if matches!(self, Source::Embedded | Source::Dir(_)) {
+            for r in &refs() {
                 // A chart that does not load is reported by the resolve that needs it.
                 let _ = self.load(r);
             }

@@ -263,7 +263,8 @@ impl Memo {
     /// file held only in outline is replaced by its complete form.
     pub fn adopt(&mut self, parsed: Vec<(FileKey, ParsedFile)>) {
         for (key, file) in parsed {
-            if !self.parsed.contains_key(&key) || self.light.remove(&key) {
+            let outline_only = self.light.remove(&key);
+            if outline_only || !self.parsed.contains_key(&key) {
                 self.parsed.insert(key, file);
                 self.learned = true;
             }

@@ -104,7 +104,7 @@ pub fn run(
 
 /// The memo a new process (a hook) starts from: the one stored in `repo`, loaded on
 /// this thread while another parses what the run will need first — the charts the
-/// stored memo was made with (a local source's; see [`store::chart_refs`]) and the claim
+/// stored memo was made with (a local source's; see [`store::Stored::chart_refs`]) and the claim
 /// files that differ between `old` and `new` (the push) — and gives them to it. Anything
 /// that cannot be read ahead is left to the run.
 pub fn load_stored(
@@ -124,15 +124,20 @@ pub fn load_stored(
             Some((key, text))
         })
         .collect();
-    let dir = repo.path();
+    let stored = store::read(repo.path());
     let (mut memo, parsed) = std::thread::scope(|s| {
         let ahead = s.spawn(|| {
-            if charts.is_local() {
-                charts.warm(&store::chart_refs(dir));
-            }
+            charts.warm(|| {
+                stored
+                    .as_ref()
+                    .map(store::Stored::chart_refs)
+                    .unwrap_or_default()
+            });
             core::parse(&texts)
         });
-        let memo = store::load(dir);
+        let memo = stored
+            .as_ref()
+            .map_or_else(Memo::default, store::Stored::decode);
         (memo, ahead.join().unwrap_or_default())
     });
     tracing::debug!(elapsed = ?t.elapsed(), parsed = parsed.len(), "memo loaded, charts and changed claim files read ahead");

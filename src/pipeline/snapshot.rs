@@ -46,8 +46,7 @@ pub fn changed_claim_files(
     new: ObjectId,
 ) -> Result<Vec<(String, ObjectId)>, git::Error> {
     let claims_tree = |commit| -> Result<Option<ObjectId>, git::Error> {
-        let top = repo.top_level_of_tree(repo.tree_of(commit)?)?;
-        Ok(top.get("claims").copied())
+        Ok(repo.top_level(commit)?.get("claims").copied())
     };
     if claims_tree(old)? == claims_tree(new)? {
         return Ok(Vec::new());

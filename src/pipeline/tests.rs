@@ -117,7 +117,7 @@ fn a_stored_memo_in_outline_plans_as_a_full_render() {
     let seen: Vec<_> = memo_charts(dir.path());
     assert!(!seen.is_empty());
     assert_eq!(
-        store::chart_refs(dir.path()),
+        store::read(dir.path()).expect("stored").chart_refs(),
         seen,
         "the chart references at the head of the stored memo"
     );

@@ -122,6 +122,11 @@ impl<'a> In<'a> {
         self.raw(n)
     }
 
+    /// A string written by [`Out::bytes`].
+    pub fn string(&mut self) -> Option<String> {
+        Some(std::str::from_utf8(self.bytes()?).ok()?.to_owned())
+    }
+
     pub fn id(&mut self) -> Option<ObjectId> {
         ObjectId::try_from(self.raw(20)?).ok()
     }

@@ -97,24 +97,51 @@ const MAGIC: &[u8] = b"claimd memo 6\n";
 
 /// The memo the last process left in `git_dir`, or an empty one.
 pub fn load(git_dir: &Path) -> Memo {
-    let t = std::time::Instant::now();
-    let Ok(bytes) = std::fs::read(file(git_dir)) else {
-        return Memo::default();
-    };
-    match decode(&bytes) {
-        Some(memo) => {
-            tracing::debug!(elapsed = ?t.elapsed(), bytes = bytes.len(), "memo loaded");
-            memo
+    read(git_dir).map_or_else(Memo::default, |stored| stored.decode())
+}
+
+/// A memo's file as read, not decoded yet.
+pub struct Stored(Vec<u8>);
+
+/// The memo's file in `git_dir`, if there is one.
+pub fn read(git_dir: &Path) -> Option<Stored> {
+    std::fs::read(file(git_dir)).ok().map(Stored)
+}
+
+impl Stored {
+    /// The memo, or an empty one when it does not read or another build wrote it.
+    pub fn decode(&self) -> Memo {
+        let t = std::time::Instant::now();
+        match decode(&self.0) {
+            Some(memo) => {
+                tracing::debug!(elapsed = ?t.elapsed(), bytes = self.0.len(), "memo loaded");
+                memo
+            }
+            None => {
+                tracing::debug!("the stored memo does not read or is of another build: not used");
+                Memo::default()
+            }
         }
-        None => {
-            tracing::debug!("the stored memo does not read or is of another build: not used");
-            Memo::default()
-        }
+    }
+
+    /// The chart references the memo was made with, read from its head without decoding
+    /// the rest (see [`decode`]): a new process parses those charts while it decodes.
+    /// Empty when the memo does not read.
+    pub fn chart_refs(&self) -> Vec<ChartRef> {
+        let mut r = In::new(&self.0);
+        (|| {
+            if r.raw(MAGIC.len())? != MAGIC {
+                return None;
+            }
+            r.bytes()?;
+            read_chart_refs(&mut r)
+        })()
+        .unwrap_or_default()
     }
 }
 
 /// The layout, in order: [`MAGIC`]; the build; the chart references of all claim files
-/// (first, see [`chart_refs`]); the outputs' context and, per claim file
+/// (first, see [`Stored::chart_refs`]); the outputs' context and, per claim file
 /// (by path and blob), its generated files, failures (MessagePack) and workloads' hashes;
 /// the [`Rest`] and the workloads of its parsed files; the claim files of a `claims/`
 /// tree; the generated files under output folders of these tree ids.
@@ -130,7 +157,7 @@ fn decode(bytes: &[u8]) -> Option<Memo> {
     let n = r.len()?;
     let mut files = HashMap::with_capacity(n.min(bytes.len()));
     for _ in 0..n {
-        let claim_file = std::str::from_utf8(r.bytes()?).ok()?.to_owned();
+        let claim_file = r.string()?;
         let blob = r.id()?;
         let outputs = FileOutputs {
             files: r.paths(In::id)?,
@@ -200,44 +227,17 @@ fn decode(bytes: &[u8]) -> Option<Memo> {
     Some(memo)
 }
 
-/// The chart references the memo in `git_dir` was made with, read from the head of its
-/// file (see [`decode`]): a new process parses those charts while the rest loads. Empty
-/// when there is no memo, or it does not read.
-pub fn chart_refs(git_dir: &Path) -> Vec<ChartRef> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    let read =
-        std::fs::File::open(file(git_dir)).and_then(|f| f.take(HEAD_BYTES).read_to_end(&mut head));
-    if read.is_err() {
-        return Vec::new();
-    }
-    let mut r = In::new(&head);
-    let refs = (|| {
-        if r.raw(MAGIC.len())? != MAGIC {
-            return None;
-        }
-        r.bytes()?;
-        read_chart_refs(&mut r)
-    })();
-    refs.unwrap_or_default()
-}
-
-/// How much of a memo's file [`chart_refs`] reads: more than the chart references of any
-/// repository take.
-const HEAD_BYTES: u64 = 64 << 10;
-
 fn read_chart_refs(r: &mut In<'_>) -> Option<Vec<ChartRef>> {
     let n = r.len()?;
     if n > r.remaining() {
         return None;
     }
-    let mut text = || Some(std::str::from_utf8(r.bytes()?).ok()?.to_owned());
     (0..n)
         .map(|_| {
             Some(ChartRef {
-                repository: text()?,
-                name: text()?,
-                version: text()?,
+                repository: r.string()?,
+                name: r.string()?,
+                version: r.string()?,
             })
         })
         .collect()
@@ -261,22 +261,18 @@ pub fn save(git_dir: &Path, memo: &Memo) -> std::io::Result<()> {
         .map(|((p, id), r)| (Cow::Borrowed(p.as_str()), Oid(*id), Cow::Borrowed(r)))
         .collect();
     refs.sort_by(|a, b| (&a.0, a.1 .0).cmp(&(&b.0, b.1 .0)));
-    let outlines: Vec<_> = core
-        .parsed
-        .iter()
-        .filter(|(k, f)| !core.light.contains(*k) && f.has_workloads())
-        .map(|(k, f)| (k, f.outline()))
-        .collect();
-    let outlines: HashMap<_, _> = outlines.iter().map(|(k, f)| (*k, f)).collect();
-    // Every file with workloads goes in outline: the ones not kept in outline in memory
-    // are made outlines here.
+    // Every claim file with workloads is stored in outline (made one here if it is not
+    // held so in memory), its workloads framed apart from the rest.
     let mut parsed: Vec<_> = core
         .parsed
         .iter()
         .map(|(k, f)| {
-            let (in_outline, file) = match outlines.get(k) {
-                Some(o) => (true, *o),
-                None => (core.light.contains(k), f),
+            let light = core.light.contains(k);
+            let in_outline = light || f.has_workloads();
+            let file = if in_outline && !light {
+                f.outline()
+            } else {
+                f.clone()
             };
             let (shell, workloads) = outline::split(file);
             (k, in_outline, shell, workloads)

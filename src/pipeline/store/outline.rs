@@ -12,15 +12,14 @@ use std::sync::Arc;
 
 /// `file` without its workloads (to go through serde), and the workloads of each of
 /// its claims that has them, in claim order.
-pub(super) fn split(file: &ParsedFile) -> (ParsedFile, Vec<Arc<[Workload]>>) {
-    let mut shell = file.clone();
+pub(super) fn split(mut file: ParsedFile) -> (ParsedFile, Vec<Arc<[Workload]>>) {
     let mut lists = Vec::new();
-    for claim in &mut shell.claims {
+    for claim in &mut file.claims {
         if let Spec::Application(w) | Spec::Platform(w) = &mut claim.spec {
             lists.push(std::mem::replace(&mut w.workloads, Arc::from([])));
         }
     }
-    (shell, lists)
+    (file, lists)
 }
 
 /// Gives the claims of `shell` that have workloads theirs back, as [`write`] left them.
@@ -125,7 +124,7 @@ fn pos<W: io::Write>(out: &mut Out<W>, p: Pos) -> io::Result<()> {
 }
 
 fn read_spanned(r: &mut In<'_>) -> Option<Spanned<String>> {
-    let value = std::str::from_utf8(r.bytes()?).ok()?.to_owned();
+    let value = r.string()?;
     Some(Spanned::new(value, read_pos(r)?))
 }
 
@@ -155,7 +154,7 @@ mod tests {
                 diagnostics: Vec::new(),
             }
             .outline();
-            let (mut shell, lists) = split(&file);
+            let (mut shell, lists) = split(file.clone());
             let mut out = Out::new(Vec::new());
             for list in &lists {
                 write(&mut out, list).expect("write");
