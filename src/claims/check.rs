@@ -3,12 +3,91 @@
 use super::names::environment_namespace;
 use super::reader::Ctx;
 use super::*;
+use std::collections::hash_map::Entry;
 use std::collections::BTreeMap;
 
 /// The clusterType folder claimd uses for Catalyst Environments.
 pub const RESERVED_CLUSTER_TYPE: &str = "catalyst";
 
 pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
+    let mut diags = check_rest(claims);
+    diags.extend(check_names(claims));
+    diags
+}
+
+/// Applications and services: names unique per environment (the first one in claim
+/// order keeps its name; every later one is an error). The daemon keeps the same check
+/// up to date file by file instead (`pipeline`'s name index).
+pub fn check_names(claims: &[Claim]) -> Vec<Diagnostic> {
+    // Sized up front: growing a map of ten thousand names is most of this check's time.
+    let total: usize = claims
+        .iter()
+        .filter_map(|c| c.workloads())
+        .map(|(wc, _)| wc.workloads.len())
+        .sum();
+    let mut names: rustc_hash::FxHashMap<(&str, &str, &str), (&Claim, Pos)> =
+        rustc_hash::FxHashMap::with_capacity_and_hasher(total, Default::default());
+    let mut diags = Vec::new();
+    for c in claims {
+        let Some((wc, _)) = c.workloads() else {
+            continue;
+        };
+        let (env, ct) = (&wc.environment.value, &wc.cluster_type.value);
+        for w in wc.workloads.iter() {
+            match names.entry((ct, env, &w.name.value)) {
+                Entry::Occupied(first) => {
+                    let (first, pos) = first.get();
+                    diags.push(duplicate_name(
+                        Seen::new(&c.source, w.name.pos),
+                        Seen::new(&first.source, *pos),
+                        &w.name.value,
+                        ct,
+                        env,
+                    ));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert((c, w.name.pos));
+                }
+            }
+        }
+    }
+    diags
+}
+
+/// Where a name is defined: its claim file and position.
+#[derive(Debug, Clone, Copy)]
+pub struct Seen<'a> {
+    pub file: &'a str,
+    pub pos: Pos,
+}
+
+impl<'a> Seen<'a> {
+    pub fn new(file: &'a str, pos: Pos) -> Seen<'a> {
+        Seen { file, pos }
+    }
+}
+
+/// The error on an application or service whose name is taken in its environment.
+pub fn duplicate_name(
+    again: Seen<'_>,
+    first: Seen<'_>,
+    name: &str,
+    cluster_type: &str,
+    environment: &str,
+) -> Diagnostic {
+    let mut ctx = Ctx::new(again.file);
+    ctx.error(
+        again.pos,
+        format!(
+            "`{name}` is already defined in environment `{cluster_type}/{environment}` at {}:{}; application and service names must be unique per environment",
+            first.file, first.pos
+        ),
+    );
+    ctx.diags.remove(0)
+}
+
+/// Every check across claims but [`check_names`].
+pub fn check_rest(claims: &[Claim]) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
     let mut report = |file: &str, pos: Pos, msg: String| {
         let mut ctx = Ctx::new(file);
@@ -71,20 +150,12 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
         bootstraps.insert(&b.cluster_type.value, (c, b));
     }
 
-    // Workloads: declared environments, unique names per environment.
-    // Sized up front: growing a map of ten thousand names is most of this check's time.
-    let total: usize = claims
-        .iter()
-        .filter_map(|c| c.workloads())
-        .map(|(wc, _)| wc.workloads.len())
-        .sum();
-    let mut names: rustc_hash::FxHashMap<(&str, &str, &str), (&Claim, Pos)> =
-        rustc_hash::FxHashMap::with_capacity_and_hasher(total, Default::default());
+    // Workloads: declared environments (their names: [`check_names`]).
     for c in claims {
         let Some((wc, _)) = c.workloads() else {
             continue;
         };
-        let (env, ct, workloads) = (&wc.environment, &wc.cluster_type, &wc.workloads[..]);
+        let (env, ct) = (&wc.environment, &wc.cluster_type);
         if ct.value == RESERVED_CLUSTER_TYPE {
             report(
                 &c.source,
@@ -107,21 +178,6 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
                         declared.join(", ")
                     ),
                 );
-            }
-        }
-        for w in workloads {
-            let key = (ct.value.as_str(), env.value.as_str(), w.name.value.as_str());
-            if let Some((first, pos)) = names.get(&key) {
-                report(
-                    &c.source,
-                    w.name.pos,
-                    format!(
-                        "`{}` is already defined in environment `{}/{}` at {}:{}; application and service names must be unique per environment",
-                        w.name.value, ct.value, env.value, first.source, pos
-                    ),
-                );
-            } else {
-                names.insert(key, (c, w.name.pos));
             }
         }
     }
@@ -177,7 +233,11 @@ pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
         }
     }
     // A preview's namespace that applications go to as well: claimd would own it twice.
+    // (Once no Environment's namespace is left, nothing can clash: the rest is not walked.)
     for c in claims {
+        if namespaces.is_empty() {
+            break;
+        }
         let Some((wc, _)) = c.workloads() else {
             continue;
         };

@@ -10,7 +10,9 @@ pub mod names;
 pub mod quantity;
 mod reader;
 
-pub use check::{environment_team, RESERVED_CLUSTER_TYPE};
+pub use check::{
+    check_names, check_set, duplicate_name, environment_team, Seen, RESERVED_CLUSTER_TYPE,
+};
 pub use diagnostic::{Diagnostic, Severity};
 pub use reader::Spanned;
 
@@ -307,7 +309,17 @@ pub fn load(files: &[(String, String)], limits: &Limits) -> Loaded {
 
 /// Combines parsed files (in any order) and checks them against each other: a file with
 /// an error contributes no claims.
-pub fn combine(mut files: Vec<ParsedFile>) -> Loaded {
+pub fn combine(files: Vec<ParsedFile>) -> Loaded {
+    combine_named(files, check::check_names)
+}
+
+/// [`combine`] with the check of application and service names given: `names` gets the
+/// claims of the files without errors, in path order, and says what [`check_names`]
+/// would (the daemon keeps those names up to date file by file instead).
+pub fn combine_named(
+    mut files: Vec<ParsedFile>,
+    names: impl FnOnce(&[Claim]) -> Vec<Diagnostic>,
+) -> Loaded {
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let mut out = Loaded::default();
     for f in files {
@@ -318,7 +330,8 @@ pub fn combine(mut files: Vec<ParsedFile>) -> Loaded {
         }
         out.diagnostics.extend(f.diagnostics);
     }
-    let cross = check::check_set(&out.claims);
+    let mut cross = check::check_rest(&out.claims);
+    cross.extend(names(&out.claims));
     for d in &cross {
         if d.is_error() && !out.failed_files.contains(&d.file) {
             out.failed_files.push(d.file.clone());

@@ -159,6 +159,10 @@ impl<'a> Obj<'a> {
 
     pub fn opt_str(&self, ctx: &mut Ctx, name: &'static str) -> Option<Spanned<String>> {
         let node = self.get(name)?;
+        if let NodeValue::Str(s) = &node.value {
+            // The dotted path is only for a message: not built for a field that is fine.
+            return Some(Spanned::new(s.clone(), node.pos));
+        }
         as_string(ctx, node, &self.child_path(name))
     }
 

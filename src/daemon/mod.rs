@@ -1068,9 +1068,8 @@ async fn serve(
                 let mut cache = cache
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                let report = reconcile::reconcile_cached(&r, &options, &mut cache);
-                cache.core.shrink();
-                let report = report?;
+                // The memo goes back to outline once the push has its answer (below).
+                let report = reconcile::reconcile_cached(&r, &options, &mut cache)?;
                 let seen = record::observe(&r, &report, &options.bot);
                 Ok::<_, Error>((report, seen))
             })
@@ -1127,6 +1126,15 @@ async fn serve(
             }
         }
         slot.served.send_replace((serving, summary));
+        if render {
+            // Off the push's path: the hook waiting for this reconcile has its answer.
+            let slot = slot.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut memo = slot.cache.lock().unwrap_or_else(|p| p.into_inner());
+                memo.core.shrink();
+            })
+            .await;
+        }
         match &result {
             Ok(report) => {
                 for reason in claim_failures(report) {

@@ -11,6 +11,7 @@
 //! checks, ApplicationSets, root apps and previews are always recomputed. With an
 //! empty memo this is exactly a full render.
 
+use super::names::NameIndex;
 use crate::claims::{self, Diagnostic, ParsedFile, Severity, Spec};
 use crate::render::{self, parse_owners, Charts, Failure, Plan, Rendered, Settings};
 use crate::values::ChartRef;
@@ -190,6 +191,9 @@ pub struct Memo {
     pub(crate) learned: bool,
     /// The last plan, by [`plan_key`] (see [`plan`]).
     last_plan: Option<([u8; 32], Planned)>,
+    /// The names of applications and services across the claim files of the last claim
+    /// set (a long-lived process: checked file by file; a hook checks them all at once).
+    names: Option<NameIndex>,
 }
 
 /// The generated files of each claim file's applications, in one context.
@@ -275,6 +279,7 @@ impl Memo {
     /// store for a long-lived process.
     pub fn batch(&mut self) {
         self.batched = true;
+        self.names.get_or_insert_with(NameIndex::default);
     }
 
     /// Nothing learned yet (a new memo, or one let go).
@@ -287,6 +292,7 @@ impl Memo {
     pub fn batched() -> Memo {
         Memo {
             batched: true,
+            names: Some(NameIndex::default()),
             ..Memo::default()
         }
     }
@@ -364,7 +370,17 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
         .filter_map(|k| memo.parsed.get(k).cloned())
         .collect();
     tracing::debug!(parsed = to_parse.len(), "claims parsed");
-    let mut loaded = claims::combine(parsed);
+    let mut loaded = match &mut memo.names {
+        Some(names) => {
+            names.sync(
+                snap.claim_files
+                    .iter()
+                    .filter_map(|k| memo.parsed.get_key_value(k)),
+            );
+            claims::combine_named(parsed, |_| names.diagnostics())
+        }
+        None => claims::combine(parsed),
+    };
     let mut diagnostics = Vec::new();
     for path in unreadable {
         diagnostics.push(Diagnostic {

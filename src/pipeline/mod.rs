@@ -11,6 +11,7 @@
 //! - [`run`] puts them together with the chart adapter in between.
 
 pub mod core;
+mod names;
 pub mod snapshot;
 pub mod store;
 #[cfg(test)]

@@ -319,3 +319,47 @@ fn a_render_that_streams_new_files_plans_the_same() {
     let snap = snapshot(&mut mem, &claims, &entries);
     check(&snap, &mem, "into a tree with files");
 }
+
+/// The daemon's memo checks names file by file: a push that gives an application the
+/// name of one in another claim file, and the push that takes it back, plan as a
+/// render from scratch does (the later definition fails, its files are kept).
+#[test]
+fn names_checked_file_by_file_plan_as_a_full_render() {
+    let mut mem = Mem::default();
+    let original = crate::examples::synthetic(300);
+    let settings = Settings::default();
+    let mut entries = BTreeMap::new();
+    let mut memo = core::Memo::batched();
+    let first = run(
+        &snapshot(&mut mem, &original, &entries),
+        &mem,
+        &settings,
+        &mut memo,
+    );
+    commit(&mut mem, &mut entries, &first);
+    // The second file of applications goes to the first one's environment and takes
+    // the name of its first application.
+    let (dev, qa) = (
+        crate::examples::SYNTHETIC_ENVS[0],
+        crate::examples::SYNTHETIC_ENVS[1],
+    );
+    let mut clashing = original.clone();
+    clashing[2].1 = clashing[2].1.replace(
+        &format!("environment: {qa}"),
+        &format!("environment: {dev}"),
+    );
+    clashing[2].1 = clashing[2]
+        .1
+        .replacen("name: app-00100", "name: app-00000", 1);
+    for (what, claims) in [("clash", &clashing), ("clash taken back", &original)] {
+        let snap = snapshot(&mut mem, claims, &entries);
+        let kept = run(&snap, &mem, &settings, &mut memo);
+        same(&kept, &full_with(&snap, &mem, &settings), what);
+        let clash = kept
+            .diagnostics
+            .iter()
+            .any(|d| d.message.contains("`app-00000` is already defined"));
+        assert_eq!(clash, what == "clash", "{what}: {:?}", kept.diagnostics);
+        commit(&mut mem, &mut entries, &kept);
+    }
+}
