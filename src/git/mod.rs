@@ -4,6 +4,7 @@
 
 pub mod pack;
 pub mod push;
+mod tree;
 
 use crate::render::{Change, ChangeKind};
 use gix::bstr::ByteSlice;
@@ -457,12 +458,20 @@ impl Repo {
 
     /// The tree of `parent` with the staged files (blobs already written), written.
     pub fn write_tree(&self, parent: ObjectId, staged: &[Staged]) -> Result<ObjectId> {
-        self.edit_tree(parent, staged, |t| {
-            self.repo
-                .write_object(t)
-                .map(|id| id.detach())
-                .map_err(git_err("writing the tree"))
-        })
+        let root = self.tree_of(parent)?;
+        tree::edit(
+            root,
+            staged,
+            self.repo.object_hash(),
+            // Read through this repository (a pre-receive hook's tree is in the quarantine).
+            &mut |id, buf| self.object(id, buf).map(drop),
+            &mut |bytes| {
+                self.repo
+                    .write_object(tree::Raw(bytes))
+                    .map(|id| id.detach())
+                    .map_err(git_err("writing a tree"))
+            },
+        )
     }
 
     /// The tree of `parent` with the staged files, each new tree given to `write`.
