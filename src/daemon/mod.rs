@@ -1075,7 +1075,7 @@ async fn serve(
             })
         })
         .await;
-        drop((timer, permit));
+        drop(timer);
         slot.work.reconciles.fetch_add(1, Ordering::SeqCst);
         let (result, seen) = match result.unwrap_or_else(|e| Err(Error::Task(e))) {
             Ok((report, seen)) => (Ok(report), Some(seen)),
@@ -1126,15 +1126,17 @@ async fn serve(
             }
         }
         slot.served.send_replace((serving, summary));
-        if render {
-            // Off the push's path: the hook waiting for this reconcile has its answer.
-            let slot = slot.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                let mut memo = slot.cache.lock().unwrap_or_else(|p| p.into_inner());
-                memo.core.shrink();
-            })
-            .await;
-        }
+        // The memo back to outline off the push's path (the hook waiting for this
+        // reconcile has its answer), within the renders' limit still: a thousand
+        // repositories starting at once hold their claims complete a core's worth at a
+        // time.
+        let in_slot = slot.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            let mut memo = in_slot.cache.lock().unwrap_or_else(|p| p.into_inner());
+            memo.core.shrink();
+        })
+        .await;
+        drop(permit);
         match &result {
             Ok(report) => {
                 for reason in claim_failures(report) {
