@@ -192,7 +192,8 @@ pub struct Memo {
     /// The last plan, by [`plan_key`] (see [`plan`]).
     last_plan: Option<([u8; 32], Planned)>,
     /// The names of applications and services across the claim files of the last claim
-    /// set (a long-lived process: checked file by file; a hook checks them all at once).
+    /// set (a long-lived process, from its second claim set on: checked file by file; a
+    /// hook checks them all at once).
     names: Option<NameIndex>,
 }
 
@@ -279,7 +280,6 @@ impl Memo {
     /// store for a long-lived process.
     pub fn batch(&mut self) {
         self.batched = true;
-        self.names.get_or_insert_with(NameIndex::default);
     }
 
     /// Nothing learned yet (a new memo, or one let go).
@@ -292,7 +292,6 @@ impl Memo {
     pub fn batched() -> Memo {
         Memo {
             batched: true,
-            names: Some(NameIndex::default()),
             ..Memo::default()
         }
     }
@@ -379,7 +378,15 @@ pub fn load(snap: &Snapshot, objects: &dyn Objects, memo: &mut Memo) -> Result<A
             );
             claims::combine_named(parsed, |_| names.diagnostics())
         }
-        None => claims::combine(parsed),
+        None => {
+            // A long-lived process checks the first claim set it sees whole (a thousand
+            // repositories starting at once build no index they may never use again)
+            // and keeps the names file by file from the next one on.
+            if memo.batched {
+                memo.names = Some(NameIndex::default());
+            }
+            claims::combine(parsed)
+        }
     };
     let mut diagnostics = Vec::new();
     for path in unreadable {
