@@ -4,9 +4,11 @@
 //! changed application that is 2,500 entries of its environment's `applications/`
 //! folder taken apart and put together again, most of a small bot commit's time.
 //!
-//! The result is the editor's, tree for tree (a test compares them): an upsert replaces
-//! whatever has the name, a removal takes it away, a folder left empty goes from its
-//! parent, and the root is written even when empty.
+//! For a plan's edits (files, none inside another) the result is the editor's, tree for
+//! tree (a test compares them): an upsert replaces whatever has the name, a removal
+//! takes it away, a folder left empty goes from its parent, and the root is written even
+//! when empty. (Edits in order are applied in order: a removal and then a path below it
+//! give a folder with that path only; gix's editor brings back what was removed.)
 
 use super::{git_err, Result, Staged};
 use gix::objs::tree::EntryMode;
@@ -44,6 +46,11 @@ pub(crate) fn edit(
 ) -> Result<ObjectId> {
     let mut edits = BTreeMap::new();
     for s in staged {
+        if s.path.split('/').any(str::is_empty) {
+            return Err(git_err(format!("adding {}", s.path))(
+                "a path with an empty name in it",
+            ));
+        }
         insert(&mut edits, s.path.as_bytes(), s.blob);
     }
     let id = folder(Some(root), &edits, hash, read, write)?;
@@ -92,10 +99,13 @@ fn folder(
     }
     let mut entries = Vec::new();
     for entry in gix::objs::TreeRefIter::from_bytes(&buf, hash) {
-        let entry = entry.map_err(git_err(format!(
-            "reading tree {}",
-            tree.unwrap_or(ObjectId::null(hash))
-        )))?;
+        // The message only for an error (not formatted for each of thousands of entries).
+        let entry = entry.map_err(|e| {
+            git_err(format!(
+                "reading tree {}",
+                tree.unwrap_or(ObjectId::null(hash))
+            ))(e)
+        })?;
         entries.push(Entry {
             mode: entry.mode,
             name: entry.filename.as_ref(),

@@ -11,8 +11,8 @@
 //! checks, ApplicationSets, root apps and previews are always recomputed. With an
 //! empty memo this is exactly a full render.
 
-use super::names::NameIndex;
 use crate::claims::{self, Diagnostic, ParsedFile, Severity, Spec};
+use crate::pipeline::names::NameIndex;
 use crate::render::{self, parse_owners, Charts, Failure, Plan, Rendered, Settings};
 use crate::values::ChartRef;
 use crate::yaml::{Limits, Pos};

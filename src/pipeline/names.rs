@@ -3,8 +3,8 @@
 //! that file's names instead of checking ten thousand again. It says what
 //! [`claims::check_names`] says of the same files (the tests compare the two).
 
-use super::core::FileKey;
 use crate::claims::{self, Diagnostic, ParsedFile, Seen};
+use crate::pipeline::core::FileKey;
 use crate::yaml::Pos;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::collections::HashMap;
