@@ -103,11 +103,11 @@ pub fn run(
     Ok(planned)
 }
 
-/// The memo a new process (a hook) starts from: the one stored in `repo`, loaded on
-/// this thread while another parses what the run will need first — the charts the
-/// stored memo was made with (a local source's; see [`store::Stored::chart_refs`]) and the claim
-/// files that differ between `old` and `new` (the push) — and gives them to it. Anything
-/// that cannot be read ahead is left to the run.
+/// The memo a new process (a hook) starts from: the one stored in `repo`, read and
+/// loaded on this thread while another parses what the run will need first — the claim
+/// files that differ between `old` and `new` (the push), then the charts the stored
+/// memo was made with (a local source's; see [`store::Stored::chart_refs`]) — and gives
+/// them to it. Anything that cannot be read ahead is left to the run.
 pub fn load_stored(
     repo: &Repo,
     charts: &charts::Source,
@@ -125,17 +125,23 @@ pub fn load_stored(
             Some((key, text))
         })
         .collect();
-    let stored = store::read(repo.path());
+    // The second thread starts on the claim files while this one reads the stored memo
+    // and hands it the charts named at its head.
+    let (refs_to_warm, refs) = std::sync::mpsc::channel();
     let (mut memo, parsed) = std::thread::scope(|s| {
-        let ahead = s.spawn(|| {
-            charts.warm(|| {
-                stored
-                    .as_ref()
-                    .map(store::Stored::chart_refs)
-                    .unwrap_or_default()
-            });
-            core::parse(&texts)
+        let ahead = s.spawn(move || {
+            let parsed = core::parse(&texts);
+            charts.warm(|| refs.recv().unwrap_or_default());
+            parsed
         });
+        let stored = store::read(repo.path());
+        // Refused only when the source is not a local one (nobody waits for them).
+        let _ = refs_to_warm.send(
+            stored
+                .as_ref()
+                .map(store::Stored::chart_refs)
+                .unwrap_or_default(),
+        );
         let memo = stored
             .as_ref()
             .map_or_else(Memo::default, store::Stored::decode);
