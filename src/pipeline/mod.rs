@@ -135,7 +135,7 @@ pub fn load_stored(
             parsed
         });
         let stored = store::read(repo.path());
-        // Refused only when the source is not a local one (nobody waits for them).
+        // An error only says the other thread does not want them (a source not local).
         let _ = refs_to_warm.send(
             stored
                 .as_ref()
