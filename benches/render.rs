@@ -26,8 +26,8 @@ fn render_apps(c: &mut Criterion) {
         });
         let loaded = claimd::claims::load(&files, &Limits::default());
         group.bench_function(
-            format!("check {apps} applications against each other"),
-            |b| b.iter(|| claimd::claims::check_set(&loaded.claims)),
+            format!("check the names of {apps} applications against each other"),
+            |b| b.iter(|| claimd::claims::check_names(&loaded.claims)),
         );
         let charts = Source::Embedded.resolve(&render::chart_refs(&loaded.claims, &settings));
         group.bench_function(format!("render {apps} applications"), |b| {

@@ -26,3 +26,6 @@ pub mod render;
 pub mod server;
 pub mod values;
 pub mod yaml;
+
+#[cfg(test)]
+mod testing;

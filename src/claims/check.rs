@@ -9,12 +9,6 @@ use std::collections::BTreeMap;
 /// The clusterType folder claimd uses for Catalyst Environments.
 pub const RESERVED_CLUSTER_TYPE: &str = "catalyst";
 
-pub fn check_set(claims: &[Claim]) -> Vec<Diagnostic> {
-    let mut diags = check_rest(claims);
-    diags.extend(check_names(claims));
-    diags
-}
-
 /// Applications and services: names unique per environment (the first one in claim
 /// order keeps its name; every later one is an error). The daemon keeps the same check
 /// up to date file by file instead (`pipeline`'s name index).

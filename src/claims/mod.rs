@@ -10,9 +10,7 @@ pub mod names;
 pub mod quantity;
 mod reader;
 
-pub use check::{
-    check_names, check_set, duplicate_name, environment_team, Seen, RESERVED_CLUSTER_TYPE,
-};
+pub use check::{check_names, duplicate_name, environment_team, Seen, RESERVED_CLUSTER_TYPE};
 pub use diagnostic::{Diagnostic, Severity};
 pub use reader::Spanned;
 

@@ -203,13 +203,8 @@ mod tests {
         let write = |t: &gix::objs::Tree| -> Result<ObjectId, std::convert::Infallible> {
             Ok(repo.write_object(t).expect("write").detach())
         };
-        let mut seed: u64 = 7;
-        let mut next = |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut walk = crate::testing::Walk::new(7);
+        let mut next = |n: u64| walk.below(n);
         let path = |next: &mut dyn FnMut(u64) -> u64| -> String {
             let depth = 1 + next(3);
             (0..depth)

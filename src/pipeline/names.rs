@@ -179,13 +179,8 @@ mod tests {
     #[test]
     fn kept_up_to_date_file_by_file_it_says_what_the_full_check_says() {
         // A fixed pseudo-random walk: each step rewrites, breaks, adds or deletes one file.
-        let mut seed: u64 = 0x5eed;
-        let mut next = |n: u64| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) % n
-        };
+        let mut walk = crate::testing::Walk::new(0x5eed);
+        let mut next = |n: u64| walk.below(n);
         let pool = ["api", "web", "db", "queue", "cache"];
         let mut files: Vec<ParsedFile> = Vec::new();
         let mut index = NameIndex::default();

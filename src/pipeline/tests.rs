@@ -82,6 +82,20 @@ fn run(snap: &Snapshot, mem: &Mem, settings: &Settings, memo: &mut core::Memo) -
     super::run(snap, mem, &req, memo).expect("plan")
 }
 
+/// A first render of `claims` into an empty tree, committed: its plan and the generated
+/// files after it.
+fn rendered(
+    mem: &mut Mem,
+    claims: &[(String, String)],
+    settings: &Settings,
+    memo: &mut core::Memo,
+) -> (Planned, BTreeMap<String, ObjectId>) {
+    let mut entries = BTreeMap::new();
+    let first = run(&snapshot(mem, claims, &entries), mem, settings, memo);
+    commit(mem, &mut entries, &first);
+    (first, entries)
+}
+
 fn same(a: &Planned, b: &Planned, what: &str) {
     assert_eq!(a.plan, b.plan, "{what}: plans differ");
     assert_eq!(a.diagnostics, b.diagnostics, "{what}: diagnostics differ");
@@ -94,16 +108,13 @@ fn a_stored_memo_in_outline_plans_as_a_full_render() {
     let mut mem = Mem::default();
     let mut claims = crate::examples::synthetic(300);
     let settings = Settings::default();
-    let mut entries = BTreeMap::new();
-    let snap = snapshot(&mut mem, &claims, &entries);
     let mut memo = core::Memo::default();
-    let first = run(&snap, &mem, &settings, &mut memo);
+    let (first, entries) = rendered(&mut mem, &claims, &settings, &mut memo);
     assert!(
         first.plan.changes.len() > 600,
         "{}",
         first.plan.changes.len()
     );
-    commit(&mut mem, &mut entries, &first);
     store::save(
         dir.path(),
         &Memo {
@@ -203,15 +214,8 @@ fn the_same_snapshot_planned_twice_is_not_rendered_again() {
     let mut mem = Mem::default();
     let mut claims = crate::examples::synthetic(200);
     let settings = Settings::default();
-    let mut entries = BTreeMap::new();
     let mut memo = core::Memo::default();
-    let first = run(
-        &snapshot(&mut mem, &claims, &entries),
-        &mem,
-        &settings,
-        &mut memo,
-    );
-    commit(&mut mem, &mut entries, &first);
+    let (_, entries) = rendered(&mut mem, &claims, &settings, &mut memo);
     claims[1].1 = claims[1].1.replacen("replicas: 1", "replicas: 4", 1);
     let mut snap = snapshot(&mut mem, &claims, &entries);
     snap.tree = Some(ObjectId::null(gix::hash::Kind::Sha1));
@@ -328,15 +332,8 @@ fn names_checked_file_by_file_plan_as_a_full_render() {
     let mut mem = Mem::default();
     let original = crate::examples::synthetic(300);
     let settings = Settings::default();
-    let mut entries = BTreeMap::new();
     let mut memo = core::Memo::batched();
-    let first = run(
-        &snapshot(&mut mem, &original, &entries),
-        &mem,
-        &settings,
-        &mut memo,
-    );
-    commit(&mut mem, &mut entries, &first);
+    let (_, mut entries) = rendered(&mut mem, &original, &settings, &mut memo);
     // The second file of applications goes to the first one's environment and takes
     // the name of its first application.
     let (dev, qa) = (
