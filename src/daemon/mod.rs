@@ -348,10 +348,21 @@ pub struct Daemon {
     configured: Notify,
     /// Several replicas (`kubernetes.leases`, set by the first configuration).
     leases: std::sync::OnceLock<Arc<leases::Leases>>,
-    /// Renders running at once, across repositories: one per core. A render already
-    /// uses every core for a big change; with a thousand repositories at start-up,
-    /// more at once would only hold more of them in memory.
-    renders: Arc<tokio::sync::Semaphore>,
+    /// How much runs at once across repositories.
+    limits: Arc<Limits>,
+}
+
+/// How much runs at once across repositories: one of each per core.
+struct Limits {
+    /// Renders, each from loading its repository's memo to putting it back in outline.
+    /// A render already uses every core for a big change; with a thousand repositories
+    /// at start-up, more at once would only hold more of them in memory.
+    renders: tokio::sync::Semaphore,
+    /// Memos written to the repositories' claimd folders and let go ([`Slot::park`]).
+    /// Not behind the renders: with a thousand repositories waiting to render at
+    /// start-up, each one's memo goes as soon as its own work is done, not after all
+    /// the others' renders (which held every memo and git handle at once: the peak).
+    parks: tokio::sync::Semaphore,
 }
 
 /// (commit, unified diff) of branch previews, oldest first.
@@ -442,9 +453,13 @@ impl Daemon {
             previews: Arc::default(),
             configured: Notify::new(),
             leases: std::sync::OnceLock::new(),
-            renders: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
+            limits: {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                Arc::new(Limits {
+                    renders: tokio::sync::Semaphore::new(cores),
+                    parks: tokio::sync::Semaphore::new(cores),
+                })
+            },
         })
     }
 
@@ -615,7 +630,7 @@ impl Daemon {
                         slot,
                         self.stop.subscribe(),
                         self.metrics.clone(),
-                        self.renders.clone(),
+                        self.limits.clone(),
                     ));
                 }
             }
@@ -919,7 +934,7 @@ async fn worker(
     slot: Arc<Slot>,
     mut stop: channel::Receiver<bool>,
     metrics: Arc<Metrics>,
-    renders: Arc<tokio::sync::Semaphore>,
+    limits: Arc<Limits>,
 ) {
     let mut failures = 0u32;
     loop {
@@ -940,11 +955,11 @@ async fn worker(
             tokio::select! {
                 _ = slot.wake.notified() => continue,
                 _ = stop.changed() => {
-                    park(&slot, &renders).await;
+                    park(&slot, &limits.parks).await;
                     return;
                 }
                 _ = tokio::time::sleep(idle), if !parked => {
-                    park(&slot, &renders).await;
+                    park(&slot, &limits.parks).await;
                     continue;
                 }
             }
@@ -955,16 +970,15 @@ async fn worker(
         }
         slot.busy.store(true, Ordering::SeqCst);
         let span = work_span(&slot, &slot.setup());
-        serve(&slot, &metrics, &renders, want, &mut failures)
+        serve(&slot, &metrics, &limits.renders, want, &mut failures)
             .instrument(span)
             .await;
     }
 }
 
-/// [`Slot::park`] off the runtime's threads (it writes the memo), within the renders'
-/// limit.
-async fn park(slot: &Arc<Slot>, renders: &tokio::sync::Semaphore) {
-    let _permit = renders.acquire().await;
+/// [`Slot::park`] off the runtime's threads (it writes the memo), within its limit.
+async fn park(slot: &Arc<Slot>, parks: &tokio::sync::Semaphore) {
+    let _permit = parks.acquire().await;
     let slot = slot.clone();
     let _ = tokio::task::spawn_blocking(move || slot.park()).await;
 }
@@ -1039,24 +1053,31 @@ async fn serve(
             .send_replace((serving, "up to date (the branch did not move)".into()));
         return;
     }
-    if slot.parked.load(Ordering::SeqCst) {
-        // Within the renders' limit: a thousand repositories starting at once load
-        // their memos a core's worth at a time, not on a thread each.
-        let _permit = renders.acquire().await;
-        let slot = slot.clone();
-        let _ = tokio::task::spawn_blocking(move || slot.unpark()).await;
-    }
-    let repo = slot.repo.display().to_string();
-    let mut report = None;
     // The reconcile commits the previews whose image the last Kubernetes step found;
     // the step runs after it (off the push's path) and asks for another render when
     // that set changed.
     let used = setup.kube.previews().await;
+    // One permit from loading the memo to putting it back in outline: a thousand
+    // repositories starting at once hold their memos a core's worth at a time (a
+    // permit for the load and another for the render let every memo load first).
+    let parked = slot.parked.load(Ordering::SeqCst);
+    let permit = if render || parked {
+        renders.acquire().await.ok()
+    } else {
+        None
+    };
+    if parked {
+        let slot = slot.clone();
+        let _ = tokio::task::spawn_blocking(move || slot.unpark()).await;
+    }
+    // Only the Kubernetes step wanted the memo: it runs outside the limit.
+    let permit = permit.filter(|_| render);
+    let repo = slot.repo.display().to_string();
+    let mut report = None;
     if render {
         let mut options = setup.options.clone();
         options.previews = used.clone();
         let (path, cache, in_slot) = (slot.repo.clone(), slot.cache.clone(), slot.clone());
-        let permit = renders.acquire().await;
         let timer = metrics.reconcile_timer();
         let in_span = span.clone();
         let result = tokio::task::spawn_blocking(move || {
