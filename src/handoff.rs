@@ -14,6 +14,71 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
+/// The two hooks claimd installs.
+pub const HOOKS: [&str; 2] = ["pre-receive", "post-receive"];
+
+/// What a hook runs as: its name (`claimd hook pre-receive`), or the hook file
+/// `claimd hooks install` wrote, whose first line makes the kernel run claimd on it
+/// (`#!/usr/local/bin/claimd hook` gives `claimd hook <the file>`; no shell in
+/// between). The file's `NAME='value'` lines carry what the install was told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookFile {
+    /// `pre-receive` or `post-receive`.
+    pub hook: &'static str,
+    /// `CLAIMD_BIN`: the full claimd (what `claimd-hook` falls back to).
+    pub bin: Option<std::path::PathBuf>,
+    /// `CLAIMD_DAEMON`: the daemon the hook hands the push to.
+    pub daemon: Option<String>,
+}
+
+impl HookFile {
+    /// `arg` is a hook's name, or the path of a hook file: `hooks/<hook>` or Gitea's
+    /// `hooks/<hook>.d/<any>`. `Err` says what was given instead.
+    pub fn from_arg(arg: &str) -> Result<HookFile, String> {
+        if let Some(hook) = HOOKS.into_iter().find(|h| *h == arg) {
+            return Ok(HookFile {
+                hook,
+                bin: None,
+                daemon: None,
+            });
+        }
+        let path = Path::new(arg);
+        let named = |p: Option<&Path>, suffix: &str| {
+            let name = p?.file_name()?.to_str()?.strip_suffix(suffix)?;
+            HOOKS.into_iter().find(|h| *h == name)
+        };
+        let hook = named(Some(path), "")
+            .or_else(|| named(path.parent(), ".d"))
+            .ok_or_else(|| {
+                format!("{arg}: neither pre-receive nor post-receive, nor a hook file in hooks/<hook> or hooks/<hook>.d/")
+            })?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("reading {arg}: {e}"))?;
+        Ok(HookFile {
+            hook,
+            bin: setting(&text, "CLAIMD_BIN").map(std::path::PathBuf::from),
+            daemon: setting(&text, "CLAIMD_DAEMON").filter(|d| !d.is_empty()),
+        })
+    }
+
+    /// The daemon to hand the push to: `CLAIMD_DAEMON` from the environment first (as
+    /// a shell's `${CLAIMD_DAEMON:-…}`), else the file's.
+    pub fn daemon(&self) -> Option<String> {
+        std::env::var("CLAIMD_DAEMON")
+            .ok()
+            .filter(|d| !d.is_empty())
+            .or_else(|| self.daemon.clone())
+    }
+}
+
+/// A hook file's `NAME='value'` line, unquoted as a shell would (`'\''` is a quote).
+pub fn setting(text: &str, name: &str) -> Option<String> {
+    let quoted = text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix("='"))?
+        .strip_suffix('\'')?;
+    Some(quoted.replace("'\\''", "'"))
+}
+
 /// The all-zero object id: a ref created (as old) or deleted (as new).
 pub const ZERO: &str = "0000000000000000000000000000000000000000";
 

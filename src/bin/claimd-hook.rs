@@ -1,24 +1,30 @@
-//! `claimd-hook pre-receive|post-receive`: the hooks when a daemon serves the
-//! repository (`CLAIMD_DAEMON`). It only passes git's lines to the daemon and prints its
-//! answer ([`claimd::handoff`], the standard library and nothing else), so a push pays
-//! for starting a small process instead of a full claimd. When the daemon cannot take
+//! `claimd-hook pre-receive|post-receive` (or `claimd-hook <hook file>`, as the first
+//! line of a hook file `claimd hooks install --daemon` wrote makes the kernel run it):
+//! the hooks when a daemon serves the repository (`CLAIMD_DAEMON`, or the file's). It
+//! only passes git's lines to the daemon and prints its answer ([`claimd::handoff`],
+//! the standard library and nothing else), so a push pays for starting a small process
+//! instead of a full claimd. When the daemon cannot take
 //! the push, it runs the full hook, `claimd hook <name>` (`CLAIMD_BIN`, else the
-//! `claimd` next to this binary), with the lines it did not hand over.
+//! file's, else the `claimd` next to this binary), with the lines it did not hand over.
 
-use claimd::handoff::{self, Handled, RefLine};
+use claimd::handoff::{self, Handled, HookFile, RefLine};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 
 fn main() -> ExitCode {
-    let hook = std::env::args().nth(1).unwrap_or_default();
-    let run = match hook.as_str() {
-        "pre-receive" => handoff::pre_receive_hook,
-        "post-receive" => handoff::post_receive_hook,
-        _ => {
-            eprintln!("usage: claimd-hook pre-receive|post-receive (git runs it; see `claimd hooks install`)");
+    let file = match HookFile::from_arg(&std::env::args().nth(1).unwrap_or_default()) {
+        Ok(file) => file,
+        Err(e) => {
+            eprintln!("claimd-hook: {e}");
+            eprintln!("usage: claimd-hook pre-receive|post-receive|<hook file> (git runs it; see `claimd hooks install`)");
             return ExitCode::from(2);
         }
+    };
+    let run = if file.hook == "pre-receive" {
+        handoff::pre_receive_hook
+    } else {
+        handoff::post_receive_hook
     };
     let mut input = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut input) {
@@ -26,9 +32,9 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let updates = RefLine::parse_all(&input);
-    let handled = match std::env::var("CLAIMD_DAEMON") {
-        Ok(addr) => run(&addr, updates),
-        Err(_) => Handled::Local {
+    let handled = match file.daemon() {
+        Some(addr) => run(&addr, updates),
+        None => Handled::Local {
             lines: Vec::new(),
             left: updates,
         },
@@ -53,23 +59,24 @@ fn main() -> ExitCode {
             if left.is_empty() {
                 return ExitCode::SUCCESS;
             }
-            full_hook(&hook, &left)
+            full_hook(&file, &left)
         }
     }
 }
 
 /// `claimd hook <hook>` with `updates` on its standard input, without the daemon (this
 /// process asked it already).
-fn full_hook(hook: &str, updates: &[RefLine]) -> ExitCode {
+fn full_hook(file: &HookFile, updates: &[RefLine]) -> ExitCode {
     let claimd = std::env::var_os("CLAIMD_BIN")
         .map(PathBuf::from)
+        .or_else(|| file.bin.clone())
         .or_else(|| {
             let exe = std::env::current_exe().ok()?;
             Some(exe.with_file_name("claimd"))
         })
         .unwrap_or_else(|| PathBuf::from("claimd"));
     let child = Command::new(&claimd)
-        .args(["hook", hook])
+        .args(["hook", file.hook])
         .env_remove("CLAIMD_DAEMON")
         .stdin(Stdio::piped())
         .spawn();

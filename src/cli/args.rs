@@ -129,11 +129,12 @@ pub enum Command {
         #[command(subcommand)]
         action: HooksAction,
     },
-    /// Run as a git hook (called by the installed hook scripts).
+    /// Run as a git hook: `pre-receive`, `post-receive`, or the path of a hook file
+    /// `claimd hooks install` wrote (its first line runs `claimd hook <the file>`).
     #[command(hide = true)]
     Hook {
-        #[arg(value_parser = ["pre-receive", "post-receive"])]
-        name: String,
+        #[arg(value_parser = |s: &str| crate::handoff::HookFile::from_arg(s))]
+        file: crate::handoff::HookFile,
     },
     /// Make a BootstrapClaim real on Gitea: the organization, the repositories, the
     /// scaffold of an empty GitOps repository, the hooks, the webhook. A second run

@@ -41,8 +41,14 @@ pub fn options_from_env() -> Options {
     o
 }
 
-/// The hook script from `hooks/`, with the binary's absolute path and, when given, the
-/// daemon the hooks hand pushes to (`CLAIMD_DAEMON`; unreachable: they render inline).
+/// The hook file for `hook`: the binary's absolute path and, when given, the daemon the
+/// hooks hand pushes to (`CLAIMD_DAEMON`; unreachable: they render inline).
+///
+/// Its first line runs claimd itself on the file (`#!<claimd> hook`, or with a daemon
+/// `#!<claimd>-hook` when that small client is there), so git starts claimd without a
+/// shell in between (half a millisecond a hook); the `NAME='value'` lines below are
+/// read by [`HookFile`](handoff::HookFile). A path the kernel cannot take on that
+/// line (not absolute, a space, too long) gets the shell script from `hooks/`.
 fn script(binary: &Path, hook: &str, daemon: Option<&str>) -> String {
     let template = if hook == "pre-receive" {
         PRE_RECEIVE
@@ -51,7 +57,32 @@ fn script(binary: &Path, hook: &str, daemon: Option<&str>) -> String {
     };
     let quote = |s: &str| s.replace('\'', "'\\''");
     let quoted = quote(&binary.display().to_string());
-    let daemon = daemon.map_or(String::new(), |addr| {
+    let client = PathBuf::from(format!("{}-hook", binary.display()));
+    let first = match daemon {
+        Some(_) if is_executable(&client) => format!("#!{}", client.display()),
+        _ => format!("#!{} hook", binary.display()),
+    };
+    let path = binary.to_str().unwrap_or_default();
+    if binary.is_absolute()
+        && first.len() <= SHEBANG_MAX
+        && !path.is_empty()
+        && !path.contains(|c: char| c.is_whitespace() || c.is_control())
+    {
+        // The template's comments, then the settings.
+        let mut text = first;
+        text.push('\n');
+        for line in template.lines().skip(1).take_while(|l| l.starts_with('#')) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str("# Not a shell script: the first line runs claimd on this file, which reads the lines below.\n");
+        text.push_str(&format!("CLAIMD_BIN='{quoted}'\n"));
+        if let Some(addr) = daemon {
+            text.push_str(&format!("CLAIMD_DAEMON='{}'\n", quote(addr)));
+        }
+        return text;
+    }
+    let daemon_sh = daemon.map_or(String::new(), |addr| {
         format!(
             "CLAIMD_DAEMON=\"${{CLAIMD_DAEMON:-{}}}\"\nexport CLAIMD_DAEMON\n",
             quote(addr)
@@ -59,13 +90,15 @@ fn script(binary: &Path, hook: &str, daemon: Option<&str>) -> String {
     });
     template.replacen(
         "#!/bin/sh\n",
-        &format!("#!/bin/sh\nCLAIMD_BIN='{quoted}'\n{daemon}"),
+        &format!("#!/bin/sh\nCLAIMD_BIN='{quoted}'\n{daemon_sh}"),
         1,
     )
 }
 
-/// The hooks claimd installs.
-pub(crate) const HOOKS: [&str; 2] = ["pre-receive", "post-receive"];
+pub(crate) use crate::handoff::HOOKS;
+
+/// The longest `#!` line every Linux kernel takes whole (127 bytes before 5.1).
+const SHEBANG_MAX: usize = 127;
 
 /// Whether `repo`'s hooks follow Gitea's layout (`hooks/<hook>.d/`, run by Gitea's own
 /// `hooks/<hook>` dispatcher).
@@ -91,11 +124,14 @@ pub(crate) fn is_ours(script: &str) -> bool {
 
 /// The claimd binary a hook script written by [`install`] calls (its `CLAIMD_BIN=` line).
 pub(crate) fn binary_of(script: &str) -> Option<PathBuf> {
-    let quoted = script
-        .lines()
-        .find_map(|l| l.strip_prefix("CLAIMD_BIN='"))?
-        .strip_suffix('\'')?;
-    Some(PathBuf::from(quoted.replace("'\\''", "'")))
+    handoff::setting(script, "CLAIMD_BIN").map(PathBuf::from)
+}
+
+/// The program a hook file's first line has the kernel run on it (`/bin/sh`, claimd,
+/// claimd-hook).
+pub(crate) fn interpreter_of(script: &str) -> Option<PathBuf> {
+    let line = script.lines().next()?.strip_prefix("#!")?;
+    line.split_whitespace().next().map(PathBuf::from)
 }
 
 /// Installs pre-receive and post-receive into a bare repository: `hooks/<name>` for a
@@ -222,25 +258,27 @@ fn hook_repo_path() -> PathBuf {
     std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
 
-/// With a daemon (`CLAIMD_DAEMON`), what it did with the updates (as `claimd-hook`
-/// does); without one, every update is left to this process.
+/// With a daemon (`CLAIMD_DAEMON`, or the hook file's), what it did with the updates
+/// (as `claimd-hook` does); without one, every update is left to this process.
 fn with_daemon(
+    file: &handoff::HookFile,
     updates: Vec<RefLine>,
     hook: fn(&str, Vec<RefLine>) -> handoff::Handled,
 ) -> handoff::Handled {
-    match std::env::var("CLAIMD_DAEMON") {
-        Ok(addr) => hook(&addr, updates),
-        Err(_) => handoff::Handled::Local {
+    match file.daemon() {
+        Some(addr) => hook(&addr, updates),
+        None => handoff::Handled::Local {
             lines: Vec::new(),
             left: updates,
         },
     }
 }
 
-pub fn pre_receive() -> Result<ExitCode> {
+pub fn pre_receive(file: &handoff::HookFile) -> Result<ExitCode> {
     // With a daemon, it checks the push with its memo (and the repository it keeps
     // open): this process only passes the lines on. Else, or if it cannot, here.
-    let (lines, verdict, memo) = match with_daemon(read_updates()?, handoff::pre_receive_hook) {
+    let (lines, verdict, memo) = match with_daemon(file, read_updates()?, handoff::pre_receive_hook)
+    {
         handoff::Handled::Done { lines, refused } => (Vec::new(), Verdict { refused, lines }, None),
         handoff::Handled::Local { lines, left } => {
             let (verdict, memo) = pre_receive_here(&left)?;
@@ -305,10 +343,10 @@ fn parse_updates(updates: &[RefLine]) -> Result<Vec<reconcile::RefUpdate>> {
         .collect()
 }
 
-pub fn post_receive() -> Result<ExitCode> {
+pub fn post_receive(file: &handoff::HookFile) -> Result<ExitCode> {
     // With a daemon, it tells a push of its own (or of another branch) from one to
     // render: this process does not open the repository at all.
-    let (lines, local) = match with_daemon(read_updates()?, handoff::post_receive_hook) {
+    let (lines, local) = match with_daemon(file, read_updates()?, handoff::post_receive_hook) {
         handoff::Handled::Done { lines, .. } => (lines, Vec::new()),
         handoff::Handled::Local { lines, left } => (lines, left),
     };
@@ -405,11 +443,67 @@ mod tests {
 
     #[test]
     fn the_binary_a_script_calls_reads_back_as_written() {
-        for bin in ["/usr/local/bin/claimd", "/opt/it's here/claimd"] {
-            let script = script(Path::new(bin), "pre-receive", None);
-            assert!(is_ours(&script));
-            assert_eq!(binary_of(&script), Some(PathBuf::from(bin)), "{script}");
+        for bin in ["/usr/local/bin/claimd", "/opt/it's here/claimd", "claimd"] {
+            for daemon in [None, Some("127.0.0.1:7463")] {
+                let script = script(Path::new(bin), "pre-receive", daemon);
+                assert!(is_ours(&script));
+                assert_eq!(binary_of(&script), Some(PathBuf::from(bin)), "{script}");
+            }
         }
         assert_eq!(binary_of("#!/bin/sh\nexec gitea hook pre-receive\n"), None);
+    }
+
+    /// The kernel runs claimd on the file when it can take the path on the first line;
+    /// a path it cannot take gets the shell script. Both carry the same settings.
+    #[test]
+    fn a_hook_file_runs_claimd_itself_unless_the_path_cannot_be_a_first_line() {
+        let dir = std::env::temp_dir().join(format!("claimd-hookfile-{}", std::process::id()));
+        let hooks = dir.join("hooks");
+        std::fs::create_dir_all(hooks.join("post-receive.d")).expect("mkdir");
+        let plain = script(
+            Path::new("/usr/local/bin/claimd"),
+            "pre-receive",
+            Some("127.0.0.1:7463"),
+        );
+        assert_eq!(
+            interpreter_of(&plain),
+            Some(PathBuf::from("/usr/local/bin/claimd"))
+        );
+        assert!(
+            plain.starts_with("#!/usr/local/bin/claimd hook\n"),
+            "{plain}"
+        );
+        std::fs::write(hooks.join("pre-receive"), &plain).expect("write");
+        let file = handoff::HookFile::from_arg(&hooks.join("pre-receive").display().to_string())
+            .expect("a hook file");
+        assert_eq!(file.hook, "pre-receive");
+        assert_eq!(file.bin, Some(PathBuf::from("/usr/local/bin/claimd")));
+        assert_eq!(file.daemon.as_deref(), Some("127.0.0.1:7463"));
+        // Gitea's layout: the hook is named by its folder.
+        let gitea = script(Path::new("/usr/local/bin/claimd"), "post-receive", None);
+        let path = hooks.join("post-receive.d/claimd");
+        std::fs::write(&path, &gitea).expect("write");
+        let file = handoff::HookFile::from_arg(&path.display().to_string()).expect("a hook file");
+        assert_eq!((file.hook, file.daemon), ("post-receive", None));
+        // Names still work; anything else says what it wanted.
+        assert_eq!(
+            handoff::HookFile::from_arg("post-receive").map(|f| f.hook),
+            Ok("post-receive")
+        );
+        let other = handoff::HookFile::from_arg(&dir.join("update").display().to_string());
+        assert!(other.is_err_and(|e| e.contains("neither pre-receive nor post-receive")));
+        for odd in [
+            "/opt/my tools/claimd",
+            "claimd",
+            &format!("/{}", "x".repeat(130)),
+        ] {
+            let sh = script(Path::new(odd), "pre-receive", None);
+            assert_eq!(interpreter_of(&sh), Some(PathBuf::from("/bin/sh")), "{odd}");
+            assert!(
+                sh.contains("exec \"${CLAIMD_BIN:-claimd}\" hook pre-receive"),
+                "{sh}"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

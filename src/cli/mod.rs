@@ -88,9 +88,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Hooks {
             action: HooksAction::Uninstall { repo },
         } => hooks::uninstall(&repo),
-        Command::Hook { name } => match name.as_str() {
-            "pre-receive" => hooks::pre_receive(),
-            _ => hooks::post_receive(),
+        Command::Hook { file } => match file.hook {
+            "pre-receive" => hooks::pre_receive(&file),
+            _ => hooks::post_receive(&file),
         },
         Command::Gitea { action } => gitea::run(action),
         Command::Bootstrap(args) => bootstrap::run(args),

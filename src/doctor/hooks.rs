@@ -3,7 +3,7 @@
 //! Gitea's dispatcher `hooks/<hook>`), executable, calling a claimd binary that exists.
 
 use super::{shell, Check};
-use crate::cli::hooks::{binary_of, hook_path, is_gitea_layout, is_ours, HOOKS};
+use crate::cli::hooks::{binary_of, hook_path, interpreter_of, is_gitea_layout, is_ours, HOOKS};
 use crate::daemon::config::{Config, RepoConfig};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -89,6 +89,19 @@ pub fn problems(repo: &Path) -> Vec<(String, String)> {
                 format!("{} is not executable", path.display()),
                 format!("run: chmod +x {}", shell(&path)),
             ));
+        }
+        // The first line's program (claimd itself, claimd-hook, or /bin/sh): when it is
+        // gone, git cannot start the hook and refuses every push.
+        match interpreter_of(&script) {
+            Some(program) if !is_executable(&program) => out.push((
+                format!(
+                    "{} is run by {} (its first line), which is not an executable file",
+                    path.display(),
+                    program.display()
+                ),
+                format!("{install} (it writes this claimd's path)"),
+            )),
+            _ => {}
         }
         match binary_of(&script) {
             Some(bin) if is_executable(&bin) => {}

@@ -288,6 +288,23 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
     );
     std::fs::set_permissions(&pre, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 
+    // A hook whose first line names a program that is gone: git could not start it.
+    let text = std::fs::read_to_string(&pre).expect("hook");
+    let (first, rest) = text.split_once('\n').expect("lines");
+    assert!(first.starts_with("#!/"), "{text}");
+    std::fs::write(&pre, format!("#!/gone/claimd hook\n{rest}")).expect("write");
+    let (code, out) = doctor(&s.config, &d.addr);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(
+        not_passing(&out),
+        [format!(
+            "✗ hooks: {pre} is run by /gone/claimd (its first line), which is not an executable file — run: claimd hooks install {bare} (it writes this claimd's path)"
+        )],
+        "{out}"
+    );
+    claimd(&["hooks", "install", &bare]);
+    assert_eq!(std::fs::read_to_string(&pre).expect("hook"), text);
+
     // A hook missing; the command the line names puts it back.
     std::fs::remove_file(&post).expect("rm");
     let (code, out) = doctor(&s.config, &d.addr);

@@ -614,8 +614,12 @@ fn the_installed_unit_runs_a_service_that_notifies_ready_after_reconciling_and_s
     // (here the test's port 0, so the push names the real one, as an operator's
     // environment may), and the daemon makes the bot commit.
     let hook = std::fs::read_to_string(m.plain.join("hooks/post-receive")).expect("hook");
+    assert!(hook.contains("\nCLAIMD_DAEMON='127.0.0.1:0'\n"), "{hook}");
+    // The kernel runs the small client on the file (claimd-hook was installed beside).
     assert!(
-        hook.contains("CLAIMD_DAEMON=\"${CLAIMD_DAEMON:-127.0.0.1:0}\""),
+        hook.lines()
+            .next()
+            .is_some_and(|l| l.ends_with("/claimd-hook")),
         "{hook}"
     );
     git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
