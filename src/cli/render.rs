@@ -41,25 +41,43 @@ pub fn render_repo(
     } else {
         None
     };
-    let sink = |files: Vec<(String, String)>| -> Result<(), pipeline::core::ReadError> {
-        let files: Vec<(&str, &str)> = files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.as_str()))
-            .collect();
-        match &stream {
-            Some(stream) => stream.write(&files).map_err(|e| format!("{e:#}").into()),
-            None => Ok(()),
-        }
-    };
-    let request = Request {
-        settings,
-        charts: source,
-        previews: &Previews::All,
-        branch: None,
-        sink: stream.is_some().then_some(&sink as &pipeline::core::Sink),
-    };
     let mut memo = pipeline::core::Memo::default();
-    let planned = pipeline::run(&snap, &objects, &request, &mut memo);
+    // New files go to a writer thread while the next batch renders: creating 200,000
+    // files waits on the kernel's folder locks, and the render's cores would idle
+    // meanwhile. One batch may wait in the channel (memory stays a few batches').
+    let planned = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(String, String)>>(1);
+        let writer = stream.as_ref().map(|stream| {
+            scope.spawn(move || -> Result<()> {
+                for files in rx {
+                    let files: Vec<(&str, &str)> = files
+                        .iter()
+                        .map(|(p, c)| (p.as_str(), c.as_str()))
+                        .collect();
+                    stream.write(&files)?;
+                }
+                Ok(())
+            })
+        });
+        let sink = move |files: Vec<(String, String)>| -> Result<(), pipeline::core::ReadError> {
+            tx.send(files)
+                .map_err(|_| "the rendered files' writer stopped (its error follows)".into())
+        };
+        let request = Request {
+            settings,
+            charts: source,
+            previews: &Previews::All,
+            branch: None,
+            sink: writer.is_some().then_some(&sink as &pipeline::core::Sink),
+        };
+        let planned = pipeline::run(&snap, &objects, &request, &mut memo);
+        drop(sink); // the writer's channel ends: it finishes what it was given
+        // The writer's own error first: a refused send only says that it stopped.
+        if let Some(writer) = writer {
+            writer.join().expect("the writer thread panicked")?;
+        }
+        anyhow::Ok(planned)
+    })?;
     // One process, one render: the system takes the memory back at exit, faster than
     // freeing a hundred thousand parsed applications one by one (0.2 s at the end).
     std::mem::forget(memo);
