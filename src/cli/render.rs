@@ -72,7 +72,7 @@ pub fn render_repo(
         };
         let planned = pipeline::run(&snap, &objects, &request, &mut memo);
         drop(sink); // the writer's channel ends: it finishes what it was given
-        // The writer's own error first: a refused send only says that it stopped.
+                    // The writer's own error first: a refused send only says that it stopped.
         if let Some(writer) = writer {
             writer.join().expect("the writer thread panicked")?;
         }
