@@ -1107,6 +1107,13 @@ async fn serve(
         };
         metrics.reconciled(&setup.label, reconcile_outcome(&result));
         metrics.push_rejections(&setup.label, push_rejections(&result));
+        // Counted before the answer below: a caller waiting for this reconcile (a hook
+        // with CLAIMD_WAIT) then finds it in the metrics.
+        if let Ok(report) = &result {
+            for reason in claim_failures(report) {
+                metrics.claim_failed(reason);
+            }
+        }
         let summary = match &result {
             Ok(report) => {
                 let mut line = match &report.outcome {
@@ -1160,9 +1167,6 @@ async fn serve(
         drop(permit);
         match &result {
             Ok(report) => {
-                for reason in claim_failures(report) {
-                    metrics.claim_failed(reason);
-                }
                 if let Some(statuses) = &setup.statuses {
                     statuses.report(report);
                 }
