@@ -3,9 +3,9 @@
 //! the hooks when a daemon serves the repository (`CLAIMD_DAEMON`, or the file's). It
 //! only passes git's lines to the daemon and prints its answer ([`claimd::handoff`],
 //! the standard library and nothing else), so a push pays for starting a small process
-//! instead of a full claimd. When the daemon cannot take
-//! the push, it runs the full hook, `claimd hook <name>` (`CLAIMD_BIN`, else the
-//! file's, else the `claimd` next to this binary), with the lines it did not hand over.
+//! instead of a full claimd. When the daemon cannot take the push, it runs the full
+//! hook, `claimd hook <name>` (`CLAIMD_BIN`, else the file's, else the `claimd` next to
+//! this binary), with the lines it did not hand over.
 
 use claimd::handoff::{self, Handled, HookFile, RefLine};
 use std::io::{Read, Write};

@@ -71,8 +71,9 @@ pub fn render_repo(
             sink: writer.is_some().then_some(&sink as &pipeline::core::Sink),
         };
         let planned = pipeline::run(&snap, &objects, &request, &mut memo);
-        drop(sink); // the writer's channel ends: it finishes what it was given
-                    // The writer's own error first: a refused send only says that it stopped.
+        // The writer's channel ends: it finishes what it was given. Its own error comes
+        // first: a refused send only says that it stopped.
+        drop(sink);
         if let Some(writer) = writer {
             writer.join().expect("the writer thread panicked")?;
         }

@@ -1,6 +1,7 @@
 //! The git hooks of each repository on this disk: claimd's pre-receive and post-receive
 //! where git runs them (plain `hooks/<hook>`, or Gitea's `hooks/<hook>.d/claimd` behind
-//! Gitea's dispatcher `hooks/<hook>`), executable, calling a claimd binary that exists.
+//! Gitea's dispatcher `hooks/<hook>`), executable, started by a program that exists (the
+//! first line) and calling a claimd binary that exists.
 
 use super::{shell, Check};
 use crate::cli::hooks::{binary_of, hook_path, interpreter_of, is_gitea_layout, is_ours, HOOKS};
@@ -92,16 +93,15 @@ pub fn problems(repo: &Path) -> Vec<(String, String)> {
         }
         // The first line's program (claimd itself, claimd-hook, or /bin/sh): when it is
         // gone, git cannot start the hook and refuses every push.
-        match interpreter_of(&script) {
-            Some(program) if !is_executable(&program) => out.push((
+        if let Some(program) = interpreter_of(&script).filter(|p| !is_executable(p)) {
+            out.push((
                 format!(
                     "{} is run by {} (its first line), which is not an executable file",
                     path.display(),
                     program.display()
                 ),
                 format!("{install} (it writes this claimd's path)"),
-            )),
-            _ => {}
+            ));
         }
         match binary_of(&script) {
             Some(bin) if is_executable(&bin) => {}
