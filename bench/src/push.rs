@@ -315,6 +315,14 @@ fn daemon_peak_kib(
     let daemon = crate::daemon::Daemon::serve(root, bare)?;
     let addr = daemon.addr.clone();
     daemon.wait_ready(Instant::now(), Duration::from_secs(300))?;
+    // The hooks name the daemon, as install.sh installs them (`--daemon`: the kernel
+    // starts the small claimd-hook on them, not the full claimd).
+    let installed = Command::new(crate::claimd_binary()?)
+        .args(["hooks", "install", "--daemon", &addr])
+        .arg(bare)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    anyhow::ensure!(installed.success(), "claimd hooks install --daemon failed");
     let deadline = Instant::now() + Duration::from_secs(300);
     git(work, &["pull", "-q", "--rebase", "origin", "main"])?;
     let file = work.join("claims/apps-00000.yaml");

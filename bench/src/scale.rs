@@ -196,17 +196,20 @@ fn one_repository(root: &Path, apps: usize, count: usize) -> Result<()> {
     )?;
     std::fs::remove_file(&stream_path).ok();
 
-    // The daemon on the committed repository: push → bot commit, then git alone.
+    // The daemon on the committed repository: push → bot commit, then git alone. The
+    // hooks name the daemon, as install.sh installs them (`--daemon`: the kernel starts
+    // the small claimd-hook, not the full claimd).
     let exe_s = exe.display().to_string();
-    let installed = Command::new(&exe_s)
-        .args(["hooks", "install"])
-        .arg(&bare)
-        .status()?;
-    ensure!(installed.success(), "hooks install failed");
     git(&work, &["pull", "-q", "--rebase", "origin", "main"])?;
     let start = Instant::now();
     let daemon = Daemon::serve(&dir, &bare)?;
     let ready = daemon.wait_ready(start, Duration::from_secs(900))?;
+    let installed = Command::new(&exe_s)
+        .args(["hooks", "install", "--daemon", &daemon.addr])
+        .arg(&bare)
+        .stdout(std::process::Stdio::null())
+        .status()?;
+    ensure!(installed.success(), "hooks install failed");
     let with_daemon = pushes(&work, count, "d", Some(&daemon.addr))?;
     let daemon_peak = daemon.peak_kib();
     let daemon_rss = daemon.rss_kib();

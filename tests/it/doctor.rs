@@ -236,7 +236,8 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
     for line in [
         format!("✔ config: {} loads: 1 repository, Gitea {}, charts: oci, a kubeconfig", s.config.display(), api.url),
         format!("✔ repository: {bare} is a git repository (branch main)"),
-        format!("✔ hooks: {bare}: pre-receive and post-receive installed (hooks/<hook>), executable, calling {} and, with the daemon, {}-hook", bin.display(), bin.display()),
+        // Installed without --daemon: the kernel starts the full claimd on the hooks.
+        format!("✔ hooks: {bare}: pre-receive and post-receive installed (hooks/<hook>), executable, calling {} (a daemon named in CLAIMD_DAEMON gets pushes from the full claimd; `claimd hooks install --daemon ADDR` starts {}-hook instead, about 2 ms faster a push)", bin.display(), bin.display()),
         format!("✔ daemon: ready at {}", d.addr),
         format!("✔ gitea: Gitea 1.22.0 at {} answers and takes the token", api.url),
         format!("✔ kubernetes: API server v1.20.2: claimd's user has all {} permissions of the ClusterRole claimd", permissions()),
@@ -274,6 +275,14 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
             .all(|c| c["level"] == "pass"),
         "{v}"
     );
+
+    // Installed with --daemon, as install.sh does: the kernel starts the small client.
+    claimd(&["hooks", "install", "--daemon", &d.addr, &bare]);
+    let (code, out) = doctor(&s.config, &d.addr);
+    assert_eq!(code, 0, "{out}");
+    let line = format!("✔ hooks: {bare}: pre-receive and post-receive installed (hooks/<hook>), executable, calling {} through {}-hook, the daemon's small client", bin.display(), bin.display());
+    assert!(has(&out, &line), "no line {line:?} in\n{out}");
+    claimd(&["hooks", "install", &bare]);
 
     // A hook that is not executable.
     std::fs::set_permissions(&pre, std::fs::Permissions::from_mode(0o644)).expect("chmod");
