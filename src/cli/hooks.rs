@@ -59,7 +59,7 @@ fn script(binary: &Path, hook: &str, daemon: Option<&str>) -> String {
     let quoted = quote(&binary.display().to_string());
     let client = PathBuf::from(format!("{}-hook", binary.display()));
     let first = match daemon {
-        Some(_) if is_executable(&client) => format!("#!{}", client.display()),
+        Some(_) if is_executable_file(&client) => format!("#!{}", client.display()),
         _ => format!("#!{} hook", binary.display()),
     };
     let path = binary.to_str().unwrap_or_default();
@@ -168,7 +168,7 @@ pub fn install(
             }
         }
         let text = script(&binary, hook, daemon);
-        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) && is_executable(&path) {
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == text) && has_hook_mode(&path) {
             println!("unchanged {}", path.display());
             continue;
         }
@@ -192,7 +192,7 @@ pub fn uninstall(repo: &Path) -> Result<ExitCode> {
         );
     }
     let hooks = repo.join("hooks");
-    for hook in ["pre-receive", "post-receive"] {
+    for hook in HOOKS {
         let dir = hooks.join(format!("{hook}.d"));
         for path in [hooks.join(hook), dir.join("claimd")] {
             match std::fs::read_to_string(&path) {
@@ -221,15 +221,29 @@ pub fn uninstall(repo: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Whether a hook has the mode [`install`] gives it (0755).
 #[cfg(unix)]
-fn is_executable(path: &Path) -> bool {
+fn has_hook_mode(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o755)
 }
 
 #[cfg(not(unix))]
-fn is_executable(_: &Path) -> bool {
+fn has_hook_mode(_: &Path) -> bool {
     true
+}
+
+/// Whether `path` is a file someone may run (claimd-hook beside claimd, a hook, the
+/// program a hook's first line names).
+#[cfg(unix)]
+pub(crate) fn is_executable_file(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn is_executable_file(path: &Path) -> bool {
+    path.is_file()
 }
 
 #[cfg(unix)]

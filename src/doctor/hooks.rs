@@ -4,9 +4,11 @@
 //! first line) and calling a claimd binary that exists.
 
 use super::{shell, Check};
-use crate::cli::hooks::{binary_of, hook_path, interpreter_of, is_gitea_layout, is_ours, HOOKS};
+use crate::cli::hooks::{
+    binary_of, hook_path, interpreter_of, is_executable_file as is_executable, is_gitea_layout,
+    is_ours, HOOKS,
+};
 use crate::daemon::config::{Config, RepoConfig};
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 /// One line per repository when all is well, else one per problem.
@@ -16,10 +18,6 @@ pub fn check(c: &Config) -> Vec<Check> {
         .filter(|r| !r.mirror && r.path.join("objects").is_dir())
         .flat_map(repository)
         .collect()
-}
-
-fn is_executable(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The problems of one repository's hooks (empty: all is well).

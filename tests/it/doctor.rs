@@ -41,6 +41,13 @@ fn has(out: &str, line: &str) -> bool {
     out.lines().any(|l| l == line)
 }
 
+/// `claimd doctor` fails (exit 1) with `line` as its only line that does not pass.
+fn fails_only_with(config: &Path, listen: &str, line: &str) {
+    let (code, out) = doctor(config, listen);
+    assert_eq!(code, 1, "{out}");
+    assert_eq!(not_passing(&out), [line], "{out}");
+}
+
 /// `checks` lines only, without the ones starting with `✔`.
 fn not_passing(out: &str) -> Vec<&str> {
     out.lines().filter(|l| !l.starts_with("✔ ")).collect()
@@ -286,14 +293,10 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
 
     // A hook that is not executable.
     std::fs::set_permissions(&pre, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let (code, out) = doctor(&s.config, &d.addr);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(
-        not_passing(&out),
-        [format!(
-            "✗ hooks: {pre} is not executable — run: chmod +x {pre}"
-        )],
-        "{out}"
+    fails_only_with(
+        &s.config,
+        &d.addr,
+        &format!("✗ hooks: {pre} is not executable — run: chmod +x {pre}"),
     );
     std::fs::set_permissions(&pre, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 
@@ -302,28 +305,16 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
     let (first, rest) = text.split_once('\n').expect("lines");
     assert!(first.starts_with("#!/"), "{text}");
     std::fs::write(&pre, format!("#!/gone/claimd hook\n{rest}")).expect("write");
-    let (code, out) = doctor(&s.config, &d.addr);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(
-        not_passing(&out),
-        [format!(
-            "✗ hooks: {pre} is run by /gone/claimd (its first line), which is not an executable file — run: claimd hooks install {bare} (it writes this claimd's path)"
-        )],
-        "{out}"
-    );
+    fails_only_with(&s.config, &d.addr, &format!("✗ hooks: {pre} is run by /gone/claimd (its first line), which is not an executable file — run: claimd hooks install {bare} (it writes this claimd's path)"));
     claimd(&["hooks", "install", &bare]);
     assert_eq!(std::fs::read_to_string(&pre).expect("hook"), text);
 
     // A hook missing; the command the line names puts it back.
     std::fs::remove_file(&post).expect("rm");
-    let (code, out) = doctor(&s.config, &d.addr);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(
-        not_passing(&out),
-        [format!(
-            "✗ hooks: {post} is missing — run: claimd hooks install {bare}"
-        )],
-        "{out}"
+    fails_only_with(
+        &s.config,
+        &d.addr,
+        &format!("✗ hooks: {post} is missing — run: claimd hooks install {bare}"),
     );
     claimd(&["hooks", "install", &bare]);
     assert_eq!(doctor(&s.config, &d.addr).0, 0);
@@ -333,15 +324,9 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
         .as_i64()
         .expect("id");
     delete_hook(&api, id);
-    let (code, out) = doctor(&s.config, &d.addr);
-    assert_eq!(code, 1, "{out}");
     let token = s.root.join("gitea-token").display().to_string();
     let secret = s.root.join("webhook-secret").display().to_string();
-    assert_eq!(
-        not_passing(&out),
-        [format!("✗ webhook: platform/voltran has no webhook delivering to {WEBHOOK_URL} — run: claimd gitea register-webhook platform/voltran --gitea-url {} --token-file {token} --secret-file {secret} --webhook-url {WEBHOOK_URL} (or restart claimd: it registers the webhook at start)", api.url)],
-        "{out}"
-    );
+    fails_only_with(&s.config, &d.addr, &format!("✗ webhook: platform/voltran has no webhook delivering to {WEBHOOK_URL} — run: claimd gitea register-webhook platform/voltran --gitea-url {} --token-file {token} --secret-file {secret} --webhook-url {WEBHOOK_URL} (or restart claimd: it registers the webhook at start)", api.url));
     claimd(&[
         "gitea",
         "register-webhook",
@@ -373,13 +358,7 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
 
     // A wrong token.
     std::fs::write(s.root.join("gitea-token"), "not-the-token").expect("token");
-    let (code, out) = doctor(&s.config, &d.addr);
-    assert_eq!(code, 1, "{out}");
-    assert_eq!(
-        not_passing(&out),
-        [format!("✗ gitea: Gitea at {} refuses the token (401: invalid token) — write a valid access token (scope write:repository) into {token}", api.url)],
-        "{out}"
-    );
+    fails_only_with(&s.config, &d.addr, &format!("✗ gitea: Gitea at {} refuses the token (401: invalid token) — write a valid access token (scope write:repository) into {token}", api.url));
     std::fs::write(s.root.join("gitea-token"), &api.token).expect("token");
 
     // The registry stopped.
