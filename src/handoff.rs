@@ -1,6 +1,7 @@
 //! The hooks' side of the hand-off to the daemon: a small HTTP/1.1 client over
-//! loopback with short timeouts (a push must not wait on a stuck daemon), and the two
-//! hooks as they run with a daemon.
+//! loopback with short timeouts (a push must not wait on a stuck daemon), the two
+//! hooks as they run with a daemon, and post-receive without one when pre-receive wrote
+//! the bot commit ([`publish_prepared`]).
 //!
 //! Nothing here uses more than the standard library: the `claimd-hook` binary is this
 //! module and nothing else, so a hook that only passes git's lines to the daemon costs
@@ -385,6 +386,93 @@ pub fn post_receive_hook(addr: &str, updates: Vec<RefLine>) -> Handled {
     }
 }
 
+/// A bot commit a pre-receive without a daemon wrote on top of a pushed commit, for
+/// post-receive to put on the branch: `claimd/prepared/<pushed commit>.commit` in the
+/// repository, three lines (the ref, the bot commit, the line that tells the pusher).
+/// `claimd-hook` moves the branch with it, so that post-receive does not start a full
+/// claimd (see [`publish_prepared`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub refname: String,
+    pub commit: String,
+    pub say: String,
+}
+
+impl Prepared {
+    /// The file for the pushed commit `tip` in the repository `git_dir`.
+    pub fn path(git_dir: &Path, tip: &str) -> std::path::PathBuf {
+        git_dir
+            .join("claimd/prepared")
+            .join(format!("{tip}.commit"))
+    }
+
+    pub fn to_text(&self) -> String {
+        format!("{}\n{}\n{}\n", self.refname, self.commit, self.say)
+    }
+
+    /// None: not three lines, or not a ref and an object id.
+    pub fn parse(text: &str) -> Option<Prepared> {
+        let mut lines = text.lines();
+        let (refname, commit, say) = (lines.next()?, lines.next()?, lines.next()?);
+        (lines.next().is_none() && refname.starts_with("refs/") && is_object_id(commit)).then(
+            || Prepared {
+                refname: refname.to_string(),
+                commit: commit.to_string(),
+                say: say.to_string(),
+            },
+        )
+    }
+}
+
+/// A full hexadecimal object id (SHA-1).
+fn is_object_id(s: &str) -> bool {
+    s.len() == ZERO.len() && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// post-receive without a daemon: each update whose pushed commit pre-receive wrote a
+/// bot commit for ([`Prepared`]) moves its branch on to that commit with `git
+/// update-ref`, compare-and-swap from the pushed commit (a push that came in since is
+/// never overwritten), and says so. Deleted refs need nothing. The others (no prepared
+/// commit, the branch moved, git failed) are left for the full hook, which renders.
+/// Returns the lines to print and the updates left.
+pub fn publish_prepared(git_dir: &Path, updates: Vec<RefLine>) -> (Vec<String>, Vec<RefLine>) {
+    let mut lines = Vec::new();
+    let mut left = Vec::new();
+    for update in updates {
+        if update.new == ZERO {
+            continue;
+        }
+        let path = Prepared::path(git_dir, &update.new);
+        let prepared = is_object_id(&update.new)
+            .then(|| std::fs::read_to_string(&path).ok())
+            .flatten()
+            .and_then(|text| Prepared::parse(&text))
+            .filter(|p| p.refname == update.name);
+        let Some(prepared) = prepared else {
+            left.push(update);
+            continue;
+        };
+        let moved = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["update-ref", "-m", "claimd: render"])
+            .args([&prepared.refname, &prepared.commit, &update.new])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !moved {
+            left.push(update);
+            continue;
+        }
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("json"));
+        lines.push(prepared.say);
+    }
+    (lines, left)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +497,27 @@ mod tests {
             assert_eq!(parse_verdict(&verdict_text(&v)), Some(v));
         }
         assert_eq!(parse_verdict("{\"refused\":false}"), None);
+    }
+
+    #[test]
+    fn a_prepared_commit_reads_back_as_written_and_nothing_else_reads() {
+        let p = Prepared {
+            refname: "refs/heads/main".into(),
+            commit: "1f9d6731a22e69b428c191c4323e9ee4f9447b76".into(),
+            say: "claimd: rendered claims/a.yaml → bot commit 1f9d673 on main".into(),
+        };
+        assert_eq!(Prepared::parse(&p.to_text()), Some(p.clone()));
+        let two_lines = format!("{}\n{}\n", p.refname, p.commit);
+        let not_an_id = p.to_text().replace(&p.commit, "../../HEAD");
+        let extra = format!("{}more\n", p.to_text());
+        for bad in [
+            two_lines,
+            not_an_id,
+            extra,
+            p.to_text().replace("refs/", ""),
+        ] {
+            assert_eq!(Prepared::parse(&bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `claimd-hook pre-receive|post-receive` (or `claimd-hook <hook file>`, as the first
-//! line of a hook file `claimd hooks install --daemon` wrote makes the kernel run it):
-//! the hooks when a daemon serves the repository (`CLAIMD_DAEMON`, or the file's). It
-//! only passes git's lines to the daemon and prints its answer ([`claimd::handoff`],
-//! the standard library and nothing else), so a push pays for starting a small process
-//! instead of a full claimd. When the daemon cannot take the push, it runs the full
-//! hook, `claimd hook <name>` (`CLAIMD_BIN`, else the file's, else the `claimd` next to
-//! this binary), with the lines it did not hand over.
+//! line of a hook file `claimd hooks install` wrote makes the kernel run it): the hooks
+//! when a daemon serves the repository (`CLAIMD_DAEMON`, or the file's), and
+//! post-receive always. It only passes git's lines to the daemon and prints its answer,
+//! or moves a branch on to the bot commit pre-receive wrote ([`claimd::handoff`], the
+//! standard library and `git update-ref`, nothing else), so a push pays for starting a
+//! small process instead of a full claimd. What it cannot do that way, it leaves to the
+//! full hook, `claimd hook <name>` (`CLAIMD_BIN`, else the file's, else the `claimd`
+//! next to this binary), with the lines it did not handle.
 
 use claimd::handoff::{self, Handled, HookFile, RefLine};
 use std::io::{Read, Write};
@@ -55,6 +56,17 @@ fn main() -> ExitCode {
             for line in lines {
                 let _ = writeln!(err, "{line}");
             }
+            // The bot commits a pre-receive without the daemon wrote go on their
+            // branches here; only what is left starts the full claimd.
+            let left = if file.hook == "post-receive" {
+                let (lines, left) = handoff::publish_prepared(&handoff::hook_repo(), left);
+                for line in lines {
+                    let _ = writeln!(err, "{line}");
+                }
+                left
+            } else {
+                left
+            };
             drop(err);
             if left.is_empty() {
                 return ExitCode::SUCCESS;

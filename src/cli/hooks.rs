@@ -44,8 +44,9 @@ pub fn options_from_env() -> Options {
 /// The hook file for `hook`: the binary's absolute path and, when given, the daemon the
 /// hooks hand pushes to (`CLAIMD_DAEMON`; unreachable: they render inline).
 ///
-/// Its first line runs claimd itself on the file (`#!<claimd> hook`, or with a daemon
-/// `#!<claimd>-hook` when that small client is there), so git starts claimd without a
+/// Its first line runs claimd itself on the file (`#!<claimd> hook`, or
+/// `#!<claimd>-hook` when that small client is there for a daemon or for post-receive,
+/// which only moves the branch to pre-receive's bot commit), so git starts claimd without a
 /// shell in between (half a millisecond a hook); the `NAME='value'` lines below are
 /// read by [`HookFile`](handoff::HookFile). A path the kernel cannot take on that
 /// line (not absolute, a space, too long) gets the shell script from `hooks/`.
@@ -58,9 +59,12 @@ fn script(binary: &Path, hook: &str, daemon: Option<&str>) -> String {
     let quote = |s: &str| s.replace('\'', "'\\''");
     let quoted = quote(&binary.display().to_string());
     let client = PathBuf::from(format!("{}-hook", binary.display()));
-    let first = match daemon {
-        Some(_) if is_executable_file(&client) => format!("#!{}", client.display()),
-        _ => format!("#!{} hook", binary.display()),
+    // pre-receive without a daemon checks and renders: claimd itself. post-receive only
+    // hands the push over or moves the branch on to the bot commit pre-receive wrote.
+    let first = if (daemon.is_some() || hook == "post-receive") && is_executable_file(&client) {
+        format!("#!{}", client.display())
+    } else {
+        format!("#!{} hook", binary.display())
     };
     let path = binary.to_str().unwrap_or_default();
     if binary.is_absolute()
@@ -338,7 +342,9 @@ fn pre_receive_here(updates: &[RefLine]) -> Result<(Verdict, Option<crate::pipel
         // Rendered here anyway: leave the bot commit's blobs for post-receive.
         let (diags, prepared) = reconcile::prepared::validate_and_prepare(&repo, id, &opts, memo)?;
         if let Some(p) = prepared {
-            if let Err(e) = reconcile::prepared::save(&repo, &p) {
+            if let Err(e) =
+                reconcile::prepared::save(&repo, &reconcile::branch_of(&repo, &opts), &p)
+            {
                 tracing::warn!(error = %e, "could not keep the prepared bot commit; post-receive renders again");
             }
         }
@@ -404,15 +410,11 @@ pub fn post_receive(file: &handoff::HookFile) -> Result<ExitCode> {
                 files,
                 claims,
                 ..
-            } => {
-                writeln!(
-                    err,
-                    "claimd: rendered {} → bot commit {commit} on {} ({files} files{}); `git pull` to get it",
-                    if claims.is_empty() { "ApplicationSets".to_string() } else { reconcile::claim_list(&claims) },
-                    report.branch,
-                    if at_push_time { ", rendered while the push was checked" } else { "" }
-                )?;
-            }
+            } => writeln!(
+                err,
+                "{}",
+                reconcile::committed_line(&claims, commit, &report.branch, files, at_push_time)
+            )?,
             Outcome::UpToDate { .. } => writeln!(err, "claimd: generated files are up to date")?,
             Outcome::NoBranch => {}
         }

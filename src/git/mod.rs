@@ -577,10 +577,13 @@ impl Repo {
             .detach())
     }
 
-    /// Removes the lock of `refs/heads/<branch>` if it is older than [`STALE_LOCK`]
-    /// (left by a process killed while it moved the branch). True if it removed one.
+    /// Removes the lock of `refs/heads/<branch>`, and HEAD's, if older than
+    /// [`STALE_LOCK`] (left by a process killed while it moved the branch: git locks
+    /// HEAD too when it moves the branch HEAD names, for HEAD's reflog). True if it
+    /// removed one.
     pub fn clear_stale_branch_lock(&self, branch: &str) -> bool {
-        self.remove_stale_lock(&format!("refs/heads/{branch}"))
+        let branch_lock = self.remove_stale_lock(&format!("refs/heads/{branch}"));
+        self.remove_stale_lock("HEAD") || branch_lock
     }
 
     /// Removes `<ref>.lock` if it is older than [`STALE_LOCK`]. True if it removed one.

@@ -587,6 +587,30 @@ pub fn claim_list(claims: &[String]) -> String {
     }
 }
 
+/// What post-receive tells the pusher about a bot commit (one line). `at_push_time`:
+/// rendered while pre-receive checked the push.
+pub fn committed_line(
+    claims: &[String],
+    commit: ObjectId,
+    branch: &str,
+    files: usize,
+    at_push_time: bool,
+) -> String {
+    let rendered = if claims.is_empty() {
+        "ApplicationSets".to_string()
+    } else {
+        claim_list(claims)
+    };
+    let when = if at_push_time {
+        ", rendered while the push was checked"
+    } else {
+        ""
+    };
+    // One line, whatever a claim file's name holds.
+    format!("claimd: rendered {rendered} → bot commit {commit} on {branch} ({files} files{when}); `git pull` to get it")
+        .replace(['\n', '\r'], " ")
+}
+
 fn commit_message(plan: &Plan, claims: &[String], tip: ObjectId) -> String {
     let count = |k: ChangeKind| plan.changes.iter().filter(|c| c.kind == k).count();
     let subject = if claims.is_empty() {

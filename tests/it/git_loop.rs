@@ -196,6 +196,111 @@ fn accepted_push_gets_exactly_one_bot_commit_and_a_repush_none() {
     assert_eq!(s.log().len(), 3);
 }
 
+/// Without a daemon, pre-receive writes the bot commit and a file naming it; git starts
+/// the small claimd-hook for post-receive, which moves the branch on to that commit,
+/// but only from the very commit pushed (compare-and-swap). When the branch moved on,
+/// the full claimd takes over and renders what the branch holds.
+#[test]
+fn post_receive_moves_the_branch_from_the_pushed_commit_to_pre_receives_bot_commit_only() {
+    let s = Server::new();
+    let work = pushed_examples(&s);
+    let hook = s.bare.join("hooks/post-receive");
+    let script = std::fs::read_to_string(&hook).expect("hook");
+    assert!(
+        script
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .ends_with("/claimd-hook"),
+        "{script}"
+    );
+    // Pushes land with pre-receive alone; the test runs post-receive as git would.
+    let aside = s.root.join("post-receive");
+    std::fs::rename(&hook, &aside).expect("move aside");
+    let prepared = s.bare.join("claimd/prepared");
+    let push_change = |replicas: u32| {
+        let path = work.join("claims/prod-apps.yaml");
+        let claim = std::fs::read_to_string(&path).expect("claim");
+        let changed = claim.replacen(
+            &format!("replicas: {}", replicas - 1),
+            &format!("replicas: {replicas}"),
+            1,
+        );
+        assert_ne!(claim, changed, "{claim}");
+        std::fs::write(&path, changed).expect("write");
+        s.ok(&work, &["commit", "-qam", "replicas"]);
+        let before = s.tip();
+        s.ok(&work, &["push", "-q", "origin", "main"]);
+        let pushed = s.tip();
+        assert_eq!(pushed, s.ok(&work, &["rev-parse", "HEAD"]).trim());
+        let named = std::fs::read_to_string(prepared.join(format!("{pushed}.commit")))
+            .expect("pre-receive names its bot commit");
+        let lines: Vec<&str> = named.lines().collect();
+        assert_eq!(lines[0], "refs/heads/main", "{named}");
+        let bot = lines[1].to_string();
+        assert_eq!(
+            s.ok(&s.bare, &["rev-parse", &format!("{bot}^")]).trim(),
+            pushed,
+            "the bot commit goes on top of the pushed commit"
+        );
+        (before, pushed, bot)
+    };
+    // `claimd`: the full claimd claimd-hook falls back to (CLAIMD_BIN wins over the
+    // file's).
+    let post_receive = |line: String, claimd: &str| {
+        let mut child = Command::new(&aside)
+            .current_dir(&s.bare)
+            .env("GIT_DIR", ".")
+            .env("CLAIMD_BIN", claimd)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run post-receive");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), line.as_bytes())
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let left = || std::fs::read_dir(&prepared).expect("prepared").count();
+
+    // The branch is at the pushed commit: it moves on to the bot commit, and no full
+    // claimd is started for that (there is none to start).
+    let (before, pushed, bot) = push_change(6);
+    let nowhere = s.root.join("no-claimd-here").display().to_string();
+    let said = post_receive(format!("{before} {pushed} refs/heads/main\n"), &nowhere);
+    assert_eq!(s.tip(), bot);
+    assert!(
+        said.contains(&format!(
+            "claimd: rendered claims/prod-apps.yaml → bot commit {bot} on main ("
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("rendered while the push was checked"),
+        "{said}"
+    );
+    assert_eq!(left(), 0, "both prepared files are taken");
+    s.assert_converged();
+
+    // The branch moved on since (here: back to the last bot commit): the prepared commit
+    // is not put on it; the full claimd renders what the branch holds (up to date).
+    s.ok(&work, &["pull", "-q", "--rebase"]);
+    let (before, pushed, bot) = push_change(7);
+    s.ok(
+        &s.bare,
+        &["update-ref", "refs/heads/main", &before, &pushed],
+    );
+    let said = post_receive(format!("{before} {pushed} refs/heads/main\n"), BIN);
+    assert_eq!(s.tip(), before, "not moved to {bot}");
+    assert!(
+        said.contains("claimd: generated files are up to date"),
+        "{said}"
+    );
+    assert_eq!(left(), 0, "the full claimd took the prepared files");
+    s.assert_converged();
+}
+
 #[test]
 fn broken_claim_is_refused_and_the_ref_is_unchanged() {
     let s = Server::new();
@@ -284,8 +389,15 @@ fn hooks_install_never_clobbers_and_supports_gitea_layout() {
         let path = root.join(format!("gitea.git/hooks/{hook}.d/claimd"));
         let ours = std::fs::read_to_string(&path).expect("installed");
         let first = ours.lines().next().unwrap_or_default();
+        // pre-receive checks and renders (claimd itself); post-receive only moves the
+        // branch on to pre-receive's bot commit: the small client beside claimd.
+        let program = if hook == "pre-receive" {
+            "/claimd hook"
+        } else {
+            "/claimd-hook"
+        };
         assert!(
-            first.starts_with("#!/") && first.ends_with("/claimd hook"),
+            first.starts_with("#!/") && first.ends_with(program),
             "{ours}"
         );
         // Started as Gitea's dispatcher starts it (the kernel runs claimd on the file),

@@ -51,10 +51,12 @@ fn commit_change(work: &Path, round: usize) {
     git(work, &["commit", "-qm", &format!("change {round}")]);
 }
 
-/// Processes of this claimd binary whose working folder is `dir` (hooks run in the
+/// Processes of this claimd binary or of claimd-hook beside it (post-receive), and the
+/// `git update-ref` claimd-hook runs, whose working folder is `dir` (hooks run in the
 /// repository), with their command lines.
 fn claimd_processes_in(dir: &Path) -> Vec<(i32, String)> {
     let exe = Path::new(BIN).canonicalize().expect("claimd binary");
+    let client = exe.with_file_name("claimd-hook");
     let dir = dir.canonicalize().expect("dir");
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
@@ -62,12 +64,15 @@ fn claimd_processes_in(dir: &Path) -> Vec<(i32, String)> {
             continue;
         };
         let p = entry.path();
-        let same_exe = std::fs::read_link(p.join("exe")).is_ok_and(|e| e == exe);
+        let ours = std::fs::read_link(p.join("exe")).is_ok_and(|e| e == exe || e == client);
         let same_dir = std::fs::read_link(p.join("cwd")).is_ok_and(|c| c == dir);
-        if same_exe && same_dir {
-            let cmdline = std::fs::read(p.join("cmdline"))
-                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-                .unwrap_or_default();
+        if !same_dir {
+            continue;
+        }
+        let cmdline = std::fs::read(p.join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if ours || cmdline.contains(" update-ref -m claimd: render ") {
             found.push((pid, cmdline));
         }
     }
@@ -160,20 +165,26 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
     let mut checked = std::collections::HashSet::new();
     check_new_bot_commits(&s.bare, &mut checked);
 
-    // A ref lock left by a killed process, older than claimd's stale limit: the next
-    // push clears it (pre-receive) and lands.
-    let lock = s.bare.join("refs/heads/main.lock");
-    std::fs::write(&lock, "").expect("lock");
-    std::fs::File::options()
-        .write(true)
-        .open(&lock)
-        .expect("open")
-        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
-        .expect("mtime");
+    // The ref locks a killed process leaves (the branch's, and HEAD's, which git takes
+    // for HEAD's reflog when it moves HEAD's branch), older than claimd's stale limit:
+    // the next push clears them (pre-receive) and lands.
+    let locks = [
+        s.bare.join("refs/heads/main.lock"),
+        s.bare.join("HEAD.lock"),
+    ];
+    for lock in &locks {
+        std::fs::write(lock, "").expect("lock");
+        std::fs::File::options()
+            .write(true)
+            .open(lock)
+            .expect("open")
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+            .expect("mtime");
+    }
     commit_change(&work, 3);
     git(&work, &["push", "-q", "origin", "main"]);
     assert!(
-        !lock.exists() && converged(&s.bare),
+        locks.iter().all(|l| !l.exists()) && converged(&s.bare),
         "a stale lock blocked the push"
     );
     git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
@@ -277,7 +288,7 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
     report(
         part,
         format!(
-            "held: after every kill git fsck --full clean and {} bot commits each a complete render (none partial, none empty); {refused} pushes refused with the branch unchanged, {unrendered} accepted without their bot commit; every time one more push converged to a fresh render ({waited_for_lock} times it was refused first, for a few seconds, by the ref lock a killed bot commit left, until pre-receive found it stale and cleared it); a stale ref lock is cleared by the next push; torn and junk memos ignored (fresh render); a fresh clone plans nothing",
+            "held: after every kill git fsck --full clean and {} bot commits each a complete render (none partial, none empty); {refused} pushes refused with the branch unchanged, {unrendered} accepted without their bot commit; every time one more push converged to a fresh render ({waited_for_lock} times it was refused first, for a few seconds, by the ref lock a killed bot commit left, until pre-receive found it stale and cleared it); stale ref locks (the branch's, HEAD's) are cleared by the next push; torn and junk memos ignored (fresh render); a fresh clone plans nothing",
             checked.len()
         ),
     );
