@@ -30,6 +30,9 @@ pub struct HookFile {
     pub bin: Option<std::path::PathBuf>,
     /// `CLAIMD_DAEMON`: the daemon the hook hands the push to.
     pub daemon: Option<String>,
+    /// The folder of the hooks git runs (`hooks/`, above Gitea's `<hook>.d/`), when
+    /// started on a hook file.
+    pub hooks: Option<std::path::PathBuf>,
 }
 
 impl HookFile {
@@ -41,6 +44,7 @@ impl HookFile {
                 hook,
                 bin: None,
                 daemon: None,
+                hooks: None,
             });
         }
         let path = Path::new(arg);
@@ -48,16 +52,21 @@ impl HookFile {
             let name = p?.file_name()?.to_str()?.strip_suffix(suffix)?;
             HOOKS.into_iter().find(|h| *h == name)
         };
-        let hook = named(Some(path), "")
-            .or_else(|| named(path.parent(), ".d"))
-            .ok_or_else(|| {
-                format!("{arg}: neither pre-receive nor post-receive, nor a hook file in hooks/<hook> or hooks/<hook>.d/")
-            })?;
+        let (hook, hooks) = match named(Some(path), "") {
+            Some(hook) => (hook, path.parent()),
+            None => {
+                let hook = named(path.parent(), ".d").ok_or_else(|| {
+                    format!("{arg}: neither pre-receive nor post-receive, nor a hook file in hooks/<hook> or hooks/<hook>.d/")
+                })?;
+                (hook, path.parent().and_then(Path::parent))
+            }
+        };
         let text = std::fs::read_to_string(path).map_err(|e| format!("reading {arg}: {e}"))?;
         Ok(HookFile {
             hook,
             bin: setting(&text, "CLAIMD_BIN").map(std::path::PathBuf::from),
             daemon: setting(&text, "CLAIMD_DAEMON").filter(|d| !d.is_empty()),
+            hooks: hooks.map(Path::to_path_buf),
         })
     }
 
@@ -430,12 +439,18 @@ fn is_object_id(s: &str) -> bool {
 }
 
 /// post-receive without a daemon: each update whose pushed commit pre-receive wrote a
-/// bot commit for ([`Prepared`]) moves its branch on to that commit with `git
-/// update-ref`, compare-and-swap from the pushed commit (a push that came in since is
-/// never overwritten), and says so. Deleted refs need nothing. The others (no prepared
-/// commit, the branch moved, git failed) are left for the full hook, which renders.
-/// Returns the lines to print and the updates left.
-pub fn publish_prepared(git_dir: &Path, updates: Vec<RefLine>) -> (Vec<String>, Vec<RefLine>) {
+/// bot commit for ([`Prepared`]) moves its branch on to that commit, compare-and-swap
+/// from the pushed commit (a push that came in since is never overwritten), and says
+/// so: as git's files backend does it when that is all there is to it
+/// ([`move_loose_ref`]), else with `git update-ref`. Deleted refs need nothing. The
+/// others (no prepared commit, the branch moved, git failed) are left for the full
+/// hook, which renders. `hooks`: the folder of the hooks git runs. Returns the lines to
+/// print and the updates left.
+pub fn publish_prepared(
+    git_dir: &Path,
+    hooks: &Path,
+    updates: Vec<RefLine>,
+) -> (Vec<String>, Vec<RefLine>) {
     let mut lines = Vec::new();
     let mut left = Vec::new();
     for update in updates {
@@ -452,16 +467,24 @@ pub fn publish_prepared(git_dir: &Path, updates: Vec<RefLine>) -> (Vec<String>, 
             left.push(update);
             continue;
         };
-        let moved = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["update-ref", "-m", "claimd: render"])
-            .args([&prepared.refname, &prepared.commit, &update.new])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        let moved = move_loose_ref(
+            git_dir,
+            hooks,
+            &prepared.refname,
+            &update.new,
+            &prepared.commit,
+        )
+        .is_some()
+            || std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(git_dir)
+                .args(["update-ref", "-m", "claimd: render"])
+                .args([&prepared.refname, &prepared.commit, &update.new])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
         if !moved {
             left.push(update);
             continue;
@@ -471,6 +494,52 @@ pub fn publish_prepared(git_dir: &Path, updates: Vec<RefLine>) -> (Vec<String>, 
         lines.push(prepared.say);
     }
     (lines, left)
+}
+
+/// Moves `refname` from `old` to `new` as git's files backend does (a lock file beside
+/// the ref, checked and renamed over it), when that is all git would do: a branch kept
+/// as a loose file holding `old` (receive-pack just wrote it so), no reflog (git would
+/// have written one when it moved the branch; none for HEAD either), no reftable, no
+/// ref namespace and no reference-transaction hook in `hooks`. `None`: not so, or the
+/// branch does not hold `old`; `git update-ref` decides then.
+fn move_loose_ref(git_dir: &Path, hooks: &Path, refname: &str, old: &str, new: &str) -> Option<()> {
+    let plain = |c: &str| {
+        !c.is_empty()
+            && !c.starts_with('.')
+            && !c.ends_with(".lock")
+            && !c.contains("..")
+            && c.bytes()
+                .all(|b| b > b' ' && b != 0x7f && !b"~^:?*[\\".contains(&b))
+    };
+    let branch = refname.strip_prefix("refs/heads/")?;
+    let simple = branch.split('/').all(plain)
+        && is_object_id(old)
+        && is_object_id(new)
+        && std::env::var_os("GIT_NAMESPACE").is_none()
+        && !git_dir.join("reftable").exists()
+        && !git_dir.join("logs").join(refname).exists()
+        && !git_dir.join("logs/HEAD").exists()
+        && !hooks.join("reference-transaction").exists();
+    if !simple {
+        return None;
+    }
+    let path = git_dir.join(refname);
+    let lock = git_dir.join(format!("{refname}.lock"));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock)
+        .ok()?;
+    let moved = (|| {
+        let holds = std::fs::read_to_string(&path).ok()?;
+        (holds == format!("{old}\n")).then_some(())?;
+        file.write_all(format!("{new}\n").as_bytes()).ok()?;
+        std::fs::rename(&lock, &path).ok()
+    })();
+    if moved.is_none() {
+        let _ = std::fs::remove_file(&lock);
+    }
+    moved
 }
 
 #[cfg(test)]
@@ -497,6 +566,112 @@ mod tests {
             assert_eq!(parse_verdict(&verdict_text(&v)), Some(v));
         }
         assert_eq!(parse_verdict("{\"refused\":false}"), None);
+    }
+
+    /// A bare repository with two commits on main (at the second): (its folder, the
+    /// first commit, the second).
+    fn two_commits() -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("--git-dir")
+                .arg(dir.path())
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@t")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@t")
+                .output()
+                .expect("git");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        git(&["init", "-q", "--bare", "-b", "main"]);
+        let tree = git(&["mktree"]);
+        let first = git(&["commit-tree", &tree, "-m", "1"]);
+        let second = git(&["commit-tree", &tree, "-p", &first, "-m", "2"]);
+        git(&["update-ref", "refs/heads/main", &second]);
+        (dir, first, second)
+    }
+
+    fn main_of(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join("refs/heads/main")).expect("loose ref")
+    }
+
+    #[test]
+    fn a_loose_branch_moves_only_from_the_commit_it_holds_and_only_when_git_would_do_no_more() {
+        let (dir, first, second) = two_commits();
+        let (git_dir, hooks) = (dir.path(), dir.path().join("hooks"));
+        let lock = git_dir.join("refs/heads/main.lock");
+        // Not at `first`: left alone, no lock left behind.
+        assert_eq!(
+            move_loose_ref(git_dir, &hooks, "refs/heads/main", &first, &second),
+            None
+        );
+        assert_eq!(main_of(git_dir), format!("{second}\n"));
+        assert!(!lock.exists());
+        // Someone holds the lock: theirs stays, the branch too.
+        std::fs::write(&lock, "").expect("lock");
+        assert_eq!(
+            move_loose_ref(git_dir, &hooks, "refs/heads/main", &second, &first),
+            None
+        );
+        assert!(lock.exists());
+        std::fs::remove_file(&lock).expect("unlock");
+        // What git would do more (a reflog, a reference-transaction hook): left to git.
+        for more in [
+            "logs/refs/heads/main",
+            "logs/HEAD",
+            "hooks/reference-transaction",
+        ] {
+            let path = git_dir.join(more);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, "").expect("write");
+            assert_eq!(
+                move_loose_ref(git_dir, &hooks, "refs/heads/main", &second, &first),
+                None,
+                "{more}"
+            );
+            std::fs::remove_file(&path).expect("remove");
+        }
+        for odd in ["refs/heads/../HEAD", "refs/tags/v1", "refs/heads/a..b"] {
+            assert_eq!(
+                move_loose_ref(git_dir, &hooks, odd, &second, &first),
+                None,
+                "{odd}"
+            );
+        }
+        assert_eq!(main_of(git_dir), format!("{second}\n"));
+        // The branch holds `second`: moved to `first`, as git reads it.
+        assert_eq!(
+            move_loose_ref(git_dir, &hooks, "refs/heads/main", &second, &first),
+            Some(())
+        );
+        assert_eq!(main_of(git_dir), format!("{first}\n"));
+        assert!(!lock.exists());
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["rev-parse", "main"])
+            .output()
+            .expect("git");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), first);
+        // Only packed (no loose file): left to git.
+        let packed = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(["pack-refs", "--all"])
+            .status()
+            .expect("git");
+        assert!(packed.success());
+        assert_eq!(
+            move_loose_ref(git_dir, &hooks, "refs/heads/main", &first, &second),
+            None
+        );
     }
 
     #[test]

@@ -59,7 +59,9 @@ fn main() -> ExitCode {
             // The bot commits a pre-receive without the daemon wrote go on their
             // branches here; only what is left starts the full claimd.
             let left = if file.hook == "post-receive" {
-                let (lines, left) = handoff::publish_prepared(&handoff::hook_repo(), left);
+                let repo = handoff::hook_repo();
+                let hooks = file.hooks.clone().unwrap_or_else(|| repo.join("hooks"));
+                let (lines, left) = handoff::publish_prepared(&repo, &hooks, left);
                 for line in lines {
                     let _ = writeln!(err, "{line}");
                 }
