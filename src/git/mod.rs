@@ -122,6 +122,31 @@ pub fn remove_stale(dir: &Path, prefix: &str) {
     }
 }
 
+/// Writes one object loose into the object database at `objects`, unless it is loose
+/// there already. gix's `write_object` first asks the whole object database whether it
+/// has the object, and a new object, found nowhere, makes it scan the packs folder
+/// again and reload its indices: most of a small bot commit's time in the daemon. One
+/// that is only in a pack is written loose beside it (`git gc` drops the copy).
+fn write_loose(
+    objects: &Path,
+    hash: gix::hash::Kind,
+    kind: gix::objs::Kind,
+    data: &[u8],
+) -> Result<ObjectId> {
+    let id = gix::objs::compute_hash(hash, kind, data).map_err(git_err("hashing an object"))?;
+    let hex = id.to_hex().to_string();
+    if objects.join(&hex[..2]).join(&hex[2..]).is_file() {
+        return Ok(id);
+    }
+    gix::objs::Write::write_buf_with_known_id(
+        &gix::odb::loose::Store::at(objects, hash),
+        kind,
+        data,
+        id,
+    )
+    .map_err(git_err(format!("writing {kind} {id}")))
+}
+
 /// What the CAS update found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cas {
@@ -424,16 +449,16 @@ impl Repo {
     /// of a commit's work). Deletions come back with no blob.
     pub fn write_blobs(&self, changes: &[Change]) -> Result<Vec<Staged>> {
         let writes: Vec<&Change> = changes.iter().filter(|c| c.new.is_some()).collect();
-        let shared = self.repo.clone().into_sync();
         let chunks: Vec<&[&Change]> = writes.chunks(512).collect();
+        let (objects, hash) = (
+            self.repo.objects.store_ref().path(),
+            self.repo.object_hash(),
+        );
         let written = crate::par::map(&chunks, 1, |part| {
-            let repo = shared.to_thread_local();
             part.iter()
                 .map(|c| {
                     let content = c.new.as_deref().unwrap_or_default();
-                    repo.write_blob(content.as_bytes())
-                        .map(|id| id.detach())
-                        .map_err(git_err("writing a blob"))
+                    write_loose(objects, hash, gix::objs::Kind::Blob, content.as_bytes())
                 })
                 .collect::<Result<Vec<ObjectId>>>()
         });
@@ -465,12 +490,7 @@ impl Repo {
             self.repo.object_hash(),
             // Read through this repository (a pre-receive hook's tree is in the quarantine).
             &mut |id, buf| self.object(id, buf).map(drop),
-            &mut |bytes| {
-                self.repo
-                    .write_object(tree::Raw(bytes))
-                    .map(|id| id.detach())
-                    .map_err(git_err("writing a tree"))
-            },
+            &mut |bytes| self.write_loose(gix::objs::Kind::Tree, bytes),
         )
     }
 
@@ -570,11 +590,19 @@ impl Repo {
             parents: [parent].into_iter().collect(),
             extra_headers: Vec::new(),
         };
-        Ok(self
-            .repo
-            .write_object(commit)
-            .map_err(git_err("writing the commit"))?
-            .detach())
+        let mut bytes = Vec::new();
+        gix::objs::WriteTo::write_to(&commit, &mut bytes).map_err(git_err("writing the commit"))?;
+        self.write_loose(gix::objs::Kind::Commit, &bytes)
+    }
+
+    /// Writes one object loose into this repository (see [`write_loose`]).
+    fn write_loose(&self, kind: gix::objs::Kind, data: &[u8]) -> Result<ObjectId> {
+        write_loose(
+            self.repo.objects.store_ref().path(),
+            self.repo.object_hash(),
+            kind,
+            data,
+        )
     }
 
     /// Removes the lock of `refs/heads/<branch>`, and HEAD's, if older than

@@ -169,23 +169,6 @@ fn git_order(a: &[u8], a_tree: bool, b: &[u8], b_tree: bool) -> Ordering {
     })
 }
 
-/// A tree's serialized entries, written as a tree object.
-pub(crate) struct Raw<'a>(pub &'a [u8]);
-
-impl gix::objs::WriteTo for Raw<'_> {
-    fn write_to(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        out.write_all(self.0)
-    }
-
-    fn kind(&self) -> gix::objs::Kind {
-        gix::objs::Kind::Tree
-    }
-
-    fn size(&self) -> u64 {
-        self.0.len() as u64
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{edit, Staged};
@@ -258,10 +241,10 @@ mod tests {
                     Ok(())
                 },
                 &mut |bytes| {
-                    Ok(repo
-                        .write_object(super::Raw(bytes))
-                        .expect("write")
-                        .detach())
+                    Ok(
+                        gix::objs::Write::write_buf(&repo.objects, gix::objs::Kind::Tree, bytes)
+                            .expect("write"),
+                    )
                 },
             )
             .expect("edit");
