@@ -156,11 +156,17 @@ fn r2_kill9_hook_processes_during_render_and_commit() {
         let post = hook_started(&s.bare, "post-receive", &mut push);
         assert!(push.wait().expect("wait").success());
         durations.push(t.elapsed());
-        post_durations.push(post.expect("post-receive was seen").elapsed());
+        // post-receive (claimd-hook moving the branch, a millisecond or two) may be over
+        // before a scan of /proc sees it.
+        post_durations.extend(post.map(|p| p.elapsed()));
         git(&work, &["pull", "-q", "--rebase", "origin", "main"]);
     }
     let window = *durations.iter().max().expect("durations");
-    let post_window = *post_durations.iter().max().expect("durations");
+    let post_window = post_durations
+        .iter()
+        .max()
+        .copied()
+        .unwrap_or(Duration::from_millis(2));
     assert!(converged(&s.bare));
     let mut checked = std::collections::HashSet::new();
     check_new_bot_commits(&s.bare, &mut checked);
