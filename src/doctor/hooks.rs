@@ -149,7 +149,7 @@ fn repository(r: &RepoConfig) -> Vec<Check> {
         } else if !is_executable(Path::new(&client)) {
             format!(" ({client} is not there: with the daemon the hooks run the full claimd, a few ms slower a push)")
         } else if started.as_deref() == Some(bin.as_str()) {
-            format!(" (a daemon named in CLAIMD_DAEMON gets pushes from the full claimd; `claimd hooks install --daemon ADDR` starts {client} instead, about 2 ms faster a push)")
+            format!(" (a daemon named in CLAIMD_DAEMON gets pre-receive's pushes from the full claimd; `claimd hooks install --daemon ADDR` starts {client} instead, about 1 ms faster a push)")
         } else {
             format!(" and, with the daemon, {client}")
         };

@@ -244,7 +244,7 @@ fn a_healthy_setup_passes_and_each_broken_part_is_named_with_its_fix() {
         format!("✔ config: {} loads: 1 repository, Gitea {}, charts: oci, a kubeconfig", s.config.display(), api.url),
         format!("✔ repository: {bare} is a git repository (branch main)"),
         // Installed without --daemon: the kernel starts the full claimd on the hooks.
-        format!("✔ hooks: {bare}: pre-receive and post-receive installed (hooks/<hook>), executable, calling {} (a daemon named in CLAIMD_DAEMON gets pushes from the full claimd; `claimd hooks install --daemon ADDR` starts {}-hook instead, about 2 ms faster a push)", bin.display(), bin.display()),
+        format!("✔ hooks: {bare}: pre-receive and post-receive installed (hooks/<hook>), executable, calling {} (a daemon named in CLAIMD_DAEMON gets pre-receive's pushes from the full claimd; `claimd hooks install --daemon ADDR` starts {}-hook instead, about 1 ms faster a push)", bin.display(), bin.display()),
         format!("✔ daemon: ready at {}", d.addr),
         format!("✔ gitea: Gitea 1.22.0 at {} answers and takes the token", api.url),
         format!("✔ kubernetes: API server v1.20.2: claimd's user has all {} permissions of the ClusterRole claimd", permissions()),
