@@ -408,11 +408,17 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The file's name for the pushed commit `tip`, in `claimd/prepared/` (beside
+    /// the `<tip>.json` of the full prepared commit).
+    pub fn file_name(tip: &str) -> String {
+        format!("{tip}.commit")
+    }
+
     /// The file for the pushed commit `tip` in the repository `git_dir`.
     pub fn path(git_dir: &Path, tip: &str) -> std::path::PathBuf {
         git_dir
             .join("claimd/prepared")
-            .join(format!("{tip}.commit"))
+            .join(Prepared::file_name(tip))
     }
 
     pub fn to_text(&self) -> String {
@@ -489,6 +495,7 @@ pub fn publish_prepared(
             left.push(update);
             continue;
         }
+        // And the full prepared commit beside it, which the full claimd would have taken.
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_file(path.with_extension("json"));
         lines.push(prepared.say);
@@ -568,28 +575,31 @@ mod tests {
         assert_eq!(parse_verdict("{\"refused\":false}"), None);
     }
 
+    /// git on the repository `git_dir`, which must succeed: its output, trimmed.
+    fn git(git_dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(git_dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// A bare repository with two commits on main (at the second): (its folder, the
     /// first commit, the second).
     fn two_commits() -> (tempfile::TempDir, String, String) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let git = |args: &[&str]| {
-            let out = std::process::Command::new("git")
-                .arg("--git-dir")
-                .arg(dir.path())
-                .args(args)
-                .env("GIT_AUTHOR_NAME", "t")
-                .env("GIT_AUTHOR_EMAIL", "t@t")
-                .env("GIT_COMMITTER_NAME", "t")
-                .env("GIT_COMMITTER_EMAIL", "t@t")
-                .output()
-                .expect("git");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
+        let git = |args: &[&str]| git(dir.path(), args);
         git(&["init", "-q", "--bare", "-b", "main"]);
         let tree = git(&["mktree"]);
         let first = git(&["commit-tree", &tree, "-m", "1"]);
@@ -653,21 +663,9 @@ mod tests {
         );
         assert_eq!(main_of(git_dir), format!("{first}\n"));
         assert!(!lock.exists());
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["rev-parse", "main"])
-            .output()
-            .expect("git");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), first);
+        assert_eq!(git(git_dir, &["rev-parse", "main"]), first);
         // Only packed (no loose file): left to git.
-        let packed = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(["pack-refs", "--all"])
-            .status()
-            .expect("git");
-        assert!(packed.success());
+        git(git_dir, &["pack-refs", "--all"]);
         assert_eq!(
             move_loose_ref(git_dir, &hooks, "refs/heads/main", &first, &second),
             None

@@ -342,9 +342,7 @@ fn pre_receive_here(updates: &[RefLine]) -> Result<(Verdict, Option<crate::pipel
         // Rendered here anyway: leave the bot commit's blobs for post-receive.
         let (diags, prepared) = reconcile::prepared::validate_and_prepare(&repo, id, &opts, memo)?;
         if let Some(p) = prepared {
-            if let Err(e) =
-                reconcile::prepared::save(&repo, &reconcile::branch_of(&repo, &opts), &p)
-            {
+            if let Err(e) = reconcile::prepared::save(&repo, &p) {
                 tracing::warn!(error = %e, "could not keep the prepared bot commit; post-receive renders again");
             }
         }

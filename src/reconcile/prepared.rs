@@ -18,6 +18,9 @@ use std::path::PathBuf;
 pub struct Prepared {
     /// The pushed commit the bot commit goes on top of.
     pub tip: String,
+    /// The branch it was pushed to.
+    #[serde(default)]
+    pub branch: String,
     pub message: String,
     pub claims: Vec<String>,
     /// (path, blob id) of written files; no blob id: the file is deleted.
@@ -70,6 +73,7 @@ pub fn validate_and_prepare(
     };
     let prepared = Prepared {
         tip: commit.to_string(),
+        branch,
         message,
         claims,
         files: staged
@@ -86,9 +90,9 @@ fn dir(repo: &Repo) -> PathBuf {
     repo.path().join("claimd/prepared")
 }
 
-/// Leaves `prepared` for post-receive on `branch` (and, when its bot commit is written,
-/// the [`handoff::Prepared`] `claimd-hook` reads), and clears out stale ones.
-pub fn save(repo: &Repo, branch: &str, prepared: &Prepared) -> std::io::Result<()> {
+/// Leaves `prepared` for post-receive (and, when its bot commit is written, the
+/// [`handoff::Prepared`] `claimd-hook` reads), and clears out stale ones.
+pub fn save(repo: &Repo, prepared: &Prepared) -> std::io::Result<()> {
     let dir = dir(repo);
     std::fs::create_dir_all(&dir)?;
     // Those of pushes that were refused or never finished.
@@ -101,13 +105,14 @@ pub fn save(repo: &Repo, branch: &str, prepared: &Prepared) -> std::io::Result<(
     let Ok(id) = ObjectId::from_hex(commit.as_bytes()) else {
         return Ok(());
     };
+    let branch = &prepared.branch;
     let publish = handoff::Prepared {
         refname: format!("refs/heads/{branch}"),
         commit: commit.to_string(),
         say: super::committed_line(&prepared.claims, id, branch, prepared.files.len(), true),
     };
-    let path = handoff::Prepared::path(repo.path(), &prepared.tip);
-    put(&dir, &file_name(&path), publish.to_text().as_bytes())
+    let name = handoff::Prepared::file_name(&prepared.tip);
+    put(&dir, &name, publish.to_text().as_bytes())
 }
 
 /// Writes `dir/name` whole or not at all (a file beside, renamed over it).
@@ -115,12 +120,6 @@ fn put(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(tmp, dir.join(name))
-}
-
-fn file_name(path: &std::path::Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The prepared bot commit for `tip`, if pre-receive left one (it is removed, with the
