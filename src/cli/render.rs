@@ -41,7 +41,7 @@ pub fn render_repo(
     } else {
         None
     };
-    let mut memo = pipeline::core::Memo::default();
+    let mut memo = pipeline::core::Memo::once();
     // New files go to a writer thread while the next batch renders: creating 200,000
     // files waits on the kernel's folder locks, and the render's cores would idle
     // meanwhile. One batch may wait in the channel (memory stays a few batches').

@@ -17,15 +17,16 @@ pub fn run(paths: &[PathBuf], source: &charts::Source, settings: &Settings) -> R
         paths
     };
     let (snap, objects) = snapshot::of_work_tree(paths, None, None)?;
-    let mut memo = pipeline::core::Memo::default();
+    let mut memo = pipeline::core::Memo::once();
     let claims = pipeline::core::load(&snap, &objects, &mut memo)?;
     // The values each valid claim makes, against its chart (as `helm install` would).
+    // The files are let go batch by batch: only the diagnostics are wanted.
     let request = Request {
         settings,
         charts: source,
         previews: &Previews::All,
         branch: None,
-        sink: None,
+        sink: Some(&|_| Ok(())),
     };
     let mut diagnostics = match pipeline::run(&snap, &objects, &request, &mut memo) {
         // A chart that cannot be had (or no chart repository named, when validating

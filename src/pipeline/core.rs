@@ -195,6 +195,8 @@ pub struct Memo {
     /// set (a long-lived process, from its second claim set on: checked file by file; a
     /// hook checks them all at once).
     names: Option<NameIndex>,
+    /// Used for one run only ([`Memo::once`]): what the render made is not recorded.
+    once: bool,
 }
 
 /// The generated files of each claim file's applications, in one context.
@@ -285,6 +287,16 @@ impl Memo {
     /// Nothing learned yet (a new memo, or one let go).
     pub fn is_empty(&self) -> bool {
         self.parsed.is_empty() && self.outputs.files.is_empty()
+    }
+
+    /// A memo for one run that no other run will see (`claimd render`): the generated
+    /// files are not recorded per claim file, nor hashed when nothing compares them (a
+    /// new file that goes straight to the sink), nor the applications' inputs hashed.
+    pub fn once() -> Memo {
+        Memo {
+            once: true,
+            ..Memo::default()
+        }
     }
 
     /// A memo for a long-lived process: the applications of many claim files are
@@ -627,6 +639,7 @@ fn plan_afresh(
     memo: &mut Memo,
 ) -> Result<Planned, Error> {
     let claim_entries = &read.files;
+    let remember = !memo.once;
     let mut diagnostics = read.diagnostics.clone();
     if let Some(branch) = inputs.branch {
         diagnostics.extend(branch_mismatches(&read.loaded.claims, branch));
@@ -779,15 +792,19 @@ fn plan_afresh(
             .filter_map(|c| c.workloads().map(|(wc, folder)| (c, wc, folder)))
             .flat_map(|(c, wc, folder)| wc.workloads.iter().map(move |w| (c, wc, folder, w)))
             .collect();
-        let hashed = crate::par::map(&placed, 32, |(c, wc, folder, w)| {
-            let dir = render::workload_dir(
-                &wc.cluster_type.value,
-                &wc.environment.value,
-                folder,
-                &w.name.value,
-            );
-            (dir, workload_hash(c, wc, folder, w))
-        });
+        let hashed = if remember {
+            crate::par::map(&placed, 32, |(c, wc, folder, w)| {
+                let dir = render::workload_dir(
+                    &wc.cluster_type.value,
+                    &wc.environment.value,
+                    folder,
+                    &w.name.value,
+                );
+                (dir, workload_hash(c, wc, folder, w))
+            })
+        } else {
+            Vec::new() // nothing to reuse, nothing recorded
+        };
         let mut kept_dirs: HashSet<String> = HashSet::new();
         for ((c, ..), (dir, hash)) in placed.iter().zip(&hashed) {
             let Some(prev) = previous.get(c.source.as_str()) else {
@@ -826,21 +843,26 @@ fn plan_afresh(
             files,
             failures,
             sources: mut file_sources,
-        } = render::render_reusing(claims_now, charts, inputs.settings, &|c, w| {
-            if !matches!(c.spec, Spec::Application(_) | Spec::Platform(_)) {
-                return false;
-            }
-            !batch.contains(c.source.as_str())
-                || (!kept_dirs.is_empty()
-                    && c.workloads().is_some_and(|(wc, folder)| {
-                        kept_dirs.contains(&render::workload_dir(
-                            &wc.cluster_type.value,
-                            &wc.environment.value,
-                            folder,
-                            &w.name.value,
-                        ))
-                    }))
-        })?;
+        } = render::render_reusing(
+            claims_now,
+            charts,
+            inputs.settings,
+            &render::Reuse {
+                claim: &|c| is_workload_claim(c) && !batch.contains(c.source.as_str()),
+                workload: &|c, w| {
+                    !kept_dirs.is_empty()
+                        && is_workload_claim(c)
+                        && c.workloads().is_some_and(|(wc, folder)| {
+                            kept_dirs.contains(&render::workload_dir(
+                                &wc.cluster_type.value,
+                                &wc.environment.value,
+                                folder,
+                                &w.name.value,
+                            ))
+                        })
+                },
+            },
+        )?;
         let failed_dirs: HashSet<&str> =
             failures.iter().filter_map(|f| f.keep.as_deref()).collect();
         for ((c, ..), (dir, hash)) in placed.iter().zip(&hashed) {
@@ -875,8 +897,11 @@ fn plan_afresh(
                 keep.then_some((path, content, from))
             })
             .collect();
+        // A file's blob id: to record it, or to compare it with the file there.
         let hasher = objects.blob_hasher();
-        let ids = crate::par::map(&fresh, 256, |(_, content, _)| hasher(content.as_bytes()));
+        let ids = crate::par::map(&fresh, 256, |(path, content, _)| {
+            (remember || entries.contains_key(path)).then(|| hasher(content.as_bytes()))
+        });
         rendered += fresh.len();
         // A folder a failure of this batch keeps is left to the plan.
         let kept: Vec<String> = failures
@@ -887,11 +912,13 @@ fn plan_afresh(
         for ((path, content, from), id) in fresh.into_iter().zip(ids) {
             if let Some(source) = workload_source(&path, from.as_deref()) {
                 overlap |= reusable.contains(source);
-                new_outputs
-                    .entry(source.to_string())
-                    .or_default()
-                    .files
-                    .push((path.clone(), id));
+                if let Some(id) = id.filter(|_| remember) {
+                    new_outputs
+                        .entry(source.to_string())
+                        .or_default()
+                        .files
+                        .push((path.clone(), id));
+                }
                 if sink.is_some()
                     && !entries.contains_key(&path)
                     && !kept.iter().any(|d| path.starts_with(d.as_str()))
@@ -901,7 +928,7 @@ fn plan_afresh(
                 }
             }
             if let Some((there, there_id)) = entries.get_key_value(&path) {
-                if *there_id == id {
+                if Some(*there_id) == id {
                     accounted.insert(there.as_str());
                     continue;
                 }
@@ -921,11 +948,13 @@ fn plan_afresh(
                 if !batch.contains(f.diagnostic.file.as_str()) {
                     continue;
                 }
-                new_outputs
-                    .entry(f.diagnostic.file.clone())
-                    .or_default()
-                    .failures
-                    .push(f.clone());
+                if remember {
+                    new_outputs
+                        .entry(f.diagnostic.file.clone())
+                        .or_default()
+                        .failures
+                        .push(f.clone());
+                }
             } else if i != last {
                 continue;
             }
@@ -1182,6 +1211,11 @@ fn workload_source<'a>(path: &str, sources: Option<&'a [String]>) -> Option<&'a 
         return None;
     }
     sources?.first().map(String::as_str)
+}
+
+/// A claim of applications or platform services (whose files may be reused).
+fn is_workload_claim(c: &claims::Claim) -> bool {
+    matches!(c.spec, Spec::Application(_) | Spec::Platform(_))
 }
 
 fn is_workload_failure(f: &Failure) -> bool {

@@ -244,7 +244,8 @@ fn the_same_snapshot_planned_twice_is_not_rendered_again() {
 
 /// A render that hands new files to a sink batch by batch: the sink and the plan
 /// together are the plan of a render without one, into an empty tree and into one that
-/// has files, with a claim file that fails.
+/// has files, with a claim file that fails; with a memo for one run (`claimd render`:
+/// nothing recorded, a new file's blob id not computed) as with one kept.
 #[test]
 fn a_render_that_streams_new_files_plans_the_same() {
     use std::sync::Mutex;
@@ -262,7 +263,7 @@ fn a_render_that_streams_new_files_plans_the_same() {
     claims.push(("claims/broken.yaml".into(), "kind: [".into()));
     let settings = Settings::default();
     let source = charts::Source::Embedded;
-    let streaming = |snap: &Snapshot, mem: &Mem| {
+    let streaming = |snap: &Snapshot, mem: &Mem, memo: &mut core::Memo| {
         let sunk: Mutex<BTreeMap<String, String>> = Mutex::default();
         let sink = |files: Vec<(String, String)>| -> Result<(), ReadError> {
             let mut sunk = sunk.lock().expect("lock");
@@ -278,12 +279,12 @@ fn a_render_that_streams_new_files_plans_the_same() {
             branch: Some("main"),
             sink: Some(&sink),
         };
-        let planned = super::run(snap, mem, &req, &mut core::Memo::default()).expect("plan");
+        let planned = super::run(snap, mem, &req, memo).expect("plan");
         (planned, sunk.into_inner().expect("lock"))
     };
-    let check = |snap: &Snapshot, mem: &Mem, what: &str| {
+    let check_one = |snap: &Snapshot, mem: &Mem, what: &str, memo: &mut core::Memo| {
         let whole = run(snap, mem, &settings, &mut core::Memo::default());
-        let (planned, sunk) = streaming(snap, mem);
+        let (planned, sunk) = streaming(snap, mem, memo);
         assert!(
             sunk.len() >= 2 * 10,
             "{what}: {} files streamed",
@@ -308,6 +309,22 @@ fn a_render_that_streams_new_files_plans_the_same() {
         let mut want = whole.plan.changes.clone();
         want.sort_by(|a, b| a.path.cmp(&b.path));
         assert_eq!(joined, want, "{what}");
+    };
+    let check = |snap: &Snapshot, mem: &Mem, what: &str| {
+        for once in [false, true] {
+            let what = &format!("{what} (memo for one run: {once})");
+            let mut memo = if once {
+                core::Memo::once()
+            } else {
+                core::Memo::default()
+            };
+            check_one(snap, mem, what, &mut memo);
+            assert_eq!(
+                memo.outputs.files.is_empty(),
+                once,
+                "{what}: what the memo recorded"
+            );
+        }
     };
     let mut entries = BTreeMap::new();
     let snap = snapshot(&mut mem, &claims, &entries);

@@ -191,7 +191,26 @@ pub fn chart_refs_where(
 /// Renders every file. Deterministic: the same claims and charts give the same bytes,
 /// whatever order the claims come in.
 pub fn render(claims: &[Claim], charts: &Charts, settings: &Settings) -> Result<Rendered, Error> {
-    render_reusing(claims, charts, settings, &|_, _| false)
+    render_reusing(claims, charts, settings, &Reuse::NOTHING)
+}
+
+/// Which applications and services a render leaves out: the caller has their files from
+/// an earlier render of the same claim (or the same application) in the same context.
+pub struct Reuse<'a> {
+    /// Claims none of whose applications and services are rendered (asked once a claim:
+    /// a render in batches leaves out every claim but the batch's, a hundred thousand
+    /// applications a batch).
+    pub claim: &'a dyn Fn(&Claim) -> bool,
+    /// Of the other claims' applications and services, those not rendered.
+    pub workload: &'a dyn Fn(&Claim, &Workload) -> bool,
+}
+
+impl Reuse<'static> {
+    /// Everything is rendered.
+    pub const NOTHING: Reuse<'static> = Reuse {
+        claim: &|_| false,
+        workload: &|_, _| false,
+    };
 }
 
 /// The folder of an application's or service's generated files.
@@ -199,15 +218,14 @@ pub fn workload_dir(cluster_type: &str, environment: &str, folder: &str, name: &
     format!("environments/{cluster_type}/{environment}/{folder}/{name}")
 }
 
-/// Like [`render`], but the applications and services for which `reuse` says yes are
-/// not rendered: the caller has their files from an earlier render of the same claim
-/// (or the same application) in the same context. Everything else (ApplicationSets,
+/// Like [`render`], but the applications and services `reuse` names are not rendered.
+/// Everything else (ApplicationSets,
 /// root apps, preview environments) is rendered as usual.
 pub fn render_reusing(
     claims: &[Claim],
     charts: &Charts,
     settings: &Settings,
-    reuse: &dyn Fn(&Claim, &Workload) -> bool,
+    reuse: &Reuse<'_>,
 ) -> Result<Rendered, Error> {
     let mut sorted: Vec<&Claim> = claims.iter().collect();
     sorted.sort_by(|a, b| (&a.source, a.pos, a.kind()).cmp(&(&b.source, b.pos, b.kind())));
@@ -260,7 +278,10 @@ pub fn render_reusing(
         } else {
             s.platform = true;
         }
-        for w in list.iter().filter(|w| !reuse(c, w)) {
+        if (reuse.claim)(c) {
+            continue;
+        }
+        for w in list.iter().filter(|w| !(reuse.workload)(c, w)) {
             let at = workload::Placement {
                 cluster_type: &ct.value,
                 environment: &env.value,
