@@ -31,12 +31,7 @@ pub struct Compressed {
 /// Hashes and compresses one object (a plain function: callers run it on all cores).
 pub fn compress(hash: HashKind, kind: Kind, data: &[u8]) -> Result<Compressed> {
     let id = gix::objs::compute_hash(hash, kind, data).map_err(git_err("hashing an object"))?;
-    let mut z = flate2::write::ZlibEncoder::new(
-        Vec::with_capacity(data.len() / 3 + 16),
-        flate2::Compression::fast(),
-    );
-    z.write_all(data)
-        .and_then(|_| z.finish())
+    super::deflate(&[data])
         .map(|deflated| Compressed {
             id,
             kind,
