@@ -586,20 +586,39 @@ impl Repo {
             gix::objs::tree::Editor::new(gix::objs::Tree::empty(), self, self.repo.object_hash());
         for (path, content) in files {
             let blob = self
-                .repo
-                .write_blob(content.as_bytes())
-                .map_err(git_err(format!("writing {path}")))?
-                .detach();
+                .write_loose(gix::objs::Kind::Blob, content.as_bytes())
+                .map_err(git_err(format!("writing {path}")))?;
             editor
                 .upsert(path.split('/'), gix::objs::tree::EntryKind::Blob, blob)
                 .map_err(git_err(format!("adding {path}")))?;
         }
         let tree = editor.write(|t| {
-            self.repo
-                .write_object(t)
-                .map(|id| id.detach())
-                .map_err(git_err("writing the tree"))
+            let mut bytes = Vec::new();
+            gix::objs::WriteTo::write_to(t, &mut bytes).map_err(git_err("writing a tree"))?;
+            self.write_loose(gix::objs::Kind::Tree, &bytes)
         })?;
+        self.write_commit(tree, &[], message, bot)
+    }
+
+    /// One commit of `tree` on top of `parent`.
+    pub fn commit_tree(
+        &self,
+        parent: ObjectId,
+        new_tree: ObjectId,
+        message: &str,
+        bot: &Identity,
+    ) -> Result<ObjectId> {
+        self.write_commit(new_tree, &[parent], message, bot)
+    }
+
+    /// A commit object of `tree` with these parents, by the bot, now.
+    fn write_commit(
+        &self,
+        tree: ObjectId,
+        parents: &[ObjectId],
+        message: &str,
+        bot: &Identity,
+    ) -> Result<ObjectId> {
         let signature = gix::actor::Signature {
             name: bot.name.as_str().into(),
             email: bot.email.as_str().into(),
@@ -611,36 +630,7 @@ impl Repo {
             author: signature.clone(),
             committer: signature,
             encoding: None,
-            parents: Default::default(),
-            extra_headers: Vec::new(),
-        };
-        Ok(self
-            .repo
-            .write_object(commit)
-            .map_err(git_err("writing the commit"))?
-            .detach())
-    }
-
-    /// One commit of `tree` on top of `parent`.
-    pub fn commit_tree(
-        &self,
-        parent: ObjectId,
-        new_tree: ObjectId,
-        message: &str,
-        bot: &Identity,
-    ) -> Result<ObjectId> {
-        let signature = gix::actor::Signature {
-            name: bot.name.as_str().into(),
-            email: bot.email.as_str().into(),
-            time: gix::date::Time::now_local_or_utc(),
-        };
-        let commit = gix::objs::Commit {
-            message: message.into(),
-            tree: new_tree,
-            author: signature.clone(),
-            committer: signature,
-            encoding: None,
-            parents: [parent].into_iter().collect(),
+            parents: parents.iter().copied().collect(),
             extra_headers: Vec::new(),
         };
         let mut bytes = Vec::new();
