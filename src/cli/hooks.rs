@@ -271,11 +271,6 @@ fn read_updates() -> Result<Vec<RefLine>> {
     Ok(RefLine::parse_all(&input))
 }
 
-/// The repository a hook runs in: git starts hooks in the bare repository (`GIT_DIR`).
-fn hook_repo_path() -> PathBuf {
-    std::env::var_os("GIT_DIR").map_or_else(|| PathBuf::from("."), PathBuf::from)
-}
-
 /// With a daemon (`CLAIMD_DAEMON`, or the hook file's), what it did with the updates
 /// (as `claimd-hook` does); without one, every update is left to this process.
 fn with_daemon(
@@ -310,7 +305,7 @@ pub fn pre_receive(file: &handoff::HookFile) -> Result<ExitCode> {
     drop(err);
     if let Some(memo) = memo {
         // Kept for the next push while git goes on with this one.
-        if let Err(e) = crate::pipeline::store::save_detached(&hook_repo_path(), &memo) {
+        if let Err(e) = crate::pipeline::store::save_detached(&handoff::hook_repo(), &memo) {
             tracing::warn!(error = %e, "could not keep the render memo (the next push renders everything)");
         }
         // The process ends now: freeing it piece by piece would only take time.
@@ -328,7 +323,7 @@ pub fn pre_receive(file: &handoff::HookFile) -> Result<ExitCode> {
 fn pre_receive_here(updates: &[RefLine]) -> Result<(Verdict, Option<crate::pipeline::Memo>)> {
     let opts = options_from_env();
     let quarantine = handoff::quarantine();
-    let repo = Repo::open_for_hook(&hook_repo_path(), quarantine.as_deref())?;
+    let repo = Repo::open_for_hook(&handoff::hook_repo(), quarantine.as_deref())?;
     let updates = parse_updates(updates)?;
     let mut memo = None;
     let verdict = reconcile::pre_receive(&repo, &updates, &opts, |id| {
@@ -380,7 +375,7 @@ pub fn post_receive(file: &handoff::HookFile) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let opts = options_from_env();
-    let repo = Repo::open(&hook_repo_path())?;
+    let repo = Repo::open(&handoff::hook_repo())?;
     for update in parse_updates(&local)? {
         if !reconcile::wants_render(&repo, &update, &opts)? {
             continue; // another branch, or our own commit: nothing to do, and no loop
