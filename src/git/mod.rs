@@ -137,10 +137,8 @@ fn write_loose(
 ) -> Result<ObjectId> {
     let id = gix::objs::compute_hash(hash, kind, data).map_err(git_err("hashing an object"))?;
     let hex = id.to_hex().to_string();
-    let (dir, path) = (
-        objects.join(&hex[..2]),
-        objects.join(&hex[..2]).join(&hex[2..]),
-    );
+    let dir = objects.join(&hex[..2]);
+    let path = dir.join(&hex[2..]);
     if path.is_file() {
         return Ok(id);
     }

@@ -115,9 +115,9 @@ fn folder(
             id: entry.oid.to_owned(),
         });
     }
-    // Where each name is: looked up in a map when many names change (a first render
-    // adds tens of thousands of folders to one; scanning for each was quadratic), by a
-    // scan when a few do. Entries taken out are marked, and dropped at the end.
+    // Where each name is: looked up in a map when many names change (hundreds of
+    // applications in a folder of thousands; a scan for each was quadratic), by a scan
+    // when a few do. Entries taken out are marked, and dropped at the end.
     let mut index: Option<HashMap<&[u8], usize>> = (edits.len() > MANY_EDITS).then(|| {
         let mut index = HashMap::with_capacity(entries.len() + edits.len());
         for (i, e) in entries.iter().enumerate() {
