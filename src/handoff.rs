@@ -552,6 +552,7 @@ fn move_loose_ref(git_dir: &Path, hooks: &Path, refname: &str, old: &str, new: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::git;
 
     #[test]
     fn json_strings_escape_what_json_requires() {
@@ -573,26 +574,6 @@ mod tests {
             assert_eq!(parse_verdict(&verdict_text(&v)), Some(v));
         }
         assert_eq!(parse_verdict("{\"refused\":false}"), None);
-    }
-
-    /// git on the repository `git_dir`, which must succeed: its output, trimmed.
-    fn git(git_dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(git_dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@t")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@t")
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// A bare repository with two commits on main (at the second): (its folder, the

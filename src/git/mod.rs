@@ -781,13 +781,7 @@ mod tests {
     #[test]
     fn loose_objects_are_read_back_by_git() {
         let dir = tempfile::tempdir().expect("tmp");
-        let ok = std::process::Command::new("git")
-            .args(["init", "-q", "--bare"])
-            .arg(dir.path())
-            .status()
-            .expect("git")
-            .success();
-        assert!(ok);
+        crate::testing::git(dir.path(), &["init", "-q", "--bare"]);
         let objects = dir.path().join("objects");
         let content = b"replicaCount: 1\n".repeat(5000);
         let write = || {
@@ -802,18 +796,8 @@ mod tests {
         let id = write();
         assert_eq!(id, super::sha1_blob_id(&content));
         assert_eq!(write(), id, "written again: the same object, no error");
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(dir.path())
-            .args(["cat-file", "blob", &id.to_string()])
-            .output()
-            .expect("git");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.stdout, content);
+        let read = crate::testing::git(dir.path(), &["cat-file", "blob", &id.to_string()]);
+        assert_eq!(read.as_bytes(), content.trim_ascii_end());
         let leftovers: Vec<_> = std::fs::read_dir(objects.join(&id.to_string()[..2]))
             .expect("folder")
             .flatten()

@@ -289,7 +289,7 @@ impl Memo {
         self.parsed.is_empty() && self.outputs.files.is_empty()
     }
 
-    /// A memo for one run that no other run will see (`claimd render`): the generated
+    /// A memo for one run that no other run will see (`claimd render`, `validate`): the generated
     /// files are not recorded per claim file, nor hashed when nothing compares them (a
     /// new file that goes straight to the sink), nor the applications' inputs hashed.
     pub fn once() -> Memo {
